@@ -1,0 +1,1 @@
+"""vit_jax: Vision Transformer models, checkpoints and trainer in JAX/Flax."""

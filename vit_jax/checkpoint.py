@@ -1,0 +1,246 @@
+"""Published ViT checkpoints (.npz) <-> Flax params, and fine-tuning init.
+
+The published files (original ViT release, AugReg, hybrids) store a flat
+mapping from `/`-joined parameter paths to arrays. Three conversions separate
+that layout from the module tree of `models_vit.py`, all made here:
+
+1. Block children. The files were written by pre-linen Flax, which numbered
+   the children of `Transformer/encoderblock_N` by their position in the block
+   (`LayerNorm_0, MultiHeadDotProductAttention_1, LayerNorm_2, MlpBlock_3`);
+   linen numbers them per type (`LayerNorm_0, MultiHeadDotProductAttention_0,
+   LayerNorm_1, MlpBlock_0`). `_BLOCK_CHILDREN` is the one table of both
+   names; files already in linen naming load as they are.
+2. Squeezable shapes. Some files carry extra singleton dimensions (GroupNorm
+   scale/bias as [1, 1, 1, C], for one) or lack the leading ones. Each leaf is
+   brought to the rank its kind has (`_leaf_rank`) by dropping leading, then
+   trailing, size-1 dimensions, or by adding leading ones.
+3. Nothing else: kernels keep their layout ([in, out], [kh, kw, in, out],
+   [hidden, heads, head_dim] for query/key/value, [heads, head_dim, hidden]
+   for out).
+"""
+import io
+import os
+import re
+from typing import Any, Dict, Optional, Sequence, Tuple
+
+import flax.traverse_util
+import numpy as np
+import scipy.ndimage
+
+Params = Dict[str, Any]
+
+# Published (position-numbered) name -> module (per-type numbered) name.
+_BLOCK_CHILDREN = {
+    'LayerNorm_0': 'LayerNorm_0',
+    'MultiHeadDotProductAttention_1': 'MultiHeadDotProductAttention_0',
+    'LayerNorm_2': 'LayerNorm_1',
+    'MlpBlock_3': 'MlpBlock_0',
+}
+_BLOCK_CHILDREN_PUBLISHED = {v: k for k, v in _BLOCK_CHILDREN.items()}
+_BLOCK = re.compile(r'encoderblock_\d+$')
+_CONV = re.compile(r'(embedding|conv_root|conv\d+|conv_proj)$')
+
+
+class CheckpointMismatchError(ValueError):
+  """A checkpoint's keys or shapes do not fit the model."""
+
+
+def _rename_block_children(path: Tuple[str, ...], table) -> Tuple[str, ...]:
+  out = list(path)
+  for i in range(1, len(path)):
+    if _BLOCK.match(path[i - 1]):
+      out[i] = table.get(path[i], path[i])
+  return tuple(out)
+
+
+def _leaf_rank(path: Tuple[str, ...]) -> int:
+  """The rank a parameter has in the module, from its path alone."""
+  leaf, parent = path[-1], path[-2] if len(path) > 1 else ''
+  if leaf in ('cls', 'pos_embedding'):
+    return 3
+  if parent in ('query', 'key', 'value'):
+    return 3 if leaf == 'kernel' else 2
+  if parent == 'out':
+    return 3 if leaf == 'kernel' else 1
+  if leaf == 'kernel':
+    return 4 if _CONV.match(parent) else 2
+  return 1  # biases, LayerNorm/GroupNorm scales.
+
+
+def _to_rank(array: np.ndarray, rank: int) -> np.ndarray:
+  shape = list(array.shape)
+  while len(shape) > rank and shape[0] == 1:
+    shape.pop(0)
+  while len(shape) > rank and shape[-1] == 1:
+    shape.pop()
+  if len(shape) > rank:
+    raise CheckpointMismatchError(
+        f'Array of shape {array.shape} cannot be brought to rank {rank}.')
+  return array.reshape([1] * (rank - len(shape)) + shape)
+
+
+def _squeezed(shape) -> Tuple[int, ...]:
+  return tuple(d for d in shape if d != 1)
+
+
+def _open(path: str, mode: str):
+  """Local files with `open`; URLs such as gs:// through tf.io.gfile."""
+  if '://' in path:
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    return tf.io.gfile.GFile(path, mode)
+  return open(path, mode)
+
+
+def load_npz(path: str) -> Params:
+  """Reads a published-layout .npz into a nested dict of numpy arrays."""
+  if '://' not in path and not os.path.isfile(path):
+    raise FileNotFoundError(f'Checkpoint file {path!r} does not exist.')
+  try:
+    with _open(path, 'rb') as f:
+      with np.load(io.BytesIO(f.read()), allow_pickle=False) as npz:
+        flat = {k: npz[k] for k in npz.files}
+  except (ValueError, OSError, EOFError) as e:
+    raise ValueError(f'Checkpoint file {path!r} is not a readable .npz '
+                     f'archive ({type(e).__name__}: {e}); it may be truncated'
+                     ' or corrupt. Re-download or re-export it.') from e
+  if not flat:
+    raise ValueError(f'Checkpoint file {path!r} holds no arrays.')
+  params = {}
+  for key, value in flat.items():
+    path_ = _rename_block_children(tuple(key.split('/')), _BLOCK_CHILDREN)
+    params[path_] = _to_rank(value, _leaf_rank(path_))
+  return flax.traverse_util.unflatten_dict(params)
+
+
+# The original release called this `load`.
+load = load_npz
+
+
+def to_published(params: Params) -> Dict[str, np.ndarray]:
+  """Flat {published key: numpy array} for a module params tree."""
+  flat = flax.traverse_util.flatten_dict(dict(params))
+  return {
+      '/'.join(_rename_block_children(k, _BLOCK_CHILDREN_PUBLISHED)):
+          np.asarray(v) for k, v in flat.items()
+  }
+
+
+def save_npz(path: str, params: Params) -> None:
+  """Writes params in the published layout (names and shapes).
+
+  The file appears complete or not at all: it is written beside the target
+  and renamed into place (local paths).
+  """
+  buf = io.BytesIO()
+  np.savez(buf, **to_published(params))
+  if '://' in path:
+    with _open(path, 'wb') as f:
+      f.write(buf.getvalue())
+    return
+  tmp = f'{path}.tmp-{os.getpid()}'
+  with open(tmp, 'wb') as f:
+    f.write(buf.getvalue())
+    f.flush()
+    os.fsync(f.fileno())
+  os.replace(tmp, path)
+
+
+def _square_grid(num_tokens: int, what: str) -> Tuple[int, int]:
+  side = int(round(np.sqrt(num_tokens)))
+  if side * side != num_tokens:
+    raise ValueError(f'{what} has {num_tokens} patch tokens, not a square '
+                     'grid; pass its grid size (rows, cols) explicitly.')
+  return side, side
+
+
+def interpolate_posemb(posemb: np.ndarray, num_tokens: int, *,
+                       num_prefix_tokens: int,
+                       old_grid: Optional[Sequence[int]] = None,
+                       new_grid: Optional[Sequence[int]] = None) -> np.ndarray:
+  """Resizes [1, prefix + rows*cols, D] position embeddings to `num_tokens`.
+
+  The prefix (class token) embeddings are kept apart; the patch embeddings are
+  laid out on their 2-D grid and resized bilinearly (scipy.ndimage.zoom,
+  order=1, as the original implementation). Grids default to square.
+  """
+  posemb = np.asarray(posemb)
+  prefix, grid = posemb[:, :num_prefix_tokens], posemb[0, num_prefix_tokens:]
+  old_grid = tuple(old_grid or _square_grid(len(grid), 'The checkpoint'))
+  new_grid = tuple(new_grid or _square_grid(num_tokens - num_prefix_tokens,
+                                            'The model'))
+  if old_grid[0] * old_grid[1] != len(grid):
+    raise ValueError(f'old_grid={old_grid} does not hold {len(grid)} tokens.')
+  if new_grid[0] * new_grid[1] != num_tokens - num_prefix_tokens:
+    raise ValueError(f'new_grid={new_grid} does not hold '
+                     f'{num_tokens - num_prefix_tokens} tokens.')
+  grid = grid.reshape(old_grid[0], old_grid[1], -1)
+  zoom = (new_grid[0] / old_grid[0], new_grid[1] / old_grid[1], 1)
+  grid = scipy.ndimage.zoom(grid, zoom, order=1)
+  return np.concatenate([prefix, grid.reshape(1, -1, grid.shape[-1])], axis=1)
+
+
+def load_pretrained(*, pretrained_path: str, init_params: Params,
+                    model_config, grid_size: Optional[Sequence[int]] = None,
+                    pretrained_grid_size: Optional[Sequence[int]] = None
+                    ) -> Params:
+  """Initialises fine-tuning from a published checkpoint.
+
+  Args:
+    pretrained_path: the .npz to read.
+    init_params: freshly initialised params of the fine-tuning model; they
+      give the head (new class count) and the expected keys and shapes.
+    model_config: the fine-tuning model's config (`classifier`,
+      `representation_size`).
+    grid_size: the model's patch grid (rows, cols) when it is not square
+      (`models.token_grid` computes it).
+    pretrained_grid_size: the checkpoint's grid, when it is not square.
+
+  Returns:
+    Params shaped like `init_params`: the pre-logits layer is dropped when the
+    new config has none, the head is `init_params`'s, and the position
+    embeddings are resized in 2-D when the token grid changed.
+
+  Raises:
+    CheckpointMismatchError: listing every missing, unexpected or
+      differently shaped key that remains after those adaptations.
+  """
+  restored = flax.traverse_util.flatten_dict(load_npz(pretrained_path))
+  expected = flax.traverse_util.flatten_dict(dict(init_params))
+
+  if model_config.get('representation_size') is None:
+    restored = {k: v for k, v in restored.items() if k[0] != 'pre_logits'}
+  restored = {k: v for k, v in restored.items() if k[0] != 'head'}
+  restored.update({k: v for k, v in expected.items() if k[0] == 'head'})
+
+  key = ('Transformer', 'posembed_input', 'pos_embedding')
+  if key in restored and key in expected:
+    old, new = restored[key], expected[key]
+    if old.shape != new.shape and old.shape[2:] == new.shape[2:]:
+      restored[key] = interpolate_posemb(
+          old, new.shape[1],
+          num_prefix_tokens=int(model_config.get('classifier') == 'token'),
+          old_grid=pretrained_grid_size, new_grid=grid_size)
+
+  problems = [f'  missing from the checkpoint: {"/".join(k)} {new.shape}'
+              for k, new in expected.items() if k not in restored]
+  problems += [f'  not in the model: {"/".join(k)} {v.shape}'
+               for k, v in restored.items() if k not in expected]
+  out = {}
+  for k, new in expected.items():
+    if k not in restored:
+      continue
+    old = np.asarray(restored[k])
+    if old.shape != new.shape:
+      if _squeezed(old.shape) != _squeezed(new.shape):
+        problems.append(f'  shape mismatch: {"/".join(k)} checkpoint '
+                        f'{old.shape} vs model {tuple(new.shape)}')
+        continue
+      old = old.reshape(new.shape)
+    out[k] = old.astype(new.dtype)
+  if problems:
+    raise CheckpointMismatchError(
+        f'Checkpoint {pretrained_path!r} does not fit the model '
+        f'({model_config.get("model_name") or "custom config"}):\n' +
+        '\n'.join(problems) + '\nCheck that the model name/config matches the'
+        ' checkpoint.')
+  return flax.traverse_util.unflatten_dict(out)

@@ -1,0 +1,1 @@
+"""Model presets (`vit_jax.configs.models`)."""

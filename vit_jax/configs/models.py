@@ -1,0 +1,72 @@
+"""The named model presets: the one place where architectures are defined.
+
+Names are those of the published checkpoints (`ViT-B_16.npz`, ...).
+`MODEL_CONFIGS[name]` is a locked `ml_collections.ConfigDict`; use
+`get_model_config(name)` for an unlocked copy you may edit.
+"""
+import ml_collections
+
+MODEL_CONFIGS = {}
+
+
+def _vit(name, *, hidden, mlp, heads, layers, patch, dropout=0.0,
+         classifier='token', representation_size=None, resnet=None):
+  config = ml_collections.ConfigDict()
+  config.model_name = name
+  config.patches = ml_collections.ConfigDict({'size': (patch, patch)})
+  config.hidden_size = hidden
+  config.transformer = ml_collections.ConfigDict(dict(
+      mlp_dim=mlp, num_heads=heads, num_layers=layers,
+      attention_dropout_rate=0.0, dropout_rate=dropout))
+  config.classifier = classifier
+  config.representation_size = representation_size
+  if resnet is not None:
+    config.resnet = ml_collections.ConfigDict(
+        dict(num_layers=tuple(resnet), width_factor=1))
+  MODEL_CONFIGS[name] = config.lock()
+
+
+# Transformer sizes: (hidden, mlp, heads, layers, default dropout).
+_SIZES = {
+    'Ti': (192, 768, 3, 12, 0.0),
+    'S': (384, 1536, 6, 12, 0.0),
+    'B': (768, 3072, 12, 12, 0.0),
+    'L': (1024, 4096, 16, 24, 0.1),
+    'H': (1280, 5120, 16, 32, 0.1),
+    # "Scaling Vision Transformers" (Zhai et al. 2021); no published .npz.
+    'g': (1408, 6144, 16, 40, 0.0),
+    'G': (1664, 8192, 16, 48, 0.0),
+}
+
+
+def _sized(size, **kwargs):
+  hidden, mlp, heads, layers, dropout = _SIZES[size]
+  kwargs.setdefault('dropout', dropout)
+  return dict(hidden=hidden, mlp=mlp, heads=heads, layers=layers, **kwargs)
+
+
+_vit('testing', hidden=10, mlp=10, heads=2, layers=1, patch=16, dropout=0.1)
+for _size, _patch in [('Ti', 16), ('S', 16), ('B', 16), ('L', 16), ('H', 14),
+                      ('B', 8), ('S', 32), ('B', 32), ('g', 14), ('G', 14)]:
+  _vit(f'ViT-{_size}_{_patch}', **_sized(_size, patch=_patch))
+# ViT-L/32 was trained without dropout, unlike ViT-L/16.
+_vit('ViT-L_32', **_sized('L', patch=32, dropout=0.0))
+for _size, _patch in [('S', 16), ('B', 16), ('S', 32), ('B', 32)]:
+  _vit(f'ViT-{_size}_{_patch}-gap-norep',
+       **_sized(_size, patch=_patch, classifier='gap'))
+
+# Hybrids. The stem downsamples 4x and every stage after the first 2x more, so
+# patches over the feature map give an effective /16 or /32.
+_vit('R+ViT-Ti_16', **_sized('Ti', patch=8, resnet=()))
+_vit('R50+ViT-B_16', **_sized('B', patch=1, dropout=0.1, resnet=(3, 4, 9)))
+_vit('R26+ViT-B_32', **_sized('B', patch=1, resnet=(2, 2, 2, 2)))
+_vit('R26+ViT-S_32', **_sized('S', patch=1, resnet=(2, 2, 2, 2)))
+_vit('R50+ViT-L_32', **_sized('L', patch=1, resnet=(3, 4, 6, 3)))
+
+
+def get_model_config(name: str) -> ml_collections.ConfigDict:
+  """An unlocked copy of preset `name`; a clear error for unknown names."""
+  if name not in MODEL_CONFIGS:
+    raise ValueError(f'Unknown model {name!r}. Known models: '
+                     f'{", ".join(MODEL_CONFIGS)}.')
+  return ml_collections.ConfigDict(MODEL_CONFIGS[name].to_dict())
