@@ -21,6 +21,7 @@ that layout from the module tree of `models_vit.py`, all made here:
 import io
 import os
 import re
+import zipfile
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 import flax.traverse_util
@@ -99,7 +100,7 @@ def load_npz(path: str) -> Params:
     with _open(path, 'rb') as f:
       with np.load(io.BytesIO(f.read()), allow_pickle=False) as npz:
         flat = {k: npz[k] for k in npz.files}
-  except (ValueError, OSError, EOFError) as e:
+  except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
     raise ValueError(f'Checkpoint file {path!r} is not a readable .npz '
                      f'archive ({type(e).__name__}: {e}); it may be truncated'
                      ' or corrupt. Re-download or re-export it.') from e
@@ -116,13 +117,11 @@ def load_npz(path: str) -> Params:
 load = load_npz
 
 
-def to_published(params: Params) -> Dict[str, np.ndarray]:
-  """Flat {published key: numpy array} for a module params tree."""
+def to_published(params: Params) -> Dict[str, Any]:
+  """Flat {published key: leaf} for a module params tree (leaves as given)."""
   flat = flax.traverse_util.flatten_dict(dict(params))
-  return {
-      '/'.join(_rename_block_children(k, _BLOCK_CHILDREN_PUBLISHED)):
-          np.asarray(v) for k, v in flat.items()
-  }
+  return {'/'.join(_rename_block_children(k, _BLOCK_CHILDREN_PUBLISHED)): v
+          for k, v in flat.items()}
 
 
 def save_npz(path: str, params: Params) -> None:
@@ -132,7 +131,7 @@ def save_npz(path: str, params: Params) -> None:
   and renamed into place (local paths).
   """
   buf = io.BytesIO()
-  np.savez(buf, **to_published(params))
+  np.savez(buf, **{k: np.asarray(v) for k, v in to_published(params).items()})
   if '://' in path:
     with _open(path, 'wb') as f:
       f.write(buf.getvalue())

@@ -1,0 +1,28 @@
+"""Shared fixtures: the reference files and tiny model configs."""
+import json
+import pathlib
+
+import ml_collections
+import pytest
+
+SHARED = pathlib.Path(__file__).resolve().parents[2] / 'shared'
+REFERENCE = SHARED / 'reference'
+
+
+@pytest.fixture(scope='session')
+def reference():
+  """The shared reference case dir and its cases.json (skips if absent)."""
+  if not (REFERENCE / 'cases.json').exists():
+    pytest.skip(f'{REFERENCE} not found (CI lays ../shared beside the repo).')
+  return REFERENCE, json.loads((REFERENCE / 'cases.json').read_text())
+
+
+def tiny_config(**overrides):
+  """A 2-block ViT small enough for unit tests (32 px, 8 px patches)."""
+  config = ml_collections.ConfigDict(dict(
+      model_name='tiny', patches={'size': (8, 8)}, hidden_size=16,
+      transformer=dict(mlp_dim=32, num_heads=2, num_layers=2,
+                       attention_dropout_rate=0.0, dropout_rate=0.0),
+      classifier='token', representation_size=None))
+  config.update(overrides)
+  return config

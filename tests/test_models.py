@@ -1,0 +1,137 @@
+"""Model numerics against the original implementation, shapes, errors."""
+import jax
+import numpy as np
+import pytest
+
+from tests.conftest import tiny_config
+from vit_jax import checkpoint
+from vit_jax import models
+from vit_jax.configs import models as models_config
+
+
+def test_reference_logits(reference):
+  """The original implementation's logits, within 3e-5."""
+  ref_dir, cases = reference
+  case = cases['vit_s16_2blocks']
+  params = checkpoint.load_npz(str(ref_dir / case['checkpoint']))
+  model = models.VisionTransformer(num_classes=case['num_classes'],
+                                   **case['model'])
+  logits = model.apply({'params': params}, np.load(ref_dir / case['input']),
+                       train=False)
+  want = np.load(ref_dir / case['logits'])
+  assert logits.shape == want.shape
+  np.testing.assert_allclose(logits, want, atol=3e-5, rtol=0)
+
+
+def _init(model, shape):
+  return model.init(jax.random.PRNGKey(0), np.zeros(shape, np.float32),
+                    train=False)['params']
+
+
+def _perturb(params):
+  """Random non-zero values everywhere (the head and cls init to zero)."""
+  leaves, tree = jax.tree.flatten(params)
+  rng = np.random.RandomState(0)
+  return jax.tree.unflatten(
+      tree, [p + 0.1 * rng.standard_normal(p.shape) for p in leaves])
+
+
+@pytest.mark.parametrize('name,size', [('testing', 32), ('R+ViT-Ti_16', 64)])
+def test_presets_run(name, size):
+  model = models.get_model(name, num_classes=5)
+  if name == 'R+ViT-Ti_16':  # Shrink the transformer; the stem stays real.
+    model = model.clone(transformer=dict(model.transformer, num_layers=1))
+  params = _init(model, (1, size, size, 3))
+  logits = model.apply({'params': params}, np.ones((2, size, size, 3)),
+                       train=False)
+  assert logits.shape == (2, 5) and logits.dtype == np.float32
+
+
+def test_hybrid_with_stages_grid():
+  config = tiny_config(patches={'size': (1, 1)},
+                       resnet=dict(num_layers=(1, 1), width_factor=0.5))
+  model = models.VisionTransformer(num_classes=3, **config)
+  params = _init(model, (1, 64, 48, 3))
+  # 64x48 -> stem /4 -> 16x12 -> second stage /2 -> 8x6 tokens + class token.
+  assert models.token_grid(config, (64, 48)) == (8, 6)
+  assert params['Transformer']['posembed_input']['pos_embedding'].shape == (
+      1, 8 * 6 + 1, 16)
+  assert params['block2']['unit1']['conv2']['kernel'].shape == (3, 3, 64, 64)
+
+
+def test_nonsquare_image_and_patches_gap():
+  config = tiny_config(patches={'size': (8, 4)}, classifier='gap',
+                       representation_size=7)
+  model = models.VisionTransformer(num_classes=4, **config)
+  params = _init(model, (1, 32, 16, 3))
+  assert 'cls' not in params
+  assert params['Transformer']['posembed_input']['pos_embedding'].shape == (
+      1, 4 * 4, 16)
+  assert params['pre_logits']['kernel'].shape == (16, 7)
+  out = model.apply({'params': params}, np.ones((3, 32, 16, 3)), train=False)
+  assert out.shape == (3, 4)
+
+
+def test_dropout_needs_rng_and_changes_output():
+  model = models.VisionTransformer(
+      num_classes=3, **tiny_config(transformer=dict(
+          mlp_dim=32, num_heads=2, num_layers=2, dropout_rate=0.5,
+          attention_dropout_rate=0.5)))
+  params = _init(model, (1, 32, 32, 3))
+  params = _perturb(params)
+  x = np.random.RandomState(0).uniform(-1, 1, (2, 32, 32, 3))
+  a = model.apply({'params': params}, x, train=True,
+                  rngs={'dropout': jax.random.PRNGKey(1)})
+  b = model.apply({'params': params}, x, train=True,
+                  rngs={'dropout': jax.random.PRNGKey(2)})
+  c = model.apply({'params': params}, x, train=False)
+  d = model.apply({'params': params}, x, train=False)
+  assert not np.allclose(a, b)
+  np.testing.assert_array_equal(c, d)
+
+
+def test_attention_weights_collected_match_fused_path():
+  model = models.VisionTransformer(num_classes=3, **tiny_config())
+  params = _perturb(_init(model, (1, 32, 32, 3)))
+  x = np.random.RandomState(0).uniform(-1, 1, (2, 32, 32, 3))
+  fused = model.apply({'params': params}, x, train=False)
+  explicit, state = model.apply({'params': params}, x, train=False,
+                                mutable=['intermediates'])
+  np.testing.assert_allclose(fused, explicit, atol=1e-5)
+  weights = state['intermediates']['Transformer']['encoderblock_1'][
+      'MultiHeadDotProductAttention_0']['attention_weights'][0]
+  assert weights.shape == (2, 2, 17, 17)
+  np.testing.assert_allclose(weights.sum(-1), 1.0, atol=1e-5)
+
+
+def test_remat_and_bf16_close_to_fp32():
+  config = tiny_config()
+  model = models.VisionTransformer(num_classes=3, **config)
+  params = _perturb(_init(model, (1, 32, 32, 3)))
+  x = np.random.RandomState(0).uniform(-1, 1, (2, 32, 32, 3))
+  ref = model.apply({'params': params}, x, train=False)
+  remat = model.clone(remat=True).apply({'params': params}, x, train=False)
+  np.testing.assert_allclose(ref, remat, atol=1e-6)
+  bf16 = model.clone(dtype=jax.numpy.bfloat16).apply({'params': params}, x,
+                                                     train=False)
+  assert bf16.dtype == np.float32
+  np.testing.assert_allclose(ref, bf16, atol=0.05)
+
+
+@pytest.mark.parametrize('bad,match', [
+    (dict(hidden_size=15), 'not divisible by num_heads'),
+    (dict(patches={'size': (5, 5)}), 'not divisible by the patch size'),
+    (dict(classifier='cls'), "classifier='cls'"),
+])
+def test_bad_configs_raise(bad, match):
+  model = models.VisionTransformer(num_classes=3, **tiny_config(**bad))
+  with pytest.raises(ValueError, match=match):
+    _init(model, (1, 32, 32, 3))
+
+
+def test_unknown_preset_lists_known_names():
+  with pytest.raises(ValueError, match='Unknown model .*ViT-B_16'):
+    models_config.get_model_config('ViT-X_99')
+  config = models_config.get_model_config('ViT-B_16')
+  config.hidden_size = 12  # An editable copy; the registry stays intact.
+  assert models_config.MODEL_CONFIGS['ViT-B_16'].hidden_size == 768
