@@ -1,0 +1,1 @@
+"""Experiment configs: `get_config(arg)` -> ConfigDict, one file each."""

@@ -1,0 +1,78 @@
+"""Fields every experiment config has, with their defaults, and arg parsing.
+
+Each config file starts from `base_config()` and changes what it needs;
+any field can then be overridden on the command line
+(`--config.total_steps=100`, `--config.model.hidden_size=128`).
+"""
+import ml_collections
+from ml_collections import config_dict
+
+from vit_jax.configs import models as models_config
+
+
+def parse_arg(arg, **defaults):
+  """'variant=B/16,dataset=cifar10' -> ConfigDict over `defaults`.
+
+  Values take the type of their default (int, float, bool or str).
+  """
+  out = ml_collections.ConfigDict(defaults)
+  for item in filter(None, (arg or '').split(',')):
+    key, sep, value = item.partition('=')
+    if not sep or key not in defaults:
+      raise ValueError(f'Bad config argument {item!r}; known keys: '
+                       f'{", ".join(defaults)} (as key=value,key=value).')
+    kind = type(defaults[key])
+    if kind is bool:
+      out[key] = value.lower() in ('1', 'true', 'yes')
+    else:
+      out[key] = kind(value) if defaults[key] is not None else value
+  return out
+
+
+def model_from_variant(variant: str) -> ml_collections.ConfigDict:
+  """'B/16' or a preset name such as 'R50+ViT-B_16' -> the preset config."""
+  name = variant if variant in models_config.MODEL_CONFIGS else (
+      'ViT-' + variant.replace('/', '_'))
+  return models_config.get_model_config(name)
+
+
+def base_config() -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  config.model = models_config.get_model_config('testing')
+
+  # Data (see vit_jax/input_pipeline.py).
+  config.dataset = 'fashion_mnist'
+  config.data_dir = config_dict.placeholder(str)
+  config.train_split = 'train'
+  config.eval_split = 'test'
+  config.image_size = 224
+  config.pp = ml_collections.ConfigDict(dict(
+      train='inception_crop', crop_min_area=0.08, crop_padding=4, flip=True,
+      eval='resize_crop'))
+
+  # Loop.
+  config.total_steps = 1000
+  config.batch_size = 512  # Global, over all devices and processes.
+  config.eval_batch_size = 512
+  config.accum_steps = 1  # Micro-batches per step (gradient accumulation).
+  config.seed = 0
+  config.log_every = 50
+  config.eval_every = 1000
+  config.checkpoint_every = 1000
+  config.keep_checkpoints = 3
+  config.pretrained_path = config_dict.placeholder(str)
+  config.nonfinite = 'stop'  # Or 'skip': drop the update of such a step.
+
+  # Optimisation.
+  config.optimizer = ml_collections.ConfigDict(dict(
+      name='adamw', b1=0.9, b2=0.999, momentum=0.9, weight_decay=0.1,
+      grad_clip_norm=1.0))
+  config.lr = ml_collections.ConfigDict(dict(
+      base=1e-3, warmup_steps=100, decay='linear', end=0.0))
+  config.label_smoothing = 0.0
+
+  # Compute layout.
+  config.dtype = 'float32'  # Compute dtype; params stay float32.
+  config.remat = False
+  config.mesh = (('data', -1), ('fsdp', 1))
+  return config

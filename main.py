@@ -1,0 +1,79 @@
+"""Trains a ViT: `python main.py --workdir=DIR [--config=configs/X.py[:ARG]]`.
+
+Any config field can be overridden: `--config.total_steps=100`. Without
+`--config` the offline default job (configs/default.py) runs. Re-running the
+same command resumes from the newest checkpoint in DIR.
+"""
+import os
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+import jax
+from ml_collections import config_flags
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, _HERE)  # Config files import `configs.common`.
+
+config_flags.DEFINE_config_file(
+    'config', os.path.join(_HERE, 'configs', 'default.py'),
+    'Experiment config file, optionally with `:ARG`.', lock_config=True)
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Output directory.',
+                               required=True)
+_COORDINATOR = flags.DEFINE_string(
+    'coordinator_address', None, 'host:port of process 0, for multi-process '
+    'runs (jax.distributed).')
+_NUM_PROCESSES = flags.DEFINE_integer('num_processes', None,
+                                      'Number of processes.')
+_PROCESS_ID = flags.DEFINE_integer('process_id', None,
+                                   'Index of this process.')
+_TRACEBACK = flags.DEFINE_bool('traceback', False,
+                               'Show tracebacks for input errors too.')
+
+
+def _init_distributed():
+  """jax.distributed from flags, or auto-detected on TPU pods and SLURM."""
+  explicit = any(f is not None for f in (_COORDINATOR.value,
+                                         _NUM_PROCESSES.value,
+                                         _PROCESS_ID.value))
+  auto = int(os.environ.get('SLURM_NTASKS', '1')) > 1 or ',' in os.environ.get(
+      'TPU_WORKER_HOSTNAMES', '')
+  if not (explicit or auto):
+    return
+  # Cross-process collectives on CPU (several local processes in tests).
+  jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+  if explicit:
+    jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value,
+                               _PROCESS_ID.value)
+  else:
+    jax.distributed.initialize()
+  logging.info('Process %d of %d, %d local of %d devices.',
+               jax.process_index(), jax.process_count(),
+               jax.local_device_count(), jax.device_count())
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  # orbax logs every step of every save at INFO; keep ours, drop its chatter.
+  logging.get_absl_handler().addFilter(
+      lambda record: 'orbax' not in record.pathname or
+      record.levelno >= logging.converter.STANDARD_WARNING)
+  # Imported here so that `--help` and flag errors stay fast.
+  from vit_jax import train  # pylint: disable=g-import-not-at-top
+  try:
+    _init_distributed()
+    metrics = train.train_and_evaluate(flags.FLAGS.config, _WORKDIR.value)
+  except (ValueError, OSError, train.NonFiniteLossError) as e:
+    if _TRACEBACK.value:
+      raise
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(1)
+  if jax.process_index() == 0:
+    print(' '.join(f'{k}={v:.4f}' if isinstance(v, float) else f'{k}={v}'
+                   for k, v in metrics.items()))
+
+
+if __name__ == '__main__':
+  app.run(main)

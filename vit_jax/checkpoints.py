@@ -1,0 +1,61 @@
+"""Training-state checkpoints in WORKDIR/checkpoints with orbax.
+
+Saves are asynchronous and atomic (orbax writes into a temporary directory
+and renames it when complete), so a crash never leaves a half-written
+checkpoint that looks finished. On restore the newest checkpoint that reads
+back is used; one that is truncated or corrupt is reported by name and the
+previous one is tried.
+"""
+import os
+import sys
+
+from absl import logging
+import jax
+import orbax.checkpoint as ocp
+
+
+class Manager:
+  """A thin wrapper over `ocp.CheckpointManager` for the train state."""
+
+  def __init__(self, workdir: str, config):
+    self.directory = os.path.join(os.path.abspath(workdir), 'checkpoints')
+    self._manager = ocp.CheckpointManager(
+        self.directory,
+        options=ocp.CheckpointManagerOptions(
+            max_to_keep=config.get('keep_checkpoints', 3), create=True,
+            enable_async_checkpointing=True))
+
+  def save(self, step: int, state) -> None:
+    self._manager.save(step, args=ocp.args.StandardSave(state))
+
+  def restore_latest(self, like):
+    """The newest readable checkpoint laid out like `like`, or None if none.
+
+    Raises:
+      ValueError: checkpoints exist but none fits `like` (another model or
+        optimizer wrote them), so the run does not silently start over.
+    """
+    steps = sorted(self._manager.all_steps(), reverse=True)
+    abstract = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
+        like)
+    for step in steps:
+      try:
+        return self._manager.restore(
+            step, args=ocp.args.StandardRestore(abstract))
+      except Exception as e:  # pylint: disable=broad-except
+        message = (f'Checkpoint {os.path.join(self.directory, str(step))} is '
+                   f'unreadable ({type(e).__name__}: {str(e)[:200]}); falling'
+                   ' back to the previous one.')
+        logging.warning(message)
+        print(f'WARNING: {message}', file=sys.stderr)
+    if steps:
+      raise ValueError(
+          f'None of the checkpoints {steps} in {self.directory} can be '
+          'restored for this config (different model or optimizer?). Use a '
+          'new --workdir, or remove that directory to start over.')
+    return None
+
+  def close(self) -> None:
+    self._manager.wait_until_finished()
+    self._manager.close()

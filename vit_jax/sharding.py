@@ -1,0 +1,69 @@
+"""Device mesh from the config, and how arrays are laid out on it.
+
+`config.mesh` lists (axis name, size) pairs, e.g. (('data', -1), ('fsdp', 1));
+one size may be -1 (all remaining devices). The batch is split over every
+axis (each device sees its own examples). Parameters and optimizer state are
+sharded over 'fsdp' in big_vision's FSDP style: each array is split along its
+largest dimension that the axis size divides, and replicated otherwise; with
+fsdp=1 that is plain data parallelism.
+"""
+from typing import Sequence, Tuple
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+
+def mesh_shape(mesh_config: Sequence[Tuple[str, int]],
+               num_devices: int) -> Tuple[Tuple[str, ...], Tuple[int, ...]]:
+  """Resolves the -1 entry; a clear error when sizes don't fit the devices."""
+  names = tuple(name for name, _ in mesh_config)
+  sizes = [int(size) for _, size in mesh_config]
+  if sizes.count(-1) > 1 or any(s == 0 or s < -1 for s in sizes):
+    raise ValueError(f'config.mesh={tuple(mesh_config)}: give positive sizes '
+                     'and at most one -1.')
+  known = int(np.prod([s for s in sizes if s != -1]))
+  if -1 in sizes:
+    if num_devices % known:
+      raise ValueError(f'config.mesh={tuple(mesh_config)} does not divide '
+                       f'the {num_devices} devices.')
+    sizes[sizes.index(-1)] = num_devices // known
+  if int(np.prod(sizes)) != num_devices:
+    raise ValueError(f'config.mesh={tuple(mesh_config)} needs '
+                     f'{int(np.prod(sizes))} devices, but there are '
+                     f'{num_devices}.')
+  return names, tuple(sizes)
+
+
+def make_mesh(mesh_config, devices=None) -> Mesh:
+  devices = jax.devices() if devices is None else devices
+  names, sizes = mesh_shape(mesh_config, len(devices))
+  return Mesh(np.asarray(devices).reshape(sizes), names)
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+  """Leading (batch) dimension split over all mesh axes."""
+  return NamedSharding(mesh, P(mesh.axis_names))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P())
+
+
+def fsdp_spec(shape: Sequence[int], fsdp_size: int) -> P:
+  """Shards the largest dimension divisible by `fsdp_size` over 'fsdp'."""
+  if fsdp_size <= 1:
+    return P()
+  for dim in sorted(range(len(shape)), key=lambda d: -shape[d]):
+    if shape[dim] % fsdp_size == 0:
+      spec = [None] * len(shape)
+      spec[dim] = 'fsdp'
+      return P(*spec)
+  return P()
+
+
+def state_shardings(mesh: Mesh, abstract_state):
+  """A NamedSharding for every leaf of a (shape-only) train state."""
+  fsdp = dict(zip(mesh.axis_names, mesh.devices.shape)).get('fsdp', 1)
+  return jax.tree.map(
+      lambda x: NamedSharding(mesh, fsdp_spec(x.shape, fsdp)), abstract_state)

@@ -1,0 +1,268 @@
+"""`train_and_evaluate(config, workdir)`: the one training loop.
+
+One batch, end to end: `input_pipeline.train_iterator` yields this process's
+slice of global batch `step` (a function of seed and step) ->
+`jax.make_array_from_process_local_data` places it on the mesh -> the jitted
+`train_step` (dropout rng = fold_in(key, step), so it does not depend on the
+device count) -> metrics to metrics.jsonl, TensorBoard and stderr -> an orbax
+checkpoint every `checkpoint_every` steps -> `params.npz` at the end.
+"""
+import json
+import os
+import sys
+import time
+from typing import Any, Dict
+
+from absl import logging
+from clu import metric_writers
+import jax
+import jax.numpy as jnp
+from jax.experimental import multihost_utils
+import ml_collections
+import numpy as np
+import optax
+
+from vit_jax import checkpoint
+from vit_jax import checkpoints
+from vit_jax import evaluate
+from vit_jax import input_pipeline
+from vit_jax import models
+from vit_jax import optim
+from vit_jax import sharding
+from vit_jax import validate
+
+State = Dict[str, Any]
+
+
+class NonFiniteLossError(RuntimeError):
+  """Training produced a NaN/Inf loss (the last good checkpoint is kept)."""
+
+
+def create_model(config, num_classes: int) -> models.VisionTransformer:
+  return models.VisionTransformer(
+      num_classes=num_classes, dtype=jnp.dtype(config.get('dtype', 'float32')),
+      remat=config.get('remat', False), **config.model)
+
+
+def make_train_step(config, model, tx, dropout_key):
+  """(state, batch) -> (state, metrics) for one global batch.
+
+  With `accum_steps` > 1 the batch is split into micro-batches of examples
+  {i, i + accum, i + 2*accum, ...}, so each device holds its share of every
+  micro-batch, and their gradients are averaged.
+  """
+  accum = config.accum_steps
+  smoothing = config.get('label_smoothing', 0.0)
+  skip_nonfinite = config.get('nonfinite', 'stop') == 'skip'
+  schedule = optim.lr_schedule(config)
+
+  def loss_fn(params, images, labels, rng):
+    logits = model.apply({'params': params}, images, train=True,
+                         rngs={'dropout': rng})
+    targets = optax.smooth_labels(
+        jax.nn.one_hot(labels, logits.shape[-1]), smoothing)
+    return optax.softmax_cross_entropy(logits, targets).mean()
+
+  grad_fn = jax.value_and_grad(loss_fn)
+
+  def train_step(state, batch):
+    params, step = state['params'], state['step']
+    rng = jax.random.fold_in(dropout_key, step)
+    if accum == 1:
+      loss, grads = grad_fn(params, batch['image'], batch['label'], rng)
+    else:
+      micro = jax.tree.map(
+          lambda x: x.reshape((-1, accum) + x.shape[1:]).swapaxes(0, 1), batch)
+
+      def accumulate(carry, xs):
+        i, mb = xs
+        loss, grads = grad_fn(params, mb['image'], mb['label'],
+                              jax.random.fold_in(rng, i))
+        return jax.tree.map(jnp.add, carry, (loss, grads)), None
+
+      zeros = (jnp.zeros(()), jax.tree.map(jnp.zeros_like, params))
+      (loss, grads), _ = jax.lax.scan(accumulate, zeros,
+                                      (jnp.arange(accum), micro))
+      loss, grads = jax.tree.map(lambda x: x / accum, (loss, grads))
+
+    updates, opt_state = tx.update(grads, state['opt_state'], params)
+    new = {'step': step + 1, 'params': optax.apply_updates(params, updates),
+           'opt_state': opt_state}
+    if skip_nonfinite:  # Keep the old params and moments, count the step.
+      ok = jnp.isfinite(loss)
+      new['params'], new['opt_state'] = jax.tree.map(
+          lambda a, b: jnp.where(ok, a, b), (new['params'], new['opt_state']),
+          (params, state['opt_state']))
+    metrics = {'train/loss': loss, 'train/grad_norm': optax.global_norm(grads),
+               'train/lr': schedule(step)}
+    return new, metrics
+
+  return train_step
+
+
+def _init_state(config, model, tx, init_key, mesh, shardings_of):
+  """Initialises (or fine-tunes from `pretrained_path`) directly sharded."""
+  size = config.image_size
+  dummy = jnp.zeros((1, size, size, 3), jnp.float32)
+
+  def init(key):
+    params = model.init(key, dummy, train=False)['params']
+    return {'step': jnp.zeros((), jnp.int32), 'params': params,
+            'opt_state': tx.init(params)}
+
+  abstract = jax.eval_shape(init, init_key)
+  state_sh = shardings_of(abstract)
+  state = jax.jit(init, out_shardings=state_sh)(init_key)
+  if config.get('pretrained_path'):
+    params = checkpoint.load_pretrained(
+        pretrained_path=config.pretrained_path,
+        init_params=jax.device_get(state['params']), model_config=config.model,
+        grid_size=models.token_grid(config.model, size))
+    params = jax.device_put(params, state_sh['params'])
+    state = {'step': state['step'], 'params': params,
+             'opt_state': jax.jit(tx.init, out_shardings=state_sh['opt_state'])(
+                 params)}
+  return state, state_sh
+
+
+class _Outputs:
+  """metrics.jsonl + clu writers (TensorBoard) + the stderr progress line.
+
+  Only process 0 writes files; every process keeps quiet otherwise.
+  """
+
+  def __init__(self, workdir, total_steps, start_step, active):
+    self.active, self.total, self.start = active, total_steps, start_step
+    self.path = os.path.join(workdir, 'metrics.jsonl')
+    self.writer = metric_writers.create_default_writer(
+        workdir, just_logging=not active, asynchronous=False)
+    if active and os.path.exists(self.path):
+      # Steps after the restored checkpoint are re-run: drop their records.
+      with open(self.path) as f:
+        keep = [l for l in f if l.strip() and json.loads(l)['step'] <= start_step]
+      with open(self.path, 'w') as f:
+        f.writelines(keep)
+    self.t0 = time.time()
+
+  def write(self, step, metrics):
+    self.writer.write_scalars(step, metrics)
+    if self.active:
+      with open(self.path, 'a') as f:
+        f.write(json.dumps({'step': step, **metrics}) + '\n')
+
+  def progress(self, step, loss, images_per_sec):
+    if not self.active:
+      return
+    done = step - self.start
+    eta = (time.time() - self.t0) / max(done, 1) * (self.total - step)
+    print(f'step {step}/{self.total}  loss {loss:.4f}  {images_per_sec:.0f} '
+          f'img/s  ETA {eta // 60:.0f}m{eta % 60:02.0f}s', file=sys.stderr,
+          flush=True)
+
+  def close(self):
+    self.writer.flush()
+    self.writer.close()
+
+
+def _on_mesh(mesh, iterator, global_batch):
+  """Puts each process-local batch on the mesh as one global array."""
+  sh = sharding.batch_sharding(mesh)
+  for batch in iterator:
+    yield jax.tree.map(
+        lambda x: jax.make_array_from_process_local_data(
+            sh, x, (global_batch,) + x.shape[1:]), batch)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
+  """Trains `config` in `workdir`, resuming from its latest checkpoint.
+
+  Returns the final eval metrics.
+  """
+  info = validate.validate(config, workdir=workdir,
+                           num_devices=jax.device_count(),
+                           num_processes=jax.process_count())
+  is_main = jax.process_index() == 0
+  mesh = sharding.make_mesh(config.mesh)
+  model = create_model(config, info.num_classes)
+  tx = optim.make_optimizer(config)
+  init_key, dropout_key = jax.random.split(jax.random.PRNGKey(config.seed))
+
+  if is_main:
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, 'config.json'), 'w') as f:
+      f.write(config.to_json_best_effort(indent=2))
+
+  manager = checkpoints.Manager(workdir, config)
+  shardings_of = lambda tree: sharding.state_shardings(mesh, tree)
+  state, state_sh = _init_state(config, model, tx, init_key, mesh,
+                                shardings_of)
+  state = manager.restore_latest(state) or state
+  start = int(state['step'])
+  logging.info('Starting at step %d of %d on %d devices (%s).', start,
+               config.total_steps, jax.device_count(), mesh.shape)
+
+  batch_sh = sharding.batch_sharding(mesh)
+  train_step = jax.jit(
+      make_train_step(config, model, tx, dropout_key),
+      in_shardings=(state_sh, batch_sh),
+      out_shardings=(state_sh, sharding.replicated(mesh)), donate_argnums=0)
+  eval_step = jax.jit(evaluate.make_eval_step(model))
+
+  def run_eval(step):
+    batches = input_pipeline.eval_iterator(
+        config, process_index=jax.process_index(),
+        process_count=jax.process_count())
+    return evaluate.evaluate(
+        eval_step, state['params'],
+        _on_mesh(mesh, batches, config.eval_batch_size))
+
+  out = _Outputs(workdir, config.total_steps, start, is_main)
+  batches = _on_mesh(mesh, input_pipeline.train_iterator(
+      config, start_step=start, process_index=jax.process_index(),
+      process_count=jax.process_count()), config.batch_size)
+  pending, t_log, eval_metrics = [], time.time(), None
+  for step in range(start + 1, config.total_steps + 1):
+    state, metrics = train_step(state, next(batches))
+    pending.append(metrics)
+    at_end = step == config.total_steps
+    save = at_end or step % config.checkpoint_every == 0
+    if step % config.log_every == 0 or save:
+      # Fetching the losses also checks them before anything is saved.
+      values = jax.device_get(pending)
+      losses = np.array([m['train/loss'] for m in values])
+      if config.get('nonfinite', 'stop') == 'stop' and not np.all(
+          np.isfinite(losses)):
+        bad = step - len(values) + 1 + int(np.argmin(np.isfinite(losses)))
+        manager.close()
+        raise NonFiniteLossError(
+            f'Non-finite training loss at step {bad}; the last good '
+            f'checkpoint is kept in {manager.directory}. Lower the learning '
+            "rate, or set --config.nonfinite=skip to skip such steps.")
+      if step % config.log_every == 0:
+        now = time.time()
+        ips = len(values) * config.batch_size / (now - t_log)
+        record = {k: float(np.mean([m[k] for m in values])) for k in values[0]}
+        record['train/lr'] = float(values[-1]['train/lr'])
+        record['train/images_per_sec'] = ips
+        out.write(step, record)
+        out.progress(step, record['train/loss'], ips)
+        pending, t_log = [], now
+    if save:
+      manager.save(step, state)
+    if at_end or step % config.eval_every == 0:
+      eval_metrics = run_eval(step)
+      out.write(step, eval_metrics)
+      logging.info('step %d: %s', step, eval_metrics)
+      t_log = time.time()
+
+  if eval_metrics is None:  # Resumed after the last step: just report.
+    eval_metrics = run_eval(config.total_steps)
+  manager.close()
+  params = state['params']
+  if jax.process_count() > 1:
+    params = multihost_utils.process_allgather(params, tiled=True)
+  if is_main:
+    checkpoint.save_npz(os.path.join(workdir, 'params.npz'),
+                        jax.device_get(params))
+  out.close()
+  return eval_metrics

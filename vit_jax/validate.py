@@ -1,0 +1,78 @@
+"""Up-front config checks: every bad-input message comes from here.
+
+`validate` runs before anything is compiled or loaded, so a typo costs a
+second, not a crashed job. Each message says what is wrong and how to fix it.
+"""
+import os
+
+import jax
+import jax.numpy as jnp
+
+from vit_jax import input_pipeline
+from vit_jax import models
+from vit_jax import sharding
+
+_POSITIVE = ('total_steps', 'batch_size', 'eval_batch_size', 'log_every',
+             'eval_every', 'checkpoint_every', 'accum_steps', 'image_size')
+
+
+def _check_model(config):
+  """Traces the model's init (shapes only, nothing runs) to surface its own
+  errors: heads vs hidden size, patch size vs image size, classifier."""
+  model = models.VisionTransformer(num_classes=2, **config.model)
+  size = config.image_size
+  try:
+    jax.eval_shape(
+        lambda: model.init(jax.random.PRNGKey(0),
+                           jnp.zeros((1, size, size, 3)), train=False))
+  except (TypeError, KeyError, AttributeError) as e:
+    raise ValueError(f'config.model is not a valid model config ({e}); '
+                     'start from a preset in vit_jax/configs/models.py.') from e
+
+
+def _check_batches(config, num_devices, num_processes):
+  for name in ('batch_size', 'eval_batch_size'):
+    value = config[name]
+    if value % num_devices or value % num_processes:
+      raise ValueError(
+          f'config.{name}={value} does not split evenly over {num_devices} '
+          f'devices in {num_processes} process(es); use a multiple of '
+          f'{num_devices}.')
+  micro, accum = divmod(config.batch_size, config.accum_steps)
+  if accum or micro % num_devices:
+    raise ValueError(
+        f'config.batch_size={config.batch_size} with accum_steps='
+        f'{config.accum_steps} gives micro-batches that do not split over '
+        f'{num_devices} devices; batch_size must be a multiple of accum_steps'
+        f' x {num_devices}.')
+
+
+def _check_workdir(workdir):
+  probe = os.path.join(workdir, '.write_test')
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    with open(probe, 'w') as f:
+      f.write('ok')
+    os.remove(probe)
+  except OSError as e:
+    raise ValueError(f'The workdir {workdir!r} cannot be written ({e}); pass'
+                     ' a writable --workdir.') from e
+
+
+def validate(config, *, workdir: str, num_devices: int, num_processes: int):
+  """Raises ValueError/FileNotFoundError on bad input; returns dataset info."""
+  for name in _POSITIVE:
+    if config[name] <= 0:
+      raise ValueError(f'config.{name}={config[name]} must be positive.')
+  _check_model(config)
+  _check_batches(config, num_devices, num_processes)
+  sharding.mesh_shape(config.mesh, num_devices)
+  if config.get('pretrained_path') and '://' not in config.pretrained_path \
+      and not os.path.isfile(config.pretrained_path):
+    raise FileNotFoundError(
+        f'config.pretrained_path={config.pretrained_path!r} does not exist.')
+  if config.get('nonfinite', 'stop') not in ('stop', 'skip'):
+    raise ValueError(f"config.nonfinite={config.nonfinite!r}: use 'stop' or "
+                     "'skip'.")
+  _check_workdir(workdir)
+  return input_pipeline.get_info(config)
