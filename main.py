@@ -16,9 +16,21 @@ from ml_collections import config_flags
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, _HERE)  # Config files import `configs.common`.
 
-config_flags.DEFINE_config_file(
-    'config', os.path.join(_HERE, 'configs', 'default.py'),
-    'Experiment config file, optionally with `:ARG`.', lock_config=True)
+
+def _unknown_field(error) -> str:
+  return (f'error: unknown config field {str(error).strip(chr(34))} in a '
+          '--config.FIELD=VALUE override; see the config file (default: '
+          'configs/default.py) for its fields.')
+
+
+try:
+  # config_flags applies --config.X overrides of the default config here.
+  config_flags.DEFINE_config_file(
+      'config', os.path.join(_HERE, 'configs', 'default.py'),
+      'Experiment config file, optionally with `:ARG`.', lock_config=True)
+except (AttributeError, KeyError) as _e:
+  print(_unknown_field(_e), file=sys.stderr)
+  sys.exit(2)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Output directory.',
                                required=True)
 _COORDINATOR = flags.DEFINE_string(
@@ -53,6 +65,26 @@ def _init_distributed():
                jax.local_device_count(), jax.device_count())
 
 
+def _parse_flags(argv):
+  """absl flag parsing, with config-file errors as one line, no traceback."""
+  try:
+    rest = flags.FLAGS(argv)
+    flags.FLAGS.config  # pylint: disable=pointless-statement  (loads it)
+    return rest
+  except Exception as e:  # pylint: disable=broad-except  (all user input)
+    if isinstance(e, (AttributeError, KeyError)):
+      print(_unknown_field(e), file=sys.stderr)
+      sys.exit(2)
+    lines = [l for l in str(e).strip().splitlines() if l.strip()]
+    if any(l.startswith('Traceback') for l in lines):
+      lines = [lines[0], lines[-1]]  # Which flag, and what went wrong.
+    message = '\n  '.join(l.strip() for l in lines)
+    if 'Unknown command line flag' in message and "'config." in message:
+      message += ' (no such config field: see the config file for its fields)'
+    print(f'error: {message}', file=sys.stderr)
+    sys.exit(2)
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
@@ -76,4 +108,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)

@@ -31,8 +31,7 @@ def parse_arg(arg, **defaults):
 
 def model_from_variant(variant: str) -> ml_collections.ConfigDict:
   """'B/16' or a preset name such as 'R50+ViT-B_16' -> the preset config."""
-  name = variant if variant in models_config.MODEL_CONFIGS else (
-      'ViT-' + variant.replace('/', '_'))
+  name = f'ViT-{variant.replace("/", "_")}' if '/' in variant else variant
   return models_config.get_model_config(name)
 
 

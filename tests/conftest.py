@@ -26,3 +26,24 @@ def tiny_config(**overrides):
       classifier='token', representation_size=None))
   config.update(overrides)
   return config
+
+
+def write_image_folder(root, *, num_train=48, num_eval=21, size=16, seed=0):
+  """A learnable 3-class PNG folder: the class sets the dominant colour."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  rng = np.random.RandomState(seed)
+  for split, count in (('train', num_train), ('test', num_eval)):
+    for i in range(count):
+      label = i % 3
+      image = rng.randint(0, 80, (size, size, 3))
+      image[..., label] += 150
+      path = root / split / f'class{label}'
+      path.mkdir(parents=True, exist_ok=True)
+      Image.fromarray(image.astype('uint8')).save(path / f'{i}.png')
+  return root
+
+
+@pytest.fixture(scope='session')
+def image_folder(tmp_path_factory):
+  return write_image_folder(tmp_path_factory.mktemp('images'))

@@ -14,9 +14,9 @@ __all__ = ['VisionTransformer', 'get_model', 'token_grid']
 
 def get_model(name: str, num_classes: int, **overrides) -> VisionTransformer:
   """`VisionTransformer` for preset `name` (see `configs.models`)."""
-  return VisionTransformer(num_classes=num_classes,
-                           **models_config.get_model_config(name),
-                           **overrides)
+  config = models_config.get_model_config(name).to_dict()
+  config.update(overrides)
+  return VisionTransformer(num_classes=num_classes, **config)
 
 
 def token_grid(model_config, image_size) -> Tuple[int, int]:

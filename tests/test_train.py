@@ -1,0 +1,168 @@
+"""The trainer end to end: outputs, resume, fine-tuning, exact eval, devices."""
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from tests.conftest import tiny_config
+from vit_jax import checkpoint
+from vit_jax import evaluate
+from vit_jax import models
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _cmd(workdir, data_dir, *overrides, config='configs/testing.py'):
+  return [sys.executable, str(ROOT / 'main.py'), f'--workdir={workdir}',
+          f'--config={ROOT / config}', '--config.dataset=imagefolder',
+          f'--config.data_dir={data_dir}', *overrides]
+
+
+def _run(workdir, data_dir, *overrides, devices=1, **kwargs):
+  env = dict(os.environ,
+             XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}')
+  return subprocess.run(_cmd(workdir, data_dir, *overrides), env=env,
+                        capture_output=True, text=True, timeout=300, **kwargs)
+
+
+def _records(workdir):
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    return [json.loads(line) for line in f]
+
+
+def test_end_to_end_outputs(tmp_path, image_folder):
+  proc = _run(tmp_path, image_folder)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  records = _records(tmp_path)
+  train = [r for r in records if 'train/loss' in r]
+  evals = [r for r in records if 'eval/accuracy' in r]
+  assert [r['step'] for r in train] == [1, 2, 3, 4, 5, 6]
+  assert all(np.isfinite(r['train/loss']) and r['train/images_per_sec'] > 0
+             and 'train/lr' in r for r in train)
+  assert [r['step'] for r in evals] == [3, 6]
+  assert evals[-1]['eval/num_examples'] == 21
+  assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['3', '6']
+  assert any(p.startswith('events.out.tfevents') for p in os.listdir(tmp_path))
+  config = json.loads((tmp_path / 'config.json').read_text())
+  assert config['total_steps'] == 6
+  params = checkpoint.load_npz(str(tmp_path / 'params.npz'))
+  assert params['head']['kernel'].shape == (16, 3)
+  assert 'step 6/6' in proc.stderr and 'img/s' in proc.stderr
+
+
+def test_killed_run_resumes_bit_exact(tmp_path, image_folder):
+  """SIGKILL after step 5 (checkpoint at 4), rerun: same final params."""
+  args = ('--config.total_steps=8', '--config.checkpoint_every=4',
+          '--config.eval_every=100')
+  full = tmp_path / 'full'
+  assert _run(full, image_folder, *args).returncode == 0
+  cut = tmp_path / 'cut'
+  proc = subprocess.Popen(_cmd(cut, image_folder, *args),
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  metrics, deadline = cut / 'metrics.jsonl', time.time() + 240
+  while time.time() < deadline and proc.poll() is None:
+    if metrics.exists() and any(json.loads(l)['step'] >= 5
+                                for l in metrics.read_text().splitlines()):
+      break
+    time.sleep(0.05)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  assert not (cut / 'params.npz').exists(), 'the run ended before the kill'
+  resumed = _run(cut, image_folder, *args)
+  assert resumed.returncode == 0, resumed.stderr[-3000:]
+  assert 'Starting at step 4' in resumed.stderr
+  with np.load(full / 'params.npz') as a, np.load(cut / 'params.npz') as b:
+    for k in a.files:
+      np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+  steps = [r['step'] for r in _records(cut) if 'train/loss' in r]
+  assert steps == list(range(1, 9))
+
+
+def test_finetune_reference_at_higher_resolution(tmp_path, image_folder,
+                                                 reference):
+  ref_dir, cases = reference
+  case = cases['vit_s16_2blocks']
+  model = json.dumps(case['model']).replace('"', '\\"')
+  proc = _run(tmp_path, image_folder, '--config=' + str(
+      ROOT / 'configs/finetune.py') + ':model=testing,image_size=240,steps=2',
+              f'--config.pretrained_path={ref_dir / case["checkpoint"]}',
+              '--config.model.hidden_size=384',
+              '--config.model.patches.size=(16, 16)',
+              '--config.model.transformer.num_heads=6',
+              '--config.model.transformer.num_layers=2',
+              '--config.model.transformer.mlp_dim=1536',
+              '--config.model.transformer.dropout_rate=0.0',
+              '--config.batch_size=4', '--config.eval_batch_size=8',
+              '--config.log_every=1', '--config.lr.warmup_steps=1')
+  del model
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  params = checkpoint.load_npz(str(tmp_path / 'params.npz'))
+  assert params['Transformer']['posembed_input']['pos_embedding'].shape == (
+      1, 1 + 15 * 15, 384)
+  assert params['head']['kernel'].shape == (384, 3)
+  assert _records(tmp_path)[-1]['eval/num_examples'] == 21
+
+
+def test_exact_eval_counts_every_example_once():
+  config = tiny_config()
+  model = models.VisionTransformer(num_classes=3, **config)
+  params = model.init(jax.random.PRNGKey(0), np.zeros((1, 32, 32, 3)),
+                      train=False)['params']
+  params = jax.tree.map(
+      lambda p: p + np.random.RandomState(1).standard_normal(p.shape), params)
+  rng = np.random.RandomState(0)
+  images = rng.uniform(-1, 1, (37, 32, 32, 3)).astype(np.float32)
+  labels = rng.randint(0, 3, 37)
+  logits = np.asarray(model.apply({'params': params}, images, train=False))
+  batches = []
+  for start in range(0, 37, 16):  # 16 + 16 + 5 real, 11 padded.
+    pad = max(start + 16 - 37, 0)
+    batches.append({
+        'image': np.pad(images[start:start + 16], [(0, pad)] + [(0, 0)] * 3),
+        'label': np.pad(labels[start:start + 16], (0, pad)),
+        'mask': np.arange(16) < 16 - pad})
+  got = evaluate.evaluate(jax.jit(evaluate.make_eval_step(model)), params,
+                          batches)
+  assert got['eval/num_examples'] == 37
+  assert got['eval/accuracy'] == pytest.approx(
+      np.mean(logits.argmax(-1) == labels), abs=1e-7)
+  logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+  assert got['eval/loss'] == pytest.approx(
+      -logp[np.arange(37), labels].mean(), rel=1e-5)
+
+
+def _losses(workdir):
+  return np.array([r['train/loss'] for r in _records(workdir)
+                   if 'train/loss' in r])
+
+
+def test_same_losses_on_1_and_8_devices(tmp_path, image_folder):
+  args = ('--config.total_steps=20', '--config.batch_size=64',
+          '--config.log_every=1', '--config.eval_every=100',
+          '--config.checkpoint_every=100', '--config.eval_batch_size=64')
+  for devices in (1, 8):
+    proc = _run(tmp_path / str(devices), image_folder, *args, devices=devices)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+  one, eight = _losses(tmp_path / '1'), _losses(tmp_path / '8')
+  assert len(one) == 20
+  np.testing.assert_allclose(eight, one, rtol=1e-3)
+  assert not np.allclose(one[0], one[-1])  # It trained.
+
+
+def test_gradient_accumulation_matches_full_batch(tmp_path, image_folder):
+  args = ('--config.total_steps=4', '--config.log_every=1',
+          '--config.eval_every=100', '--config.checkpoint_every=100',
+          '--config.model.transformer.dropout_rate=0.0')
+  for accum in (1, 4):
+    proc = _run(tmp_path / str(accum), image_folder, *args,
+                f'--config.accum_steps={accum}')
+    assert proc.returncode == 0, proc.stderr[-3000:]
+  np.testing.assert_allclose(_losses(tmp_path / '4'), _losses(tmp_path / '1'),
+                             rtol=1e-4)

@@ -1,0 +1,263 @@
+r"""What a ViT has learned, as in Fig. 6 and 7 of the paper.
+
+  python -m vit_jax.visualize --model=ViT-B_16 --checkpoint=ViT-B_16.npz \
+      --image=photo.jpg [--image=...] --out_dir=/tmp/vis
+
+Model flags are those of `vit_jax.predict` (--model or --config_json,
+--checkpoint, --image_size). Writes to --out_dir:
+  posemb_similarity.png         cosine similarity of position embeddings
+  embedding_pcs.png             principal components of the patch filters
+                                (plain ViTs; a hybrid's 1x1 filters over
+                                ResNet features are no picture)
+  attention_rollout_<i>.png     what the class token attends to, per image
+  mean_attention_distance.png   attention distance per head and layer,
+                                averaged over the images
+The last two need at least one --image.
+
+The library functions take and return numpy arrays; plotting is kept apart.
+Figures are drawn with `matplotlib.figure.Figure`, which renders with Agg and
+needs neither pyplot nor a display.
+"""
+import os
+import sys
+from typing import Sequence, Tuple, Union
+
+from absl import app
+from absl import flags
+from matplotlib.figure import Figure
+import numpy as np
+from PIL import Image
+
+from vit_jax import models
+from vit_jax import predict
+
+FLAGS = flags.FLAGS
+Grid = Tuple[int, int]
+
+
+def attention_weights(model, params, images) -> list:
+  """Per layer, the attention weights [B, heads, T, T] for `images`."""
+  _, state = model.apply({'params': params}, images, train=False,
+                         mutable=['intermediates'])
+  blocks = state['intermediates']['Transformer']
+  return [np.asarray(blocks[f'encoderblock_{i}']
+                     ['MultiHeadDotProductAttention_0']['attention_weights'][0])
+          for i in range(len(blocks))]
+
+
+def attention_rollout(attention_weights_per_layer: Sequence[np.ndarray],
+                      grid: Grid, num_prefix_tokens: int) -> np.ndarray:
+  """Attention rollout (Abnar & Zuidema 2020) over the patch grid.
+
+  Each layer's attention, averaged over heads, gets the identity added for
+  the residual connection and its rows renormalised; the product over layers
+  says how much each input token flows into each output token. The map is the
+  class token's row (with no class token, `num_prefix_tokens=0`, the mean
+  over all tokens' rows, as a 'gap' head pools them), restricted to the patch
+  tokens and renormalised to sum to 1.
+
+  Args:
+    attention_weights_per_layer: per layer, [B, heads, T, T] softmax weights.
+    grid: (rows, cols) of patch tokens; T = num_prefix_tokens + rows * cols.
+    num_prefix_tokens: 1 with a class token, else 0.
+
+  Returns:
+    [B, rows, cols], nonnegative, each map summing to 1.
+  """
+  joint = None
+  for weights in attention_weights_per_layer:
+    a = weights.astype(np.float64).mean(axis=1)
+    a = a + np.eye(a.shape[-1])
+    a /= a.sum(axis=-1, keepdims=True)
+    joint = a if joint is None else a @ joint
+  patches = joint[:, :, num_prefix_tokens:]
+  flow = patches[:, 0] if num_prefix_tokens else patches.mean(axis=1)
+  flow /= flow.sum(axis=-1, keepdims=True)
+  return flow.reshape(-1, *grid)
+
+
+def posemb_similarity(posemb: np.ndarray, grid: Grid,
+                      num_prefix_tokens: int) -> np.ndarray:
+  """[rows, cols, rows, cols] cosine similarity of patch position embeddings.
+
+  `posemb` is [1, T, D] (or [T, D]) with the prefix (class token) first.
+  """
+  emb = np.asarray(posemb, np.float64).reshape(-1, posemb.shape[-1])
+  emb = emb[num_prefix_tokens:]
+  emb /= np.linalg.norm(emb, axis=-1, keepdims=True)
+  return (emb @ emb.T).reshape(*grid, *grid)
+
+
+def mean_attention_distance(attention_weights_per_layer: Sequence[np.ndarray],
+                            grid: Grid,
+                            patch_size: Union[float, Tuple[float, float]],
+                            num_prefix_tokens: int) -> np.ndarray:
+  """[layers, heads] mean attention distance in pixels (paper Fig. 7 right).
+
+  For each query patch, the distance between its centre and each key patch's
+  centre, weighted by attention; averaged over query patches and images.
+  Attention to the class token has no position: it is dropped and the rest
+  renormalised, so the number is the mean distance *among patches*.
+
+  Args:
+    attention_weights_per_layer: per layer, [B, heads, T, T].
+    grid: (rows, cols) of patch tokens.
+    patch_size: pixels per patch (one number, or (height, width)).
+    num_prefix_tokens: 1 with a class token, else 0.
+  """
+  ph, pw = np.broadcast_to(patch_size, (2,))
+  rows, cols = np.meshgrid(np.arange(grid[0]) * ph, np.arange(grid[1]) * pw,
+                           indexing='ij')
+  centres = np.stack([rows.ravel(), cols.ravel()], axis=-1)
+  distance = np.linalg.norm(centres[:, None] - centres[None], axis=-1)
+  out = []
+  for weights in attention_weights_per_layer:
+    w = weights[..., num_prefix_tokens:, num_prefix_tokens:].astype(np.float64)
+    w /= w.sum(axis=-1, keepdims=True)
+    out.append((w * distance).sum(axis=-1).mean(axis=(0, 2)))
+  return np.stack(out)
+
+
+def patch_embedding_pcs(kernel: np.ndarray, n: int) -> np.ndarray:
+  """Top-n principal components of the patch embedding filters.
+
+  `kernel` is [ph, pw, C, D]: D filters of ph*pw*C values each. Returns the
+  components as [n, ph, pw, C], orthonormal when flattened, each with the
+  sign that makes its largest entry positive (SVD leaves the sign arbitrary).
+  """
+  ph, pw, c, d = kernel.shape
+  filters = np.asarray(kernel, np.float64).reshape(-1, d).T
+  filters -= filters.mean(axis=0)
+  _, _, vt = np.linalg.svd(filters, full_matrices=False)
+  pcs = vt[:n]
+  peaks = pcs[np.arange(len(pcs)), np.abs(pcs).argmax(axis=1)]
+  pcs *= np.sign(peaks)[:, None]
+  return pcs.reshape(-1, ph, pw, c)
+
+
+def _unit_range(x):
+  return (x - x.min()) / max(x.max() - x.min(), 1e-12)
+
+
+def plot_rollout(image: np.ndarray, rollout: np.ndarray, path: str) -> None:
+  """Image, rollout map and the image masked by it, side by side.
+
+  The mask is scaled by its maximum, as the original notebook did: a near
+  uniform map leaves the image nearly as it is instead of inventing contrast.
+  """
+  h, w = image.shape[:2]
+  mask = Image.fromarray(rollout.astype(np.float32)).resize(
+      (w, h), Image.Resampling.BILINEAR)
+  mask = np.asarray(mask)[..., None] / rollout.max()
+  rgb = (image + 1) / 2
+  fig = Figure(figsize=(9, 3.2), layout='constrained')
+  for i, (title, picture) in enumerate([
+      ('Input', rgb), ('Attention rollout', rollout),
+      ('Input x rollout', rgb * mask)]):
+    ax = fig.add_subplot(1, 3, i + 1)
+    im = ax.imshow(picture)
+    ax.set_title(title)
+    ax.axis('off')
+    if i == 1:
+      fig.colorbar(im, ax=ax, fraction=0.046, format='%.2g')
+  fig.savefig(path, bbox_inches='tight')
+
+
+def plot_posemb_similarity(sim: np.ndarray, path: str) -> None:
+  """One small map per patch position, laid out on the grid (Fig. 7 centre)."""
+  rows, cols = sim.shape[:2]
+  mosaic = np.full((rows * (rows + 1), cols * (cols + 1)), np.nan)
+  for r in range(rows):
+    for c in range(cols):
+      mosaic[r * (rows + 1):r * (rows + 1) + rows,
+             c * (cols + 1):c * (cols + 1) + cols] = sim[r, c]
+  fig = Figure(figsize=(7, 6), layout='constrained')
+  ax = fig.add_subplot()
+  im = ax.imshow(mosaic, vmin=-1, vmax=1, cmap='viridis')
+  ax.set_xticks(np.arange(cols) * (cols + 1) + cols / 2 - 0.5,
+                labels=np.arange(1, cols + 1))
+  ax.set_yticks(np.arange(rows) * (rows + 1) + rows / 2 - 0.5,
+                labels=np.arange(1, rows + 1))
+  ax.set_xlabel('Input patch column')
+  ax.set_ylabel('Input patch row')
+  ax.set_title('Position embedding similarity')
+  fig.colorbar(im, ax=ax, label='Cosine similarity')
+  fig.savefig(path, bbox_inches='tight')
+
+
+def plot_mean_attention_distance(distance: np.ndarray, path: str) -> None:
+  """One dot per head at each depth (Fig. 7 right)."""
+  layers, heads = distance.shape
+  fig = Figure(figsize=(5, 4), layout='constrained')
+  ax = fig.add_subplot()
+  for h in range(heads):
+    ax.scatter(np.arange(1, layers + 1), distance[:, h], s=12,
+               label=f'Head {h + 1}')
+  ax.set_xticks(np.arange(1, layers + 1))
+  ax.set_xlabel('Network depth (layer)')
+  ax.set_ylabel('Mean attention distance (pixels)')
+  ax.set_ylim(bottom=0)
+  ax.legend(fontsize='x-small', ncol=2)
+  fig.savefig(path, bbox_inches='tight')
+
+
+def plot_embedding_pcs(pcs: np.ndarray, path: str) -> None:
+  """Each component scaled to [0, 1] on its own (Fig. 7 left)."""
+  cols = min(len(pcs), 7)
+  rows = -(-len(pcs) // cols)
+  fig = Figure(figsize=(cols * 1.2, rows * 1.2 + 0.4), layout='constrained')
+  fig.suptitle('Principal components of the patch embedding filters')
+  for i, pc in enumerate(pcs):
+    ax = fig.add_subplot(rows, cols, i + 1)
+    ax.imshow(_unit_range(pc).squeeze(), cmap='gray')
+    ax.axis('off')
+  fig.savefig(path, bbox_inches='tight')
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
+  try:
+    loaded = predict.load_model(FLAGS.checkpoint, model_name=FLAGS.model,
+                                config_json=FLAGS.config_json,
+                                image_size=FLAGS.image_size)
+    images = [predict.load_image(p, loaded.image_size) for p in FLAGS.image]
+    os.makedirs(FLAGS.out_dir, exist_ok=True)
+  except (OSError, ValueError) as e:
+    sys.exit(f'Error: {e}')
+  config, params = loaded.config, loaded.params
+  grid = models.token_grid(config, loaded.image_size)
+  prefix = int(config.get('classifier', 'token') == 'token')
+  written = []
+
+  def out(name):
+    written.append(os.path.join(FLAGS.out_dir, name))
+    return written[-1]
+
+  posemb = params['Transformer']['posembed_input']['pos_embedding']
+  plot_posemb_similarity(posemb_similarity(posemb, grid, prefix),
+                         out('posemb_similarity.png'))
+  if config.get('resnet') is None:
+    plot_embedding_pcs(
+        patch_embedding_pcs(params['embedding']['kernel'], FLAGS.num_pcs),
+        out('embedding_pcs.png'))
+  if images:
+    weights = attention_weights(loaded.model, params, np.stack(images))
+    for i, (image, rollout) in enumerate(
+        zip(images, attention_rollout(weights, grid, prefix))):
+      plot_rollout(image, rollout, out(f'attention_rollout_{i}.png'))
+    pixels_per_token = (loaded.image_size / grid[0],
+                        loaded.image_size / grid[1])
+    plot_mean_attention_distance(
+        mean_attention_distance(weights, grid, pixels_per_token, prefix),
+        out('mean_attention_distance.png'))
+  print('\n'.join(written))
+
+
+if __name__ == '__main__':
+  predict.define_model_flags()
+  flags.DEFINE_multi_string('image', [], 'Image(s) for the attention plots.')
+  flags.DEFINE_string('out_dir', None, 'Where to write the PNG files.')
+  flags.DEFINE_integer('num_pcs', 28, 'Principal components to plot.')
+  flags.mark_flag_as_required('out_dir')
+  app.run(main)
