@@ -1,0 +1,502 @@
+"""Input pipeline: random-access image sources -> deterministic tf.data batches.
+
+Sources (`config.dataset`):
+- 'fashion_mnist': the Debian package's idx files (`dataset-fashion-mnist`,
+  or `config.data_dir` holding the same files), else the TFDS dataset.
+- 'imagefolder': `config.data_dir`/<split>/<class>/<image files>.
+- any other name: a prepared TFDS image classification dataset.
+
+Every source is read by example index, so data order is a function of
+(seed, step) alone. The train stream is an endless run of epochs, epoch e in
+the order `permutation(seed, e)`; the global batch at step s is stream
+positions [s*B, (s+1)*B), and process p of P takes its L = B/P consecutive
+positions from s*B + p*L. Augmentation draws its random numbers from (seed,
+position) as well, so a global batch is the same whatever the process count,
+and resuming at step k yields what an uninterrupted run yields at step k.
+
+TensorFlow only runs here, on CPU, with one thread by default so that it does
+not compete with JAX for cores. Optional config fields besides the trainer's:
+`tfds_download` (False: never download) and `data_threads` (1).
+"""
+import dataclasses
+import functools
+import gzip
+import math
+import os
+import struct
+from typing import Callable, Dict, Iterator, List, Optional
+
+import numpy as np
+from PIL import Image
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+# JAX owns the accelerators; TF must not reserve their memory.
+tf.config.set_visible_devices([], 'GPU')
+
+Batch = Dict[str, np.ndarray]
+
+TRAIN_PREPROCESSING = ('inception_crop', 'random_crop', 'resize')
+EVAL_PREPROCESSING = ('resize', 'resize_crop')
+
+_FASHION_MNIST_DIR = '/usr/share/datasets/fashion-mnist'
+_FASHION_MNIST_CLASSES = 10
+
+# What `tf.io.decode_image` reads, by file extension and by PIL's format name.
+_IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.gif', '.bmp', '.webp')
+_DECODABLE_FORMATS = ('JPEG', 'PNG', 'GIF', 'BMP', 'WEBP')
+
+_INCEPTION_ATTEMPTS = 10
+# Random numbers per training example. Columns: 0 flip, 1-2 crop position
+# (y, x), then (area, aspect ratio) for each inception crop attempt.
+_NUM_UNIFORMS = 3 + 2 * _INCEPTION_ATTEMPTS
+_SPLITMIX64_GAMMA = np.uint64(0x9E3779B97F4A7C15)
+_PREFETCH_BATCHES = 2
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+  """What the trainer needs to know before it builds the model and loop."""
+  num_classes: int
+  num_train: int
+  num_eval: int
+
+
+@dataclasses.dataclass(frozen=True)
+class _Source:
+  """One split, read by example index.
+
+  `fetch(indices)` returns 'label' (int32[n]) and the images as one of:
+  'image', uint8[n, H, W, C] with one size for all, preprocessed a whole
+  batch at a time; or 'encoded' (file bytes) or 'path' (file names), decoded
+  and preprocessed one example at a time since their sizes differ.
+  """
+  num_classes: int
+  num_examples: int
+  fetch: Callable[[np.ndarray], Batch]
+
+
+def _array_source(images: np.ndarray, labels: np.ndarray, num_classes: int,
+                  key: str = 'image') -> _Source:
+  labels = labels.astype(np.int32)
+  return _Source(num_classes, len(labels),
+                 lambda i: {key: images[i], 'label': labels[i]})
+
+
+def _fashion_mnist_files(config) -> Optional[Dict[str, List[str]]]:
+  """{split: [images file, labels file]}, or None if any file is missing."""
+  directory = config.data_dir or _FASHION_MNIST_DIR
+  files = {
+      split: [os.path.join(directory, f'{prefix}-{kind}-ubyte.gz')
+              for kind in ('images-idx3', 'labels-idx1')]
+      for split, prefix in (('train', 'train'), ('test', 't10k'))
+  }
+  exist = all(os.path.exists(f) for pair in files.values() for f in pair)
+  return files if exist else None
+
+
+def _read_idx(path: str) -> np.ndarray:
+  """Reads an idx file: 2 zero bytes, type (8: uint8), rank, dims, data."""
+  with gzip.open(path, 'rb') as f:
+    zero, dtype, rank = struct.unpack('>HBB', f.read(4))
+    if zero or dtype != 8:
+      raise ValueError(f'{path} is not an idx file of uint8.')
+    shape = struct.unpack(f'>{rank}I', f.read(4 * rank))
+    return np.frombuffer(f.read(), np.uint8).reshape(shape)
+
+
+def _list_image_folder(root: str, split: str) -> Dict[str, List[str]]:
+  """{class folder: sorted image files} of root/split."""
+  split_dir = os.path.join(root, split)
+  if not os.path.isdir(split_dir):
+    raise ValueError(f'Image folder split {split_dir} does not exist; expected '
+                     f'{root}/{split}/<class>/<image files>.')
+  return {
+      entry.name: sorted(
+          os.path.join(entry.path, name) for name in os.listdir(entry.path)
+          if name.lower().endswith(_IMAGE_EXTENSIONS))
+      for entry in sorted(os.scandir(split_dir), key=lambda e: e.name)
+      if entry.is_dir()
+  }
+
+
+def _check_decodable(paths: List[str]) -> None:
+  """Raises a ValueError naming every file that TF could not decode.
+
+  A full decode by PIL (JPEGs at 1/8 scale, which is quick) rather than
+  `verify()`, which misses truncated JPEGs.
+  """
+  bad = []
+  for path in paths:
+    try:
+      with Image.open(path) as image:
+        if image.format not in _DECODABLE_FORMATS:
+          raise ValueError(f'format {image.format} is not one of '
+                           f'{_DECODABLE_FORMATS}')
+        image.draft('RGB', (1, 1))
+        image.load()
+    except Exception as e:  # pylint: disable=broad-except
+      # Whatever PIL raises (OSError, SyntaxError, ...), the file is unusable.
+      bad.append(f'{path} ({e})')
+  if bad:
+    listed = '\n  '.join(bad[:20])
+    raise ValueError(f'{len(bad)} unreadable image file(s) (up to 20 listed):'
+                     f'\n  {listed}')
+
+
+def _image_folder_source(config, split: str) -> _Source:
+  """Images of ROOT/split, in class then file name order, checked to decode.
+
+  Class ids number the train split's class folders in sorted order.
+  """
+  root = config.data_dir
+  if not root:
+    raise ValueError('dataset="imagefolder" needs config.data_dir = ROOT with '
+                     'ROOT/<split>/<class>/<image files>.')
+  classes = list(_list_image_folder(root, config.train_split))
+  files = _list_image_folder(root, split)
+  empty = [c for c in classes if not files.get(c)]
+  if split == config.train_split and (not classes or empty):
+    raise ValueError(
+        f'{os.path.join(root, split)} needs one folder of '
+        f'{"/".join(_IMAGE_EXTENSIONS)} images per class; '
+        + (f'these have none: {empty}' if empty else 'it has no folders.'))
+  unknown = sorted(set(files) - set(classes))
+  if unknown:
+    raise ValueError(f'Classes {unknown} of split {split!r} are not among the '
+                     f'{config.train_split!r} classes {classes}.')
+  paths = [p for c in classes for p in files.get(c, [])]
+  if not paths:
+    raise ValueError(f'{os.path.join(root, split)} has no images.')
+  _check_decodable(paths)
+  labels = [i for i, c in enumerate(classes) for _ in files.get(c, [])]
+  return _array_source(np.array(paths, object), np.array(labels), len(classes),
+                       'path')
+
+
+def _tfds_builder(config):
+  """The dataset's builder, prepared only if config.tfds_download is set."""
+  try:
+    builder = tfds.builder(config.dataset, data_dir=config.data_dir)
+  except tfds.core.DatasetNotFoundError as e:
+    raise ValueError(
+        f'Unknown dataset {config.dataset!r}. Use "fashion_mnist", '
+        '"imagefolder" (with config.data_dir = ROOT holding '
+        'ROOT/<split>/<class>/<images>), or the name of a TFDS image '
+        'classification dataset (see tfds.list_builders()).') from e
+  if not builder.is_prepared():
+    if not config.get('tfds_download', False):
+      hint = (' Or install the Debian package dataset-fashion-mnist, or point '
+              'config.data_dir at its idx files.'
+              if config.dataset == 'fashion_mnist' else '')
+      raise ValueError(
+          f'TFDS dataset {config.dataset!r} is not prepared in '
+          f'{builder.data_dir}. Set config.tfds_download=True to download it, '
+          f'or run `tfds build {config.dataset} --data_dir=DIR` first.' + hint)
+    builder.download_and_prepare()
+  if not builder.info.supervised_keys:
+    raise ValueError(f'TFDS dataset {config.dataset!r} has no (image, label) '
+                     'supervised keys.')
+  return builder
+
+
+def _tfds_source(builder, split: str) -> _Source:
+  """Random access to a prepared TFDS split.
+
+  A dataset prepared as ArrayRecord is read lazily through `as_data_source`.
+  TFRecord (the `tfds build` default) has no random access, so such a split
+  is loaded into memory whole on the first fetch: fine for small datasets;
+  prepare large ones with `tfds build --file_format=array_record`. Images of
+  one fixed shape are decoded on load; others stay encoded until batched.
+  """
+  image_key, label_key = builder.info.supervised_keys
+  num_classes = builder.info.features[label_key].num_classes
+  num_examples = builder.info.splits[split].num_examples  # Checks the split.
+  fixed_shape = None not in builder.info.features[image_key].shape
+  key = 'image' if fixed_shape else 'encoded'
+  decoders = None if fixed_shape else {image_key: tfds.decode.SkipDecoding()}
+  try:
+    data = builder.as_data_source(split, decoders=decoders)
+  except NotImplementedError:  # No random-access format was prepared.
+    load = functools.cache(lambda: tfds.as_numpy(
+        builder.as_dataset(split, batch_size=-1, decoders=decoders)))
+    return _Source(num_classes, num_examples, lambda i: {
+        key: load()[image_key][i],
+        'label': load()[label_key][i].astype(np.int32)})
+
+  def fetch(indices):
+    examples = data.__getitems__(indices.tolist())
+    images = [e[image_key] for e in examples]
+    return {
+        key: np.stack(images) if fixed_shape else np.array(images, object),
+        'label': np.array([e[label_key] for e in examples], np.int32),
+    }
+
+  return _Source(num_classes, num_examples, fetch)
+
+
+def _check_config(config) -> None:
+  if config.pp.train not in TRAIN_PREPROCESSING:
+    raise ValueError(f'config.pp.train={config.pp.train!r} is not one of '
+                     f'{TRAIN_PREPROCESSING}.')
+  if config.pp.eval not in EVAL_PREPROCESSING:
+    raise ValueError(f'config.pp.eval={config.pp.eval!r} is not one of '
+                     f'{EVAL_PREPROCESSING}.')
+  if config.image_size <= 0:
+    raise ValueError(f'config.image_size={config.image_size} must be > 0.')
+  if not 0 < config.pp.get('crop_min_area', 0.08) <= 1:
+    raise ValueError('config.pp.crop_min_area must be in (0, 1].')
+  if config.pp.get('crop_padding', 4) < 0:
+    raise ValueError('config.pp.crop_padding must be >= 0.')
+
+
+def _source(config, split: str) -> _Source:
+  _check_config(config)
+  if config.dataset == 'imagefolder':
+    return _image_folder_source(config, split)
+  files = config.dataset == 'fashion_mnist' and _fashion_mnist_files(config)
+  if files:
+    if split not in files:
+      raise ValueError(f'The Fashion-MNIST files hold the splits '
+                       f'{sorted(files)}, not {split!r}.')
+    images, labels = map(_read_idx, files[split])
+    return _array_source(images[..., None], labels, _FASHION_MNIST_CLASSES)
+  return _tfds_source(_tfds_builder(config), split)
+
+
+def get_info(config) -> DatasetInfo:
+  """Class and example counts; checks the dataset config and its files.
+
+  Raises:
+    ValueError: on an unknown dataset or preprocessing, a missing split or an
+      unprepared TFDS dataset, or (image folders) an empty folder or a file
+      that does not decode.
+  """
+  train = _source(config, config.train_split)
+  evaluation = _source(config, config.eval_split)
+  return DatasetInfo(train.num_classes, train.num_examples,
+                     evaluation.num_examples)
+
+
+# Preprocessing, on batches of same-size images [n, H, W, C] in [0, 255].
+
+
+def _resize(images, size: int):
+  if tuple(images.shape[1:3]) == (size, size):
+    return images
+  return tf.image.resize(images, (size, size), antialias=True)
+
+
+def _pad_crop(images, uniforms, size: int, pad: int):
+  """Zero-pads by `pad` pixels, then crops size x size at a random offset."""
+  images = tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
+  offsets = tf.cast(uniforms * (2 * pad + 1), tf.int32)  # [n, 2] in [0, 2pad]
+  window = tf.range(size)
+  images = tf.gather(images, offsets[:, :1] + window, axis=1, batch_dims=1)
+  return tf.gather(images, offsets[:, 1:] + window, axis=2, batch_dims=1)
+
+
+def _inception_crop(images, uniforms, size: int, min_area: float):
+  """Random-resized crop of a random area and aspect ratio.
+
+  As in Inception / `tf.image.sample_distorted_bounding_box`: area fraction
+  uniform in [min_area, 1], aspect ratio log-uniform in [3/4, 4/3]; the first
+  of `_INCEPTION_ATTEMPTS` candidates that fits in the image is taken, else
+  the whole image.
+  """
+  hw = tf.cast(tf.shape(images)[1:3], tf.float32)
+  height, width = hw[0], hw[1]
+  area = (min_area + (1 - min_area) * uniforms[:, 3::2]) * height * width
+  ratio = tf.exp(math.log(3 / 4) + math.log(16 / 9) * uniforms[:, 4::2])
+  crop_h, crop_w = tf.sqrt(area / ratio), tf.sqrt(area * ratio)
+  fits = (crop_h <= height) & (crop_w <= width)
+  first = tf.argmax(tf.cast(fits, tf.int32), axis=1)  # The first True.
+  found = tf.reduce_any(fits, axis=1)
+  crop_h = tf.where(found, tf.gather(crop_h, first, batch_dims=1), height)
+  crop_w = tf.where(found, tf.gather(crop_w, first, batch_dims=1), width)
+  top = uniforms[:, 1] * (height - crop_h)
+  left = uniforms[:, 2] * (width - crop_w)
+  # crop_and_resize maps a normalised coordinate c to pixel c * (n - 1), so a
+  # crop of pixels [top, top + crop_h) spans pixel centres top .. + crop_h - 1.
+  last_h, last_w = tf.maximum(height - 1, 1), tf.maximum(width - 1, 1)
+  boxes = tf.stack([top / last_h, left / last_w, (top + crop_h - 1) / last_h,
+                    (left + crop_w - 1) / last_w], axis=1)
+  return tf.image.crop_and_resize(images, boxes, tf.range(tf.shape(images)[0]),
+                                  (size, size))
+
+
+def _resize_crop(images, size: int):
+  """Resizes the shorter side to size / 0.875, then takes the central crop."""
+  hw = tf.cast(tf.shape(images)[1:3], tf.float32)
+  scaled = tf.cast(
+      tf.round(hw * round(size / 0.875) / tf.reduce_min(hw)), tf.int32)
+  images = tf.image.resize(images, scaled, antialias=True)
+  return tf.image.crop_to_bounding_box(images, (scaled[0] - size) // 2,
+                                       (scaled[1] - size) // 2, size, size)
+
+
+def _train_images(images, uniforms, config):
+  pp, size = config.pp, config.image_size
+  if pp.train == 'inception_crop':
+    images = _inception_crop(images, uniforms, size,
+                             pp.get('crop_min_area', 0.08))
+  elif pp.train == 'random_crop':
+    images = _pad_crop(_resize(images, size), uniforms[:, 1:3], size,
+                       pp.get('crop_padding', 4))
+  else:
+    images = _resize(images, size)
+  if pp.get('flip', False):
+    flip = uniforms[:, 0] < 0.5
+    images = tf.where(flip[:, None, None, None], images[:, :, ::-1], images)
+  return images
+
+
+def _to_model_input(images):
+  """float32 RGB in [-1, 1]."""
+  images = tf.cast(images, tf.float32)
+  if images.shape[-1] == 1:
+    images = tf.tile(images, [1, 1, 1, 3])
+  return images / 127.5 - 1
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+  """SplitMix64's output function, on uint64 arrays."""
+  x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+  x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+  return x ^ (x >> np.uint64(31))
+
+
+def _uniforms(seed: int, positions: np.ndarray) -> np.ndarray:
+  """float32[len(positions), _NUM_UNIFORMS] in [0, 1) from (seed, position).
+
+  Number j of position p is output p * _NUM_UNIFORMS + j of a SplitMix64
+  stream. SplitMix64's i-th output is mix(state + i * gamma), so any output is
+  computed directly: an example's numbers do not depend on the batch or the
+  process it lands in, and a whole batch is computed at once in numpy (TF's
+  stateless ops would need one op per example to achieve that).
+  """
+  state = _splitmix64(np.array([seed], np.uint64))  # Arrays wrap silently.
+  counters = (positions.astype(np.uint64)[:, None] * np.uint64(_NUM_UNIFORMS) +
+              np.arange(1, _NUM_UNIFORMS + 1, dtype=np.uint64))
+  bits = _splitmix64(state + counters * _SPLITMIX64_GAMMA)
+  return (bits >> np.uint64(40)).astype(np.float32) * np.float32(2**-24)
+
+
+def _permutation(seed: int, num_examples: int, epoch: int) -> np.ndarray:
+  return np.random.Generator(np.random.PCG64([seed, epoch])).permutation(
+      num_examples)
+
+
+def _local_size(config, key: str, process_index: int,
+                process_count: int) -> int:
+  size = config[key]
+  if size <= 0 or size % process_count:
+    raise ValueError(f'config.{key}={size} must be a positive multiple of '
+                     f'process_count={process_count}.')
+  if not 0 <= process_index < process_count:
+    raise ValueError(f'process_index={process_index} is not in '
+                     f'[0, {process_count}).')
+  return size // process_count
+
+
+def _to_numpy_iterator(make_batch: Callable[[int], Batch], start: int,
+                       stop: Optional[int], images_fn,
+                       threads: int) -> Iterator[Batch]:
+  """tf.data over `make_batch(i)` for i in [start, stop), then preprocessing.
+
+  `images_fn(images, batch)` preprocesses a batch of same-size images, then
+  `_to_model_input` scales them. Sources of same-size images are processed a
+  whole batch per op; files and encoded images are decoded and processed one
+  by one, then rebatched.
+  """
+  first = make_batch(start)  # For the signature.
+  keys = list(first)
+  dtypes = [tf.string if first[k].dtype == object else first[k].dtype
+            for k in keys]
+
+  def load(i):
+    values = tf.numpy_function(lambda i: [make_batch(int(i))[k] for k in keys],
+                               [i], dtypes, stateful=False)
+    for key, value in zip(keys, values):
+      value.set_shape(first[key].shape)
+    return dict(zip(keys, values))
+
+  def preprocess(batch):
+    images = _to_model_input(images_fn(batch['image'], batch))
+    return dict({k: v for k, v in batch.items() if k != 'rand'}, image=images)
+
+  def preprocess_one(example):
+    data = (tf.io.read_file(example['path']) if 'path' in example
+            else example['encoded'])
+    image = tf.io.decode_image(data, channels=3, expand_animations=False)
+    batch = {k: v[None] for k, v in example.items()
+             if k not in ('path', 'encoded')}
+    batch = preprocess(dict(batch, image=image[None]))
+    return {k: v[0] for k, v in batch.items()}
+
+  ds = (tf.data.Dataset.counter(start) if stop is None else
+        tf.data.Dataset.range(start, stop)).map(load)
+  if 'image' in first:
+    ds = ds.map(preprocess)
+  else:
+    ds = ds.unbatch().map(preprocess_one, num_parallel_calls=threads)
+    ds = ds.batch(len(first['label']), drop_remainder=True)
+  options = tf.data.Options()
+  options.threading.private_threadpool_size = threads
+  options.threading.max_intra_op_parallelism = 1
+  ds = ds.prefetch(_PREFETCH_BATCHES).with_options(options)
+  return ds.as_numpy_iterator()
+
+
+def train_iterator(config, *, start_step: int, process_index: int = 0,
+                   process_count: int = 1) -> Iterator[Batch]:
+  """This process's slice of every global train batch from `start_step` on.
+
+  Yields {'image': float32[L, S, S, 3] in [-1, 1], 'label': int32[L]} forever,
+  L = batch_size / process_count, S = image_size. See the module docstring
+  for which examples, in which order; the result depends only on the config,
+  the step and the process's slice.
+  """
+  local = _local_size(config, 'batch_size', process_index, process_count)
+  source = _source(config, config.train_split)
+  seed = config.seed % 2**64  # Seed sequences want non-negative seeds.
+  permutation = functools.lru_cache(maxsize=2)(
+      functools.partial(_permutation, seed, source.num_examples))
+
+  def make_batch(step):
+    positions = (step * config.batch_size + process_index * local +
+                 np.arange(local, dtype=np.int64))
+    epochs, offsets = np.divmod(positions, source.num_examples)
+    indices = np.concatenate(  # `epochs` is sorted, as np.unique's result.
+        [permutation(e)[offsets[epochs == e]] for e in np.unique(epochs)])
+    return dict(source.fetch(indices), rand=_uniforms(seed, positions))
+
+  return _to_numpy_iterator(
+      make_batch, start_step, None,
+      lambda images, batch: _train_images(images, batch['rand'], config),
+      config.get('data_threads', 1))
+
+
+def eval_iterator(config, *, process_index: int = 0,
+                  process_count: int = 1) -> Iterator[Batch]:
+  """This process's slice of each global batch over the whole eval split.
+
+  Global batch j is examples [j*E, (j+1)*E) in dataset order (E =
+  eval_batch_size), padded past the end with example 0 and 'mask' False;
+  every process yields ceil(num_eval / E) batches of {'image', 'label',
+  'mask': bool[L]}, L = E / process_count.
+  """
+  local = _local_size(config, 'eval_batch_size', process_index, process_count)
+  source = _source(config, config.eval_split)
+
+  def make_batch(j):
+    positions = (j * config.eval_batch_size + process_index * local +
+                 np.arange(local, dtype=np.int64))
+    mask = positions < source.num_examples
+    return dict(source.fetch(np.where(mask, positions, 0)), mask=mask)
+
+  return _to_numpy_iterator(
+      make_batch, 0, -(-source.num_examples // config.eval_batch_size),
+      lambda images, _: (_resize_crop if config.pp.eval == 'resize_crop' else
+                         _resize)(images, config.image_size),
+      config.get('data_threads', 1))
