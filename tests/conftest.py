@@ -1,11 +1,15 @@
 """Shared fixtures: the reference files and tiny model configs."""
 import json
+import os
 import pathlib
+import subprocess
+import sys
 
 import ml_collections
 import pytest
 
-SHARED = pathlib.Path(__file__).resolve().parents[2] / 'shared'
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / 'shared'
 REFERENCE = SHARED / 'reference'
 
 
@@ -47,3 +51,24 @@ def write_image_folder(root, *, num_train=48, num_eval=21, size=16, seed=0):
 @pytest.fixture(scope='session')
 def image_folder(tmp_path_factory):
   return write_image_folder(tmp_path_factory.mktemp('images'))
+
+
+def main_command(workdir, data_dir, *overrides, config='configs/testing.py'):
+  """`python main.py` on the testing config over an image folder."""
+  return [sys.executable, str(ROOT / 'main.py'), f'--workdir={workdir}',
+          f'--config={ROOT / config}', '--config.dataset=imagefolder',
+          f'--config.data_dir={data_dir}', *overrides]
+
+
+def run_main(workdir, data_dir, *overrides, devices=1,
+             config='configs/testing.py'):
+  env = dict(os.environ,
+             XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}')
+  return subprocess.run(main_command(workdir, data_dir, *overrides,
+                                     config=config), env=env,
+                        capture_output=True, text=True, timeout=300)
+
+
+def read_records(workdir):
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    return [json.loads(line) for line in f]

@@ -1,46 +1,20 @@
 """The trainer end to end: outputs, resume, fine-tuning, exact eval, devices."""
 import json
 import os
-import pathlib
-import signal
-import subprocess
-import sys
-import time
 
 import jax
 import numpy as np
 import pytest
 
-from tests.conftest import tiny_config
+from tests.conftest import read_records, run_main, tiny_config
 from vit_jax import checkpoint
 from vit_jax import evaluate
 from vit_jax import models
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-
-
-def _cmd(workdir, data_dir, *overrides, config='configs/testing.py'):
-  return [sys.executable, str(ROOT / 'main.py'), f'--workdir={workdir}',
-          f'--config={ROOT / config}', '--config.dataset=imagefolder',
-          f'--config.data_dir={data_dir}', *overrides]
-
-
-def _run(workdir, data_dir, *overrides, devices=1, **kwargs):
-  env = dict(os.environ,
-             XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}')
-  return subprocess.run(_cmd(workdir, data_dir, *overrides), env=env,
-                        capture_output=True, text=True, timeout=300, **kwargs)
-
-
-def _records(workdir):
-  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
-    return [json.loads(line) for line in f]
-
-
 def test_end_to_end_outputs(tmp_path, image_folder):
-  proc = _run(tmp_path, image_folder)
+  proc = run_main(tmp_path, image_folder)
   assert proc.returncode == 0, proc.stderr[-3000:]
-  records = _records(tmp_path)
+  records = read_records(tmp_path)
   train = [r for r in records if 'train/loss' in r]
   evals = [r for r in records if 'eval/accuracy' in r]
   assert [r['step'] for r in train] == [1, 2, 3, 4, 5, 6]
@@ -57,42 +31,13 @@ def test_end_to_end_outputs(tmp_path, image_folder):
   assert 'step 6/6' in proc.stderr and 'img/s' in proc.stderr
 
 
-def test_killed_run_resumes_bit_exact(tmp_path, image_folder):
-  """SIGKILL after step 5 (checkpoint at 4), rerun: same final params."""
-  args = ('--config.total_steps=8', '--config.checkpoint_every=4',
-          '--config.eval_every=100')
-  full = tmp_path / 'full'
-  assert _run(full, image_folder, *args).returncode == 0
-  cut = tmp_path / 'cut'
-  proc = subprocess.Popen(_cmd(cut, image_folder, *args),
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-  metrics, deadline = cut / 'metrics.jsonl', time.time() + 240
-  while time.time() < deadline and proc.poll() is None:
-    if metrics.exists() and any(json.loads(l)['step'] >= 5
-                                for l in metrics.read_text().splitlines()):
-      break
-    time.sleep(0.05)
-  proc.send_signal(signal.SIGKILL)
-  proc.wait()
-  assert not (cut / 'params.npz').exists(), 'the run ended before the kill'
-  resumed = _run(cut, image_folder, *args)
-  assert resumed.returncode == 0, resumed.stderr[-3000:]
-  assert 'Starting at step 4' in resumed.stderr
-  with np.load(full / 'params.npz') as a, np.load(cut / 'params.npz') as b:
-    for k in a.files:
-      np.testing.assert_array_equal(a[k], b[k], err_msg=k)
-  steps = [r['step'] for r in _records(cut) if 'train/loss' in r]
-  assert steps == list(range(1, 9))
-
-
 def test_finetune_reference_at_higher_resolution(tmp_path, image_folder,
                                                  reference):
   ref_dir, cases = reference
   case = cases['vit_s16_2blocks']
-  model = json.dumps(case['model']).replace('"', '\\"')
-  proc = _run(tmp_path, image_folder, '--config=' + str(
-      ROOT / 'configs/finetune.py') + ':model=testing,image_size=240,steps=2',
-              f'--config.pretrained_path={ref_dir / case["checkpoint"]}',
+  proc = run_main(
+      tmp_path, image_folder,
+      f'--config.pretrained_path={ref_dir / case["checkpoint"]}',
               '--config.model.hidden_size=384',
               '--config.model.patches.size=(16, 16)',
               '--config.model.transformer.num_heads=6',
@@ -100,14 +45,14 @@ def test_finetune_reference_at_higher_resolution(tmp_path, image_folder,
               '--config.model.transformer.mlp_dim=1536',
               '--config.model.transformer.dropout_rate=0.0',
               '--config.batch_size=4', '--config.eval_batch_size=8',
-              '--config.log_every=1', '--config.lr.warmup_steps=1')
-  del model
+              '--config.log_every=1', '--config.lr.warmup_steps=1',
+      config='configs/finetune.py:model=testing,image_size=240,steps=2')
   assert proc.returncode == 0, proc.stderr[-3000:]
   params = checkpoint.load_npz(str(tmp_path / 'params.npz'))
   assert params['Transformer']['posembed_input']['pos_embedding'].shape == (
       1, 1 + 15 * 15, 384)
   assert params['head']['kernel'].shape == (384, 3)
-  assert _records(tmp_path)[-1]['eval/num_examples'] == 21
+  assert read_records(tmp_path)[-1]['eval/num_examples'] == 21
 
 
 def test_exact_eval_counts_every_example_once():
@@ -139,7 +84,7 @@ def test_exact_eval_counts_every_example_once():
 
 
 def _losses(workdir):
-  return np.array([r['train/loss'] for r in _records(workdir)
+  return np.array([r['train/loss'] for r in read_records(workdir)
                    if 'train/loss' in r])
 
 
@@ -148,7 +93,8 @@ def test_same_losses_on_1_and_8_devices(tmp_path, image_folder):
           '--config.log_every=1', '--config.eval_every=100',
           '--config.checkpoint_every=100', '--config.eval_batch_size=64')
   for devices in (1, 8):
-    proc = _run(tmp_path / str(devices), image_folder, *args, devices=devices)
+    proc = run_main(tmp_path / str(devices), image_folder, *args,
+                    devices=devices)
     assert proc.returncode == 0, proc.stderr[-3000:]
   one, eight = _losses(tmp_path / '1'), _losses(tmp_path / '8')
   assert len(one) == 20
@@ -161,7 +107,7 @@ def test_gradient_accumulation_matches_full_batch(tmp_path, image_folder):
           '--config.eval_every=100', '--config.checkpoint_every=100',
           '--config.model.transformer.dropout_rate=0.0')
   for accum in (1, 4):
-    proc = _run(tmp_path / str(accum), image_folder, *args,
+    proc = run_main(tmp_path / str(accum), image_folder, *args,
                 f'--config.accum_steps={accum}')
     assert proc.returncode == 0, proc.stderr[-3000:]
   np.testing.assert_allclose(_losses(tmp_path / '4'), _losses(tmp_path / '1'),

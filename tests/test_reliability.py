@@ -1,0 +1,169 @@
+"""Never lose a run: kill -9 + corrupt checkpoint, non-finite loss, bad input."""
+import os
+import signal
+import subprocess
+import time
+
+import numpy as np
+import pytest
+
+from tests.conftest import main_command, read_records, run_main, \
+    write_image_folder
+
+# ~90 ms a step on 2 cores: slow enough to kill the run between steps 45 and 60.
+_KILL_ARGS = ('--config.total_steps=60', '--config.checkpoint_every=20',
+              '--config.eval_every=1000', '--config.image_size=32',
+              '--config.model.hidden_size=64',
+              '--config.model.transformer.mlp_dim=256',
+              '--config.model.transformer.num_layers=4',
+              '--config.batch_size=32')
+
+
+def _latest_step(workdir):
+  records = workdir / 'metrics.jsonl'
+  if not records.exists():
+    return 0
+  steps = [r['step'] for r in read_records(workdir)]
+  return max(steps, default=0)
+
+
+def test_sigkill_and_truncated_checkpoint_resume_bit_exact(tmp_path,
+                                                           image_folder):
+  full = tmp_path / 'full'
+  proc = run_main(full, image_folder, *_KILL_ARGS)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+
+  cut = tmp_path / 'cut'
+  proc = subprocess.Popen(main_command(cut, image_folder, *_KILL_ARGS),
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  deadline = time.time() + 240
+  while proc.poll() is None and time.time() < deadline:
+    try:
+      if _latest_step(cut) > 45:
+        break
+    except ValueError:  # A line being written.
+      pass
+    time.sleep(0.01)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  assert not (cut / 'params.npz').exists(), 'the run ended before the kill'
+  checkpoints = sorted(int(d) for d in os.listdir(cut / 'checkpoints')
+                       if d.isdigit())
+  assert checkpoints == [20, 40]
+
+  # Truncate every file of the newest checkpoint.
+  for root, _, files in os.walk(cut / 'checkpoints' / '40'):
+    for name in files:
+      path = os.path.join(root, name)
+      with open(path, 'r+b') as f:
+        f.truncate(os.path.getsize(path) // 2)
+
+  resumed = run_main(cut, image_folder, *_KILL_ARGS)
+  assert resumed.returncode == 0, resumed.stderr[-3000:]
+  assert 'checkpoints/40 is unreadable' in resumed.stderr
+  assert 'Starting at step 20' in resumed.stderr
+  with np.load(full / 'params.npz') as a, np.load(cut / 'params.npz') as b:
+    assert sorted(a.files) == sorted(b.files)
+    for k in a.files:
+      np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+  steps = [r['step'] for r in read_records(cut) if 'train/loss' in r]
+  assert steps == list(range(1, 61))
+
+
+def test_nonfinite_loss_stops_and_keeps_last_checkpoint(tmp_path,
+                                                        image_folder):
+  args = ('--config.lr.base=1e30', '--config.lr.warmup_steps=0',
+          '--config.optimizer.grad_clip_norm=0', '--config.checkpoint_every=1',
+          '--config.log_every=10')
+  proc = run_main(tmp_path / 'stop', image_folder, *args)
+  assert proc.returncode == 1
+  assert 'Non-finite training loss at step 2' in proc.stderr
+  assert 'Traceback' not in proc.stderr
+  assert os.listdir(tmp_path / 'stop' / 'checkpoints') == ['1']
+
+  proc = run_main(tmp_path / 'skip', image_folder, *args,
+                  '--config.nonfinite=skip')
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  with np.load(tmp_path / 'skip' / 'params.npz') as params:
+    assert all(np.isfinite(params[k]).all() for k in params.files)
+
+
+def _bad_folder(root):
+  write_image_folder(root, num_train=6, num_eval=3)
+  (root / 'train' / 'class0' / 'broken.png').write_bytes(b'\x89PNG not really')
+  return root
+
+
+def _corrupt_npz(root):
+  path = root / 'corrupt.npz'
+  path.write_bytes(b'PK\x03\x04 truncated')
+  return path
+
+
+def _other_model_npz(root):
+  from vit_jax import checkpoint, models  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  model = models.get_model('testing', num_classes=3)
+  params = model.init(jax.random.PRNGKey(0), np.zeros((1, 32, 32, 3)),
+                      train=False)['params']
+  path = root / 'other.npz'
+  checkpoint.save_npz(str(path), params)
+  return path
+
+
+# (overrides, devices, what the message must say). `{tmp}` is the test's
+# tmp_path; `{bad_folder}`, `{corrupt}`, `{other}` are files made for it.
+_CASES = {
+    'unknown config file': (['--config=configs/nope.py'], 1, 'nope.py'),
+    'unknown field': (['--config.nosuchfield=1'], 1,
+                      "unknown config field 'nosuchfield'"),
+    'unknown preset': (['--config=configs/finetune.py:model=ViT-Q_7'], 1,
+                       "Unknown model 'ViT-Q_7'"),
+    'unknown dataset': (['--config.dataset=no_such_dataset_xyz'], 1,
+                        'no_such_dataset_xyz'),
+    'heads': (['--config.model.hidden_size=15'], 1,
+              'hidden_size=15 is not divisible by num_heads=2'),
+    'patch': (['--config.image_size=18'], 1,
+              'not divisible by the patch size 4x4'),
+    'batch vs devices': (['--config.batch_size=12'], 8,
+                         'batch_size=12 does not split evenly over 8 devices'),
+    'batch vs accum': (['--config.accum_steps=3'], 1,
+                       'multiple of accum_steps'),
+    'steps': (['--config.total_steps=0'], 1, 'total_steps=0 must be positive'),
+    'batch': (['--config.batch_size=-4'], 1, 'batch_size=-4 must be positive'),
+    'missing pretrained': (['--config.pretrained_path={tmp}/nope.npz'], 1,
+                           'nope.npz'),
+    'corrupt pretrained': (['--config.pretrained_path={corrupt}'], 1,
+                           'truncated or corrupt'),
+    'mismatched pretrained': (['--config.pretrained_path={other}'], 1,
+                              'shape mismatch: embedding/kernel'),
+    'unreadable image': (['--config.data_dir={bad_folder}'], 1, 'broken.png'),
+    'unwritable workdir': ([], 1, 'cannot be written'),
+}
+
+
+@pytest.mark.parametrize('case', list(_CASES))
+def test_bad_input_gives_one_clear_message(case, tmp_path, image_folder):
+  overrides, devices, expected = _CASES[case]
+  files = {'tmp': tmp_path, 'bad_folder': _bad_folder(tmp_path / 'bad'),
+           'corrupt': _corrupt_npz(tmp_path),
+           'other': _other_model_npz(tmp_path)}
+  overrides = [o.format(**files) for o in overrides]
+  workdir = tmp_path / 'workdir'
+  workdir.mkdir()
+  keep = workdir / 'keep.txt'
+  keep.write_text('precious')
+  if case == 'unwritable workdir':
+    workdir = keep / 'sub'  # A path below a file cannot be created.
+  config = 'configs/testing.py'
+  for o in [o for o in overrides if o.startswith('--config=')]:
+    overrides.remove(o)
+    config = o[len('--config='):]
+  start = time.time()
+  proc = run_main(workdir, image_folder, *overrides, devices=devices,
+                  config=config)
+  assert proc.returncode != 0
+  assert 'Traceback' not in proc.stderr, proc.stderr[-3000:]
+  assert expected in proc.stderr, proc.stderr[-3000:]
+  assert keep.read_text() == 'precious'
+  assert time.time() - start < 60
