@@ -67,3 +67,47 @@ def state_shardings(mesh: Mesh, abstract_state):
   fsdp = dict(zip(mesh.axis_names, mesh.devices.shape)).get('fsdp', 1)
   return jax.tree.map(
       lambda x: NamedSharding(mesh, fsdp_spec(x.shape, fsdp)), abstract_state)
+
+
+def compile_report(config, num_classes: int):
+  """Compiles (without running) the train step of `config` on this host.
+
+  Returns the train state's total bytes, its bytes per device under the
+  config's mesh (from the shardings), and the compiled step's argument bytes
+  per device (from XLA's memory analysis) — the FSDP arithmetic, checked.
+  """
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from vit_jax import optim, train  # pylint: disable=g-import-not-at-top
+  mesh = make_mesh(config.mesh)
+  model = train.create_model(config, num_classes)
+  tx = optim.make_optimizer(config)
+  size = config.image_size
+
+  def init(key):
+    params = model.init(key, jnp.zeros((1, size, size, 3)), train=False)
+    return {'step': jnp.zeros((), jnp.int32), 'params': params['params'],
+            'opt_state': tx.init(params['params'])}
+
+  abstract = jax.eval_shape(init, jax.random.PRNGKey(0))
+  shardings = state_shardings(mesh, abstract)
+  leaves = list(zip(jax.tree.leaves(abstract), jax.tree.leaves(shardings)))
+  total = sum(x.size * x.dtype.itemsize for x, _ in leaves)
+  per_device = sum(int(np.prod(s.shard_shape(x.shape))) * x.dtype.itemsize
+                   for x, s in leaves)
+  batch_sh = batch_sharding(mesh)
+  batch = {'image': jax.ShapeDtypeStruct((config.batch_size, size, size, 3),
+                                         jnp.float32, sharding=batch_sh),
+           'label': jax.ShapeDtypeStruct((config.batch_size,), jnp.int32,
+                                         sharding=batch_sh)}
+  step = jax.jit(train.make_train_step(config, model, tx,
+                                       jax.random.PRNGKey(0)),
+                 in_shardings=(shardings, batch_sh),
+                 out_shardings=(shardings, replicated(mesh)),
+                 donate_argnums=0)
+  abstract = jax.tree.map(
+      lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+      abstract, shardings)
+  compiled = step.lower(abstract, batch).compile()
+  return {'state_bytes': total, 'state_bytes_per_device': per_device,
+          'compiled_argument_bytes':
+              compiled.memory_analysis().argument_size_in_bytes}
