@@ -61,6 +61,10 @@ def base_config() -> ml_collections.ConfigDict:
   config.keep_checkpoints = 3
   config.pretrained_path = config_dict.placeholder(str)
   config.nonfinite = 'stop'  # Or 'skip': drop the update of such a step.
+  # Few-shot linear eval of the pre-logits at each eval (vit_jax/fewshot.py),
+  # e.g. --config.fewshot.shots="(1, 5, 10, 25)"; no shots, no few-shot eval.
+  config.fewshot = ml_collections.ConfigDict(dict(
+      shots=(), num_train=2000, num_test=2000))
 
   # Optimisation.
   config.optimizer = ml_collections.ConfigDict(dict(

@@ -12,7 +12,7 @@ from vit_jax import evaluate
 from vit_jax import models
 
 def test_end_to_end_outputs(tmp_path, image_folder):
-  proc = run_main(tmp_path, image_folder)
+  proc = run_main(tmp_path, image_folder, '--config.fewshot.shots=(1, 5)')
   assert proc.returncode == 0, proc.stderr[-3000:]
   records = read_records(tmp_path)
   train = [r for r in records if 'train/loss' in r]
@@ -22,6 +22,8 @@ def test_end_to_end_outputs(tmp_path, image_folder):
              and 'train/lr' in r for r in train)
   assert [r['step'] for r in evals] == [3, 6]
   assert evals[-1]['eval/num_examples'] == 21
+  # Colour decides the class: 5-shot linear probes on features separate it.
+  assert evals[-1]['fewshot/5shot'] > 0.6
   assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['3', '6']
   assert any(p.startswith('events.out.tfevents') for p in os.listdir(tmp_path))
   config = json.loads((tmp_path / 'config.json').read_text())

@@ -18,7 +18,9 @@ class Manager:
   """A thin wrapper over `ocp.CheckpointManager` for the train state."""
 
   def __init__(self, workdir: str, config):
-    self.directory = os.path.join(os.path.abspath(workdir), 'checkpoints')
+    if '://' not in workdir:  # Orbax wants absolute local paths.
+      workdir = os.path.abspath(workdir)
+    self.directory = os.path.join(workdir, 'checkpoints')
     self._manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(

@@ -15,6 +15,7 @@ from typing import Any, Dict
 
 from absl import logging
 from clu import metric_writers
+from etils import epath
 import jax
 import jax.numpy as jnp
 from jax.experimental import multihost_utils
@@ -25,6 +26,7 @@ import optax
 from vit_jax import checkpoint
 from vit_jax import checkpoints
 from vit_jax import evaluate
+from vit_jax import fewshot
 from vit_jax import input_pipeline
 from vit_jax import models
 from vit_jax import optim
@@ -133,21 +135,20 @@ class _Outputs:
 
   def __init__(self, workdir, total_steps, start_step, active):
     self.active, self.total, self.start = active, total_steps, start_step
-    self.path = os.path.join(workdir, 'metrics.jsonl')
+    self.path = epath.Path(workdir) / 'metrics.jsonl'
     self.writer = metric_writers.create_default_writer(
         workdir, just_logging=not active, asynchronous=False)
-    if active and os.path.exists(self.path):
+    if active and self.path.exists():
       # Steps after the restored checkpoint are re-run: drop their records.
-      with open(self.path) as f:
-        keep = [l for l in f if l.strip() and json.loads(l)['step'] <= start_step]
-      with open(self.path, 'w') as f:
-        f.writelines(keep)
+      keep = [l for l in self.path.read_text().splitlines(keepends=True)
+              if l.strip() and json.loads(l)['step'] <= start_step]
+      self.path.write_text(''.join(keep))
     self.t0 = time.time()
 
   def write(self, step, metrics):
     self.writer.write_scalars(step, metrics)
     if self.active:
-      with open(self.path, 'a') as f:
+      with self.path.open('a') as f:
         f.write(json.dumps({'step': step, **metrics}) + '\n')
 
   def progress(self, step, loss, images_per_sec):
@@ -162,6 +163,37 @@ class _Outputs:
   def close(self):
     self.writer.flush()
     self.writer.close()
+
+
+def _split_arrays(config, split: str, limit: int):
+  """The first `limit` examples of `split`, eval-preprocessed, as arrays."""
+  config = ml_collections.ConfigDict(config.to_dict())
+  config.eval_split = split
+  images, labels, count = [], [], 0
+  for batch in input_pipeline.eval_iterator(config):
+    mask = batch['mask']
+    images.append(batch['image'][mask])
+    labels.append(batch['label'][mask])
+    count += int(mask.sum())
+    if count >= limit:
+      break
+  return np.concatenate(images)[:limit], np.concatenate(labels)[:limit]
+
+
+def _fewshot_evaluator(config):
+  """`config.fewshot` (shots, num_train, num_test) -> evaluator; None when
+  `shots` is empty.
+
+  The few-shot pool is the start of the train split, the test set the start
+  of the eval split; both go through eval preprocessing.
+  """
+  c = config.get('fewshot')
+  if not c or not c.shots:
+    return None
+  return fewshot.FewShotEvaluator(
+      *_split_arrays(config, config.train_split, c.num_train),
+      *_split_arrays(config, config.eval_split, c.num_test),
+      shots=tuple(c.shots), seed=config.seed)
 
 
 def _on_mesh(mesh, iterator, global_batch):
@@ -188,9 +220,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   init_key, dropout_key = jax.random.split(jax.random.PRNGKey(config.seed))
 
   if is_main:
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, 'config.json'), 'w') as f:
-      f.write(config.to_json_best_effort(indent=2))
+    (epath.Path(workdir) / 'config.json').write_text(
+        config.to_json_best_effort(indent=2))
 
   manager = checkpoints.Manager(workdir, config)
   shardings_of = lambda tree: sharding.state_shardings(mesh, tree)
@@ -207,14 +238,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
       in_shardings=(state_sh, batch_sh),
       out_shardings=(state_sh, sharding.replicated(mesh)), donate_argnums=0)
   eval_step = jax.jit(evaluate.make_eval_step(model))
+  fewshot_evaluator = _fewshot_evaluator(config)
 
-  def run_eval(step):
+  def run_eval():
     batches = input_pipeline.eval_iterator(
         config, process_index=jax.process_index(),
         process_count=jax.process_count())
-    return evaluate.evaluate(
+    metrics = evaluate.evaluate(
         eval_step, state['params'],
         _on_mesh(mesh, batches, config.eval_batch_size))
+    if fewshot_evaluator is not None:
+      metrics.update(fewshot_evaluator.run(fewshot.pre_logits_fn(model),
+                                           state['params']))
+    return metrics
 
   out = _Outputs(workdir, config.total_steps, start, is_main)
   batches = _on_mesh(mesh, input_pipeline.train_iterator(
@@ -250,13 +286,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
     if save:
       manager.save(step, state)
     if at_end or step % config.eval_every == 0:
-      eval_metrics = run_eval(step)
+      eval_metrics = run_eval()
       out.write(step, eval_metrics)
       logging.info('step %d: %s', step, eval_metrics)
       t_log = time.time()
 
   if eval_metrics is None:  # Resumed after the last step: just report.
-    eval_metrics = run_eval(config.total_steps)
+    eval_metrics = run_eval()
   manager.close()
   params = state['params']
   if jax.process_count() > 1:

@@ -5,6 +5,7 @@ second, not a crashed job. Each message says what is wrong and how to fix it.
 """
 import os
 
+from etils import epath
 import jax
 import jax.numpy as jnp
 
@@ -48,12 +49,11 @@ def _check_batches(config, num_devices, num_processes):
 
 
 def _check_workdir(workdir):
-  probe = os.path.join(workdir, '.write_test')
+  probe = epath.Path(workdir) / '.write_test'
   try:
-    os.makedirs(workdir, exist_ok=True)
-    with open(probe, 'w') as f:
-      f.write('ok')
-    os.remove(probe)
+    probe.parent.mkdir(parents=True, exist_ok=True)
+    probe.write_text('ok')
+    probe.unlink()
   except OSError as e:
     raise ValueError(f'The workdir {workdir!r} cannot be written ({e}); pass'
                      ' a writable --workdir.') from e
