@@ -18,11 +18,12 @@ that layout from the module tree of `models_vit.py`, all made here:
    [hidden, heads, head_dim] for query/key/value, [heads, head_dim, hidden]
    for out).
 """
+import collections
 import io
 import os
 import re
 import zipfile
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import flax.traverse_util
 import numpy as np
@@ -178,6 +179,56 @@ def interpolate_posemb(posemb: np.ndarray, num_tokens: int, *,
   return np.concatenate([prefix, grid.reshape(1, -1, grid.shape[-1])], axis=1)
 
 
+_MAX_PROBLEMS = 20  # Lines of a mismatch report.
+
+
+def _grouped(what: str, keys) -> List[str]:
+  """One line per module (first two path parts), so a missing block is one."""
+  groups = collections.defaultdict(list)
+  for key in keys:
+    groups['/'.join(key[:2])].append('/'.join(key))
+  natural = lambda s: [int(t) if t.isdigit() else t
+                       for t in re.split(r'(\d+)', s)]
+  return [f'  {what}: {names[0]}' if len(names) == 1 else
+          f'  {what}: {group}/... ({len(names)} arrays)'
+          for group, names in sorted(groups.items(),
+                                     key=lambda g: natural(g[0]))]
+
+
+def fit_params(params: Params, expected: Params, path: str,
+               model_name: Optional[str] = None) -> Params:
+  """`params` with the keys, shapes and dtypes of `expected` (or an error).
+
+  Shapes that differ only by singleton dimensions are reshaped. Anything else
+  raises CheckpointMismatchError listing the missing, unexpected and
+  differently shaped keys (a whole missing block as one line).
+  """
+  got = flax.traverse_util.flatten_dict(dict(params))
+  want = flax.traverse_util.flatten_dict(dict(expected))
+  problems = _grouped('missing from the checkpoint',
+                      [k for k in want if k not in got])
+  problems += _grouped('not in the model', [k for k in got if k not in want])
+  out = {}
+  for k in [k for k in want if k in got]:
+    old, new = np.asarray(got[k]), want[k]
+    if old.shape != new.shape:
+      if _squeezed(old.shape) != _squeezed(new.shape):
+        problems.append(f'  shape mismatch: {"/".join(k)} checkpoint '
+                        f'{old.shape} vs model {tuple(new.shape)}')
+        continue
+      old = old.reshape(new.shape)
+    out[k] = old.astype(new.dtype)
+  if problems:
+    if len(problems) > _MAX_PROBLEMS:
+      problems[_MAX_PROBLEMS:] = [
+          f'  ... and {len(problems) - _MAX_PROBLEMS} more']
+    raise CheckpointMismatchError(
+        f'Checkpoint {path!r} does not fit the model '
+        f'({model_name or "custom config"}):\n' + '\n'.join(problems) +
+        '\nCheck that the model name/config matches the checkpoint.')
+  return flax.traverse_util.unflatten_dict(out)
+
+
 def load_pretrained(*, pretrained_path: str, init_params: Params,
                     model_config, grid_size: Optional[Sequence[int]] = None,
                     pretrained_grid_size: Optional[Sequence[int]] = None
@@ -220,26 +271,5 @@ def load_pretrained(*, pretrained_path: str, init_params: Params,
           num_prefix_tokens=int(model_config.get('classifier') == 'token'),
           old_grid=pretrained_grid_size, new_grid=grid_size)
 
-  problems = [f'  missing from the checkpoint: {"/".join(k)} {new.shape}'
-              for k, new in expected.items() if k not in restored]
-  problems += [f'  not in the model: {"/".join(k)} {v.shape}'
-               for k, v in restored.items() if k not in expected]
-  out = {}
-  for k, new in expected.items():
-    if k not in restored:
-      continue
-    old = np.asarray(restored[k])
-    if old.shape != new.shape:
-      if _squeezed(old.shape) != _squeezed(new.shape):
-        problems.append(f'  shape mismatch: {"/".join(k)} checkpoint '
-                        f'{old.shape} vs model {tuple(new.shape)}')
-        continue
-      old = old.reshape(new.shape)
-    out[k] = old.astype(new.dtype)
-  if problems:
-    raise CheckpointMismatchError(
-        f'Checkpoint {pretrained_path!r} does not fit the model '
-        f'({model_config.get("model_name") or "custom config"}):\n' +
-        '\n'.join(problems) + '\nCheck that the model name/config matches the'
-        ' checkpoint.')
-  return flax.traverse_util.unflatten_dict(out)
+  return fit_params(flax.traverse_util.unflatten_dict(restored), init_params,
+                    pretrained_path, model_config.get('model_name'))

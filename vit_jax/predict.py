@@ -18,20 +18,17 @@ it classes are shown by index. Bad inputs (unreadable images or checkpoint,
 unknown model, checkpoint that does not fit) end with a one-line message on
 stderr and exit status 1.
 """
-import collections
 import functools
 import importlib.util
 import json
 import math
 import os
-import re
 import runpy
 import sys
 from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 from absl import app
 from absl import flags
-import flax.traverse_util
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -44,7 +41,6 @@ from vit_jax import models
 from vit_jax.configs import models as models_config
 
 FLAGS = flags.FLAGS
-_MAX_PROBLEMS = 20  # Lines of a checkpoint mismatch report.
 
 
 class Loaded(NamedTuple):
@@ -107,39 +103,6 @@ def _trained_image_size(config, num_patch_tokens: int) -> Optional[int]:
   return size if models.token_grid(config, size) == (side, side) else None
 
 
-def _grouped(what: str, keys) -> List[str]:
-  """One line per module (first two path parts), so a missing block is one."""
-  groups = collections.defaultdict(list)
-  for key in keys:
-    groups['/'.join(key[:2])].append('/'.join(key))
-  natural = lambda s: [int(t) if t.isdigit() else t
-                       for t in re.split(r'(\d+)', s)]
-  return [f'  {what}: {names[0]}' if len(names) == 1 else
-          f'  {what}: {group}/... ({len(names)} arrays)'
-          for group, names in sorted(groups.items(),
-                                     key=lambda g: natural(g[0]))]
-
-
-def _check_fits(params, expected, path: str) -> None:
-  """Raises listing the modules and shapes that differ from the model's."""
-  got = flax.traverse_util.flatten_dict(params)
-  want = flax.traverse_util.flatten_dict(expected)
-  problems = _grouped('missing from the checkpoint',
-                      [k for k in want if k not in got])
-  problems += _grouped('not in the model', [k for k in got if k not in want])
-  problems += [f'  shape mismatch: {"/".join(k)} checkpoint {v.shape} vs '
-               f'model {want[k].shape}'
-               for k, v in got.items()
-               if k in want and v.shape != want[k].shape]
-  if len(problems) > _MAX_PROBLEMS:
-    problems[_MAX_PROBLEMS:] = [
-        f'  ... and {len(problems) - _MAX_PROBLEMS} more']
-  if problems:
-    raise checkpoint.CheckpointMismatchError(
-        f'Checkpoint {path!r} does not fit the model:\n' +
-        '\n'.join(problems) + '\nCheck the model name or config.')
-
-
 def load_model(checkpoint_path: str, *, model_name: Optional[str] = None,
                config_json: Optional[str] = None,
                image_size: Optional[int] = None) -> Loaded:
@@ -192,7 +155,8 @@ def load_model(checkpoint_path: str, *, model_name: Optional[str] = None,
         checkpoint.interpolate_posemb(
             posemb, new_posemb.shape[1], num_prefix_tokens=prefix,
             new_grid=models.token_grid(config, image_size)))
-  _check_fits(params, expected, checkpoint_path)
+  params = checkpoint.fit_params(params, expected, checkpoint_path,
+                                 config.get('model_name'))
   return Loaded(model, params, config, image_size)
 
 
