@@ -1,4 +1,5 @@
 """Shared fixtures: the reference files and tiny model configs."""
+import itertools
 import json
 import os
 import pathlib
@@ -72,3 +73,19 @@ def run_main(workdir, data_dir, *overrides, devices=1,
 def read_records(workdir):
   with open(os.path.join(workdir, 'metrics.jsonl')) as f:
     return [json.loads(line) for line in f]
+
+
+def data_config(**overrides):
+  """A data-only config (the fields input_pipeline reads)."""
+  pp = dict(train='resize', flip=False, eval='resize', crop_padding=4,
+            crop_min_area=0.08)
+  pp.update(overrides.pop('pp', {}))
+  config = dict(dataset='fashion_mnist', data_dir=None, train_split='train',
+                eval_split='test', image_size=28, batch_size=8,
+                eval_batch_size=4, seed=0, pp=pp)
+  config.update(overrides)
+  return ml_collections.ConfigDict(config)
+
+
+def take(iterator, n):
+  return list(itertools.islice(iterator, n))

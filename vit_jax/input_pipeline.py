@@ -1,50 +1,33 @@
 """Input pipeline: random-access image sources -> deterministic tf.data batches.
 
-Sources (`config.dataset`):
-- 'fashion_mnist': the Debian package's idx files (`dataset-fashion-mnist`,
-  or `config.data_dir` holding the same files), else the TFDS dataset.
-- 'imagefolder': `config.data_dir`/<split>/<class>/<image files>.
-- any other name: a prepared TFDS image classification dataset.
+The datasets and how they are read are in `data_sources`: every source is
+read by example index, so data order is a function of (seed, step) alone. The
+train stream is an endless run of epochs, epoch e in the order
+`permutation(seed, e)`; the global batch at step s is stream positions
+[s*B, (s+1)*B), and process p of P takes its L = B/P consecutive positions
+from s*B + p*L. Augmentation draws its random numbers from (seed, position)
+as well, so a global batch is the same whatever the process count, and
+resuming at step k yields what an uninterrupted run yields at step k.
 
-Every source is read by example index, so data order is a function of
-(seed, step) alone. The train stream is an endless run of epochs, epoch e in
-the order `permutation(seed, e)`; the global batch at step s is stream
-positions [s*B, (s+1)*B), and process p of P takes its L = B/P consecutive
-positions from s*B + p*L. Augmentation draws its random numbers from (seed,
-position) as well, so a global batch is the same whatever the process count,
-and resuming at step k yields what an uninterrupted run yields at step k.
-
-TensorFlow only runs here, on CPU, with one thread by default so that it does
-not compete with JAX for cores. Optional config fields besides the trainer's:
-`tfds_download` (False: never download) and `data_threads` (1).
+TensorFlow only runs here and in `data_sources`, on CPU, with one thread by
+default so that it does not compete with JAX for cores. Optional config
+fields besides the trainer's: `tfds_download` (False: never download; see
+`data_sources`) and `data_threads` (1).
 """
 import dataclasses
 import functools
-import gzip
 import math
-import os
-import struct
-from typing import Callable, Dict, Iterator, List, Optional
+from typing import Callable, Iterator, Optional
 
 import numpy as np
-from PIL import Image
 import tensorflow as tf
-import tensorflow_datasets as tfds
 
-# JAX owns the accelerators; TF must not reserve their memory.
-tf.config.set_visible_devices([], 'GPU')
+from vit_jax import data_sources
 
-Batch = Dict[str, np.ndarray]
+Batch = data_sources.Batch
 
 TRAIN_PREPROCESSING = ('inception_crop', 'random_crop', 'resize')
 EVAL_PREPROCESSING = ('resize', 'resize_crop')
-
-_FASHION_MNIST_DIR = '/usr/share/datasets/fashion-mnist'
-_FASHION_MNIST_CLASSES = 10
-
-# What `tf.io.decode_image` reads, by file extension and by PIL's format name.
-_IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.gif', '.bmp', '.webp')
-_DECODABLE_FORMATS = ('JPEG', 'PNG', 'GIF', 'BMP', 'WEBP')
 
 _INCEPTION_ATTEMPTS = 10
 # Random numbers per training example. Columns: 0 flip, 1-2 crop position
@@ -62,179 +45,6 @@ class DatasetInfo:
   num_eval: int
 
 
-@dataclasses.dataclass(frozen=True)
-class _Source:
-  """One split, read by example index.
-
-  `fetch(indices)` returns 'label' (int32[n]) and the images as one of:
-  'image', uint8[n, H, W, C] with one size for all, preprocessed a whole
-  batch at a time; or 'encoded' (file bytes) or 'path' (file names), decoded
-  and preprocessed one example at a time since their sizes differ.
-  """
-  num_classes: int
-  num_examples: int
-  fetch: Callable[[np.ndarray], Batch]
-
-
-def _array_source(images: np.ndarray, labels: np.ndarray, num_classes: int,
-                  key: str = 'image') -> _Source:
-  labels = labels.astype(np.int32)
-  return _Source(num_classes, len(labels),
-                 lambda i: {key: images[i], 'label': labels[i]})
-
-
-def _fashion_mnist_files(config) -> Optional[Dict[str, List[str]]]:
-  """{split: [images file, labels file]}, or None if any file is missing."""
-  directory = config.data_dir or _FASHION_MNIST_DIR
-  files = {
-      split: [os.path.join(directory, f'{prefix}-{kind}-ubyte.gz')
-              for kind in ('images-idx3', 'labels-idx1')]
-      for split, prefix in (('train', 'train'), ('test', 't10k'))
-  }
-  exist = all(os.path.exists(f) for pair in files.values() for f in pair)
-  return files if exist else None
-
-
-def _read_idx(path: str) -> np.ndarray:
-  """Reads an idx file: 2 zero bytes, type (8: uint8), rank, dims, data."""
-  with gzip.open(path, 'rb') as f:
-    zero, dtype, rank = struct.unpack('>HBB', f.read(4))
-    if zero or dtype != 8:
-      raise ValueError(f'{path} is not an idx file of uint8.')
-    shape = struct.unpack(f'>{rank}I', f.read(4 * rank))
-    return np.frombuffer(f.read(), np.uint8).reshape(shape)
-
-
-def _list_image_folder(root: str, split: str) -> Dict[str, List[str]]:
-  """{class folder: sorted image files} of root/split."""
-  split_dir = os.path.join(root, split)
-  if not os.path.isdir(split_dir):
-    raise ValueError(f'Image folder split {split_dir} does not exist; expected '
-                     f'{root}/{split}/<class>/<image files>.')
-  return {
-      entry.name: sorted(
-          os.path.join(entry.path, name) for name in os.listdir(entry.path)
-          if name.lower().endswith(_IMAGE_EXTENSIONS))
-      for entry in sorted(os.scandir(split_dir), key=lambda e: e.name)
-      if entry.is_dir()
-  }
-
-
-def _check_decodable(paths: List[str]) -> None:
-  """Raises a ValueError naming every file that TF could not decode.
-
-  A full decode by PIL (JPEGs at 1/8 scale, which is quick) rather than
-  `verify()`, which misses truncated JPEGs.
-  """
-  bad = []
-  for path in paths:
-    try:
-      with Image.open(path) as image:
-        if image.format not in _DECODABLE_FORMATS:
-          raise ValueError(f'format {image.format} is not one of '
-                           f'{_DECODABLE_FORMATS}')
-        image.draft('RGB', (1, 1))
-        image.load()
-    except Exception as e:  # pylint: disable=broad-except
-      # Whatever PIL raises (OSError, SyntaxError, ...), the file is unusable.
-      bad.append(f'{path} ({e})')
-  if bad:
-    listed = '\n  '.join(bad[:20])
-    raise ValueError(f'{len(bad)} unreadable image file(s) (up to 20 listed):'
-                     f'\n  {listed}')
-
-
-def _image_folder_source(config, split: str) -> _Source:
-  """Images of ROOT/split, in class then file name order, checked to decode.
-
-  Class ids number the train split's class folders in sorted order.
-  """
-  root = config.data_dir
-  if not root:
-    raise ValueError('dataset="imagefolder" needs config.data_dir = ROOT with '
-                     'ROOT/<split>/<class>/<image files>.')
-  classes = list(_list_image_folder(root, config.train_split))
-  files = _list_image_folder(root, split)
-  empty = [c for c in classes if not files.get(c)]
-  if split == config.train_split and (not classes or empty):
-    raise ValueError(
-        f'{os.path.join(root, split)} needs one folder of '
-        f'{"/".join(_IMAGE_EXTENSIONS)} images per class; '
-        + (f'these have none: {empty}' if empty else 'it has no folders.'))
-  unknown = sorted(set(files) - set(classes))
-  if unknown:
-    raise ValueError(f'Classes {unknown} of split {split!r} are not among the '
-                     f'{config.train_split!r} classes {classes}.')
-  paths = [p for c in classes for p in files.get(c, [])]
-  if not paths:
-    raise ValueError(f'{os.path.join(root, split)} has no images.')
-  _check_decodable(paths)
-  labels = [i for i, c in enumerate(classes) for _ in files.get(c, [])]
-  return _array_source(np.array(paths, object), np.array(labels), len(classes),
-                       'path')
-
-
-def _tfds_builder(config):
-  """The dataset's builder, prepared only if config.tfds_download is set."""
-  try:
-    builder = tfds.builder(config.dataset, data_dir=config.data_dir)
-  except tfds.core.DatasetNotFoundError as e:
-    raise ValueError(
-        f'Unknown dataset {config.dataset!r}. Use "fashion_mnist", '
-        '"imagefolder" (with config.data_dir = ROOT holding '
-        'ROOT/<split>/<class>/<images>), or the name of a TFDS image '
-        'classification dataset (see tfds.list_builders()).') from e
-  if not builder.is_prepared():
-    if not config.get('tfds_download', False):
-      hint = (' Or install the Debian package dataset-fashion-mnist, or point '
-              'config.data_dir at its idx files.'
-              if config.dataset == 'fashion_mnist' else '')
-      raise ValueError(
-          f'TFDS dataset {config.dataset!r} is not prepared in '
-          f'{builder.data_dir}. Set config.tfds_download=True to download it, '
-          f'or run `tfds build {config.dataset} --data_dir=DIR` first.' + hint)
-    builder.download_and_prepare()
-  if not builder.info.supervised_keys:
-    raise ValueError(f'TFDS dataset {config.dataset!r} has no (image, label) '
-                     'supervised keys.')
-  return builder
-
-
-def _tfds_source(builder, split: str) -> _Source:
-  """Random access to a prepared TFDS split.
-
-  A dataset prepared as ArrayRecord is read lazily through `as_data_source`.
-  TFRecord (the `tfds build` default) has no random access, so such a split
-  is loaded into memory whole on the first fetch: fine for small datasets;
-  prepare large ones with `tfds build --file_format=array_record`. Images of
-  one fixed shape are decoded on load; others stay encoded until batched.
-  """
-  image_key, label_key = builder.info.supervised_keys
-  num_classes = builder.info.features[label_key].num_classes
-  num_examples = builder.info.splits[split].num_examples  # Checks the split.
-  fixed_shape = None not in builder.info.features[image_key].shape
-  key = 'image' if fixed_shape else 'encoded'
-  decoders = None if fixed_shape else {image_key: tfds.decode.SkipDecoding()}
-  try:
-    data = builder.as_data_source(split, decoders=decoders)
-  except NotImplementedError:  # No random-access format was prepared.
-    load = functools.cache(lambda: tfds.as_numpy(
-        builder.as_dataset(split, batch_size=-1, decoders=decoders)))
-    return _Source(num_classes, num_examples, lambda i: {
-        key: load()[image_key][i],
-        'label': load()[label_key][i].astype(np.int32)})
-
-  def fetch(indices):
-    examples = data.__getitems__(indices.tolist())
-    images = [e[image_key] for e in examples]
-    return {
-        key: np.stack(images) if fixed_shape else np.array(images, object),
-        'label': np.array([e[label_key] for e in examples], np.int32),
-    }
-
-  return _Source(num_classes, num_examples, fetch)
-
-
 def _check_config(config) -> None:
   if config.pp.train not in TRAIN_PREPROCESSING:
     raise ValueError(f'config.pp.train={config.pp.train!r} is not one of '
@@ -250,18 +60,10 @@ def _check_config(config) -> None:
     raise ValueError('config.pp.crop_padding must be >= 0.')
 
 
-def _source(config, split: str) -> _Source:
+def _source(config, split: str) -> data_sources.Source:
+  """The split's source, once the preprocessing config has been checked."""
   _check_config(config)
-  if config.dataset == 'imagefolder':
-    return _image_folder_source(config, split)
-  files = config.dataset == 'fashion_mnist' and _fashion_mnist_files(config)
-  if files:
-    if split not in files:
-      raise ValueError(f'The Fashion-MNIST files hold the splits '
-                       f'{sorted(files)}, not {split!r}.')
-    images, labels = map(_read_idx, files[split])
-    return _array_source(images[..., None], labels, _FASHION_MNIST_CLASSES)
-  return _tfds_source(_tfds_builder(config), split)
+  return data_sources.get_source(config, split)
 
 
 def get_info(config) -> DatasetInfo:

@@ -286,10 +286,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
     if save:
       manager.save(step, state)
     if at_end or step % config.eval_every == 0:
+      t_eval = time.time()
       eval_metrics = run_eval()
       out.write(step, eval_metrics)
       logging.info('step %d: %s', step, eval_metrics)
-      t_log = time.time()
+      t_log += time.time() - t_eval  # Throughput counts training time only.
 
   if eval_metrics is None:  # Resumed after the last step: just report.
     eval_metrics = run_eval()
