@@ -127,6 +127,13 @@ def _init_state(config, model, tx, init_key, mesh, shardings_of):
   return state, state_sh
 
 
+def _write_atomically(path: epath.Path, text: str) -> None:
+  """Writes beside `path` and renames: a kill never leaves half a file."""
+  tmp = path.parent / f'{path.name}.tmp'
+  tmp.write_text(text)
+  tmp.replace(path)
+
+
 class _Outputs:
   """metrics.jsonl + clu writers (TensorBoard) + the stderr progress line.
 
@@ -142,7 +149,7 @@ class _Outputs:
       # Steps after the restored checkpoint are re-run: drop their records.
       keep = [l for l in self.path.read_text().splitlines(keepends=True)
               if l.strip() and json.loads(l)['step'] <= start_step]
-      self.path.write_text(''.join(keep))
+      _write_atomically(self.path, ''.join(keep))
     self.t0 = time.time()
 
   def write(self, step, metrics):
@@ -220,8 +227,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   init_key, dropout_key = jax.random.split(jax.random.PRNGKey(config.seed))
 
   if is_main:
-    (epath.Path(workdir) / 'config.json').write_text(
-        config.to_json_best_effort(indent=2))
+    _write_atomically(epath.Path(workdir) / 'config.json',
+                      config.to_json_best_effort(indent=2))
 
   manager = checkpoints.Manager(workdir, config)
   shardings_of = lambda tree: sharding.state_shardings(mesh, tree)
