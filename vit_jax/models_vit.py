@@ -6,7 +6,8 @@ LayerNorm_1, MlpBlock_0}`, `embedding`, `cls`, `head`, ...), so params from
 `checkpoint.load_npz` apply directly. `checkpoint.py` maps these names to the
 published .npz layout and back.
 """
-from typing import Any, Optional
+import math
+from typing import Any, Optional, Tuple
 
 import flax.linen as nn
 import jax
@@ -15,6 +16,30 @@ import jax.numpy as jnp
 from vit_jax import models_resnet
 
 Dtype = Any
+
+
+class PatchEmbedding(nn.Module):
+  """Projects each non-overlapping ph x pw patch to `hidden_size` features.
+
+  The params are those of the original stride-(ph, pw) `nn.Conv`: `kernel`
+  [ph, pw, channels, hidden] and `bias` [hidden]. The computation is a
+  reshape and one matmul: the same sums as that conv, and faster than it on
+  CPU (forward and kernel gradient).
+  """
+  hidden_size: int
+  patch_size: Tuple[int, int]
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    ph, pw = self.patch_size
+    n, h, w, c = x.shape
+    kernel = self.param('kernel', nn.initializers.lecun_normal(),
+                        (ph, pw, c, self.hidden_size))
+    bias = self.param('bias', nn.initializers.zeros, (self.hidden_size,))
+    x = x.reshape(n, h // ph, ph, w // pw, pw, c)
+    x = jnp.einsum('nhpwqc,pqcd->nhwd', x, kernel.astype(self.dtype))
+    return x + bias.astype(self.dtype)
 
 
 class AddPositionEmbs(nn.Module):
@@ -27,14 +52,56 @@ class AddPositionEmbs(nn.Module):
     return x + pe.astype(x.dtype)
 
 
+@jax.custom_jvp
+def _softmax(x):
+  """`jax.nn.softmax` over the last axis, with the cheap derivative.
+
+  jax.nn.softmax differentiates its own formula unless the global
+  `jax_softmax_custom_jvp` flag is set, and that backward pass makes several
+  extra passes over the [batch, heads, tokens, tokens] weights. Same forward.
+  """
+  unnormalized = jnp.exp(x - jax.lax.stop_gradient(x.max(-1, keepdims=True)))
+  return unnormalized / unnormalized.sum(-1, keepdims=True)
+
+
+@_softmax.defjvp
+def _softmax_jvp(primals, tangents):
+  (x,), (x_dot,) = primals, tangents
+  y = _softmax(x)
+  return y, y * (x_dot - (y * x_dot).sum(-1, keepdims=True))
+
+
+class _Projection(nn.Module):
+  """The kernel and bias of an `nn.DenseGeneral`, returned, not applied.
+
+  Same parameter names, shapes and initial values as
+  `nn.DenseGeneral(features)` contracting `in_shape`, so a caller can combine
+  several projections into one matmul without changing the param tree.
+  """
+  in_shape: Tuple[int, ...]
+  features: Tuple[int, ...]
+
+  @nn.compact
+  def __call__(self):
+    init = nn.initializers.xavier_uniform()
+    # DenseGeneral initialises the kernel flattened to 2-D (fan in x fan out).
+    flat = (math.prod(self.in_shape), math.prod(self.features))
+    kernel = self.param('kernel', lambda key, shape: init(key, flat).reshape(
+        shape), self.in_shape + self.features)
+    bias = self.param('bias', nn.initializers.zeros, self.features)
+    return kernel, bias
+
+
 class SelfAttention(nn.Module):
   """Multi-head self-attention with the parameters of flax's MHA.
 
   query/key/value kernels are [hidden, heads, head_dim] and out is
-  [heads, head_dim, hidden], exactly the published layout. The attention itself
-  goes through `jax.nn.dot_product_attention` (a fused kernel where the backend
-  has one); the weights are materialised only when they are needed: attention
-  dropout, or when the caller collects them (`mutable=['intermediates']`).
+  [heads, head_dim, hidden], exactly the published layout. For speed the
+  three input projections run as one matmul over the kernels stacked at call
+  time ([hidden, 3, heads, head_dim]; the stacking is a small copy, the
+  gradient flows back to each kernel), and the query scaling is folded into
+  that stacked kernel. Attention weights are collected with
+  `mutable=['intermediates']`.
   """
   num_heads: int
   dropout_rate: float = 0.0
@@ -47,26 +114,30 @@ class SelfAttention(nn.Module):
       raise ValueError(f'hidden_size={hidden} is not divisible by '
                        f'num_heads={self.num_heads}.')
     head_dim = hidden // self.num_heads
-    proj = lambda name: nn.DenseGeneral(
-        features=(self.num_heads, head_dim), dtype=self.dtype,
-        kernel_init=nn.initializers.xavier_uniform(), name=name)(x)
-    q, k, v = proj('query'), proj('key'), proj('value')
+    kernels, biases = zip(*(
+        _Projection((hidden,), (self.num_heads, head_dim), name=name)()
+        for name in ('query', 'key', 'value')))
+    # The query is divided by sqrt(head_dim), as in the original.
+    scale = jnp.array([1 / math.sqrt(head_dim), 1, 1], jnp.float32)
+    kernel = jnp.stack(kernels, 1) * scale[:, None, None]
+    bias = jnp.stack(biases) * scale[:, None, None]
+    x, kernel, bias = (a.astype(self.dtype) for a in (x, kernel, bias))
+    # -> [3, batch, heads, tokens, head_dim]: batch and heads lead, as the
+    # attention matmuls want them.
+    qkv = jnp.einsum('bnd,dkhe->kbhne', x, kernel) + bias[:, None, :, None]
+    q, k, v = qkv
 
-    use_dropout = self.dropout_rate > 0.0 and not deterministic
-    if use_dropout or self.is_mutable_collection('intermediates'):
-      logits = jnp.einsum('bqhd,bkhd->bhqk', q / jnp.sqrt(head_dim).astype(
-          q.dtype), k)
-      weights = jax.nn.softmax(logits.astype(jnp.float32)).astype(q.dtype)
-      self.sow('intermediates', 'attention_weights', weights)
-      if use_dropout:
-        weights = nn.Dropout(self.dropout_rate)(
-            weights, deterministic=False)
-      y = jnp.einsum('bhqk,bkhd->bqhd', weights, v)
-    else:
-      y = jax.nn.dot_product_attention(q, k, v)
-    return nn.DenseGeneral(
-        features=hidden, axis=(-2, -1), dtype=self.dtype,
-        kernel_init=nn.initializers.xavier_uniform(), name='out')(y)
+    logits = jnp.einsum('bhqd,bhkd->bhqk', q, k,
+                        preferred_element_type=jnp.float32)
+    weights = _softmax(logits).astype(self.dtype)
+    self.sow('intermediates', 'attention_weights', weights)
+    weights = nn.Dropout(self.dropout_rate)(weights,
+                                            deterministic=deterministic)
+    y = jnp.einsum('bhqk,bhkd->bhqd', weights, v)
+    kernel, bias = _Projection((self.num_heads, head_dim), (hidden,),
+                               name='out')()
+    return jnp.einsum('bhqd,hde->bqe', y, kernel.astype(self.dtype)) + (
+        bias.astype(self.dtype))
 
 
 class MlpBlock(nn.Module):
@@ -182,8 +253,8 @@ class VisionTransformer(nn.Module):
           f' of size {x.shape[1]}x{x.shape[2]} (from an input of '
           f'{inputs.shape[1]}x{inputs.shape[2]}) is not divisible by the '
           f'patch size {ph}x{pw}; pick an image size that is.')
-    x = nn.Conv(self.hidden_size, (ph, pw), strides=(ph, pw), padding='VALID',
-                dtype=self.dtype, name='embedding')(x)
+    x = PatchEmbedding(self.hidden_size, (ph, pw), dtype=self.dtype,
+                       name='embedding')(x)
     n, h, w, c = x.shape
     x = jnp.reshape(x, (n, h * w, c))
     if self.classifier == 'token':

@@ -1,0 +1,290 @@
+r"""Speed, FLOPs and memory of the trainer's real train step (or inference).
+
+  python -m vit_jax.benchmark --model=ViT-B_16 --batch_size=64 \
+      --image_size=224 --mode=train --steps=20 [--dtype=bfloat16] [--remat]
+
+Train mode times exactly what `train.train_and_evaluate` runs: the config is
+`configs/common.base_config()` with the preset as `config.model`, the model,
+optimizer (AdamW + clipping) and state come from `train` and `optim`, and the
+step is `train.make_train_step` jitted with the same shardings over
+`sharding.make_mesh(config.mesh)` and the same buffer donation. Infer mode
+times a jitted `model.apply(..., train=False)`. The batch is synthetic and
+already on the devices, so the input pipeline is not part of the figure.
+
+Each timed step is waited for (`block_until_ready`), and `step_time_ms` is the
+median over the timed steps: the median, not the mean, because on a shared
+machine a few steps are slowed by other processes.
+
+Progress goes to stderr; the last stdout line is one JSON object with
+`images_per_sec`, `step_time_ms`, `compile_s`, `gflops_per_image`,
+`achieved_tflops`, `mfu`, `peak_memory_bytes`, `device` and the settings.
+`gflops_per_image` is analytic (see `forward_flops`); a train step counts as
+3x the forward (forward, plus two matmuls per matmul in the backward pass),
+also when `--remat` recomputes the forward, as is usual for MFU.
+"""
+import json
+import math
+import os
+import statistics
+import sys
+import time
+from typing import Optional
+
+from absl import app
+from absl import flags
+import jax
+import jax.numpy as jnp
+
+from vit_jax import models
+from vit_jax import optim
+from vit_jax import sharding
+from vit_jax import train
+from vit_jax.configs import models as models_config
+
+_MODEL = flags.DEFINE_string('model', 'ViT-B_16',
+                             'Preset name from vit_jax/configs/models.py.')
+_BATCH_SIZE = flags.DEFINE_integer('batch_size', 32,
+                                   'Global batch size (over all devices).')
+_IMAGE_SIZE = flags.DEFINE_integer('image_size', 224, 'Image side in pixels.')
+_MODE = flags.DEFINE_enum('mode', 'train', ['train', 'infer'],
+                          'Time the train step or a forward pass.')
+_STEPS = flags.DEFINE_integer('steps', 10, 'Timed steps.')
+_WARMUP = flags.DEFINE_integer('warmup', 2,
+                               'Untimed steps after compiling.')
+_DTYPE = flags.DEFINE_enum('dtype', 'float32', ['float32', 'bfloat16'],
+                           'Compute dtype (params stay float32).')
+_REMAT = flags.DEFINE_bool('remat', False,
+                           'Recompute block activations in the backward pass.')
+_NUM_CLASSES = flags.DEFINE_integer('num_classes', 1000, 'Classifier width.')
+
+# Dense peak TFLOP/s per device, by a substring of `device_kind` (first match
+# wins, so more specific names come first). 'float32' is what XLA runs a
+# float32 matmul at by default: TF32 tensor cores on A100/H100, and a single
+# bfloat16 pass on TPU (jax's default matmul precision), hence those values.
+_PEAK_TFLOPS = (
+    ('H100 PCIe', {'bfloat16': 756.0, 'float32': 378.0}),
+    ('H100', {'bfloat16': 989.0, 'float32': 494.7}),  # SXM.
+    ('H200', {'bfloat16': 989.0, 'float32': 494.7}),
+    ('A100', {'bfloat16': 312.0, 'float32': 156.0}),
+    ('V100', {'float32': 15.7}),  # No bfloat16 tensor cores.
+    ('TPU v4', {'bfloat16': 275.0, 'float32': 275.0}),
+    ('TPU v5 lite', {'bfloat16': 197.0, 'float32': 197.0}),  # v5e.
+    ('TPU v5e', {'bfloat16': 197.0, 'float32': 197.0}),
+)
+
+
+def peak_tflops(device_kind: str, dtype: str) -> Optional[float]:
+  """Peak TFLOP/s of one device of `device_kind`; None when not in the table."""
+  for name, peaks in _PEAK_TFLOPS:
+    if name in device_kind:
+      return peaks.get(dtype)
+  return None
+
+
+def _resnet_macs(resnet, image_size):
+  """(MACs, output channels) of the hybrid stem (models_resnet.resnet_stem).
+
+  A conv costs out_h * out_w * k_h * k_w * c_in * c_out; padding is SAME, so
+  a stride-2 layer gives ceil(size / 2).
+  """
+  half = lambda n: math.ceil(n / 2)
+  width = int(64 * resnet['width_factor'])
+  h = w = half(image_size)
+  macs = h * w * 7 * 7 * 3 * width  # conv_root, stride 2.
+  h, w = half(h), half(w)  # Max-pool.
+  c_in = width
+  for i, block_size in enumerate(resnet['num_layers']):
+    features = width * 2**i
+    for unit in range(block_size):
+      h_in, w_in = h, w
+      if i > 0 and unit == 0:
+        h, w = half(h), half(w)
+      macs += h_in * w_in * c_in * features  # conv1, 1x1.
+      macs += h * w * 3 * 3 * features * features  # conv2, strided.
+      macs += h * w * features * 4 * features  # conv3, 1x1.
+      if c_in != 4 * features or (h, w) != (h_in, w_in):
+        macs += h * w * c_in * 4 * features  # conv_proj, strided.
+      c_in = 4 * features
+  return macs, c_in
+
+
+def forward_flops(model_config, image_size: int, num_classes: int) -> int:
+  """Analytic FLOPs (2 x multiply-adds) of one image's forward pass.
+
+  With g patches of ph x pw pixels (`models.token_grid`), N tokens (g, plus 1
+  with a class token), hidden size D, MLP width M, L layers, C input channels
+  and K classes, the multiply-adds are
+    patch embedding  g * ph * pw * C * D
+    per layer        4 * N * D^2      query, key, value and out projections
+                   + 2 * N^2 * D      scores q.k and the weighted sum of v
+                   + 2 * N * D * M    MLP
+    head             D * K, or D * R + R * K with a pre-logits layer of R.
+  Hybrids add every convolution of the ResNet stem, and C is then the
+  stem's output width. Norms, softmax, GELU, biases and position embeddings
+  are left out (a few percent at most), as is usual.
+  """
+  macs, channels = 0, 3
+  resnet = model_config.get('resnet')
+  if resnet is not None:
+    macs, channels = _resnet_macs(resnet, image_size)
+  rows, cols = models.token_grid(model_config, image_size)
+  size = model_config['patches']['size']
+  ph, pw = (size, size) if isinstance(size, int) else tuple(size)
+  d = model_config['hidden_size']
+  t = model_config['transformer']
+  tokens = rows * cols + (model_config.get('classifier', 'token') == 'token')
+  macs += rows * cols * ph * pw * channels * d
+  macs += t['num_layers'] * (4 * tokens * d * d + 2 * tokens * tokens * d +
+                             2 * tokens * d * t['mlp_dim'])
+  representation = model_config.get('representation_size')
+  if representation:
+    macs += d * representation
+  macs += (representation or d) * num_classes
+  return 2 * macs
+
+
+def make_config(model: str, *, batch_size: int, image_size: int,
+                dtype: str = 'float32', remat: bool = False):
+  """The trainer's default config (`configs/common.py`) for preset `model`."""
+  # configs/ is a top-level package beside vit_jax/, as main.py sees it.
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  if root not in sys.path:
+    sys.path.insert(0, root)
+  from configs import common  # pylint: disable=g-import-not-at-top
+  config = common.base_config()
+  config.model = models_config.get_model_config(model)
+  config.batch_size = batch_size
+  config.image_size = image_size
+  config.dtype = dtype
+  config.remat = remat
+  return config
+
+
+def _synthetic_batch(config, num_classes, batch_sh):
+  """Images in [-1, 1] and labels, created directly on the devices."""
+
+  def make(key):
+    image_key, label_key = jax.random.split(key)
+    shape = (config.batch_size, config.image_size, config.image_size, 3)
+    return {'image': jax.random.uniform(image_key, shape, jnp.float32, -1, 1),
+            'label': jax.random.randint(label_key, (config.batch_size,), 0,
+                                        num_classes)}
+
+  return jax.jit(make, out_shardings=batch_sh)(jax.random.PRNGKey(1))
+
+
+def _compiled_step(config, mode, num_classes, mesh):
+  """(compiled step, its first arguments) for `mode`, as the trainer builds it.
+
+  The train step returns the state it was given (donated) as its first
+  output; the infer step only ever reads its arguments.
+  """
+  model = train.create_model(config, num_classes)
+  batch_sh = sharding.batch_sharding(mesh)
+  batch = _synthetic_batch(config, num_classes, batch_sh)
+  init_key, dropout_key = jax.random.split(jax.random.PRNGKey(config.seed))
+  shardings_of = lambda tree: sharding.state_shardings(mesh, tree)
+  if mode == 'train':
+    tx = optim.make_optimizer(config)
+    # The trainer's own init, so state and shardings are exactly its own.
+    state, state_sh = train._init_state(  # pylint: disable=protected-access
+        config, model, tx, init_key, mesh, shardings_of)
+    step = jax.jit(
+        train.make_train_step(config, model, tx, dropout_key),
+        in_shardings=(state_sh, batch_sh),
+        out_shardings=(state_sh, sharding.replicated(mesh)), donate_argnums=0)
+    args = (state, batch)
+  else:
+    dummy = jnp.zeros((1, config.image_size, config.image_size, 3))
+    init = lambda key: model.init(key, dummy, train=False)['params']
+    params_sh = shardings_of(jax.eval_shape(init, init_key))
+    params = jax.jit(init, out_shardings=params_sh)(init_key)
+    step = jax.jit(
+        lambda params, batch: model.apply({'params': params}, batch['image'],
+                                          train=False),
+        in_shardings=(params_sh, batch_sh))
+    args = (params, batch)
+  return step.lower(*args), args
+
+
+def _peak_memory(compiled):
+  """(bytes, source): the allocator's peak, else XLA's static estimate."""
+  stats = jax.local_devices()[0].memory_stats()
+  if stats and 'peak_bytes_in_use' in stats:
+    return int(stats['peak_bytes_in_use']), 'memory_stats'
+  analysis = compiled.memory_analysis()
+  return int(analysis.temp_size_in_bytes + analysis.argument_size_in_bytes +
+             analysis.output_size_in_bytes), 'memory_analysis'
+
+
+def run(model: str, *, batch_size: int, image_size: int, mode: str,
+        steps: int, warmup: int = 2, dtype: str = 'float32',
+        remat: bool = False, num_classes: int = 1000, log=print) -> dict:
+  """Compiles and times `steps` steps; returns the JSON record."""
+  config = make_config(model, batch_size=batch_size, image_size=image_size,
+                       dtype=dtype, remat=remat)
+  mesh = sharding.make_mesh(config.mesh)
+  if batch_size % mesh.size:
+    raise ValueError(f'--batch_size={batch_size} does not split over the '
+                     f'{mesh.size} devices; use a multiple of {mesh.size}.')
+  log(f'{model} {mode} batch {batch_size} at {image_size} px, {dtype}, on '
+      f'{mesh.size} x {jax.devices()[0].device_kind}: compiling')
+  lowered, args = _compiled_step(config, mode, num_classes, mesh)
+  start = time.perf_counter()
+  compiled = lowered.compile()
+  compile_s = time.perf_counter() - start
+  log(f'compiled in {compile_s:.1f}s')
+
+  times = []
+  for i in range(warmup + steps):
+    start = time.perf_counter()
+    out = compiled(*args)
+    jax.block_until_ready(out)
+    if i >= warmup:
+      times.append(time.perf_counter() - start)
+      log(f'step {i - warmup + 1}/{steps}: {times[-1] * 1e3:.1f} ms')
+    if mode == 'train':
+      args = (out[0],) + args[1:]
+
+  step_s = statistics.median(times)
+  images_per_sec = batch_size / step_s
+  gflops = forward_flops(config.model, image_size, num_classes) / 1e9
+  achieved = gflops * (3 if mode == 'train' else 1) * images_per_sec / 1e3
+  kind = jax.devices()[0].device_kind
+  peak = peak_tflops(kind, dtype)
+  peak = peak and peak * mesh.size
+  memory, memory_source = _peak_memory(compiled)
+  return {
+      'model': model, 'mode': mode, 'batch_size': batch_size,
+      'image_size': image_size, 'dtype': dtype, 'remat': remat,
+      'steps': steps, 'images_per_sec': images_per_sec,
+      'step_time_ms': step_s * 1e3, 'step_time_ms_min': min(times) * 1e3,
+      'compile_s': compile_s, 'gflops_per_image': gflops,
+      'achieved_tflops': achieved, 'peak_tflops': peak,
+      'mfu': achieved / peak if peak else None,
+      'peak_memory_bytes': memory, 'peak_memory_source': memory_source,
+      'device': kind, 'num_devices': mesh.size,
+  }
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  for flag in (_BATCH_SIZE, _IMAGE_SIZE, _STEPS):
+    if flag.value <= 0:
+      raise app.UsageError(f'--{flag.name} must be positive.')
+  try:
+    record = run(_MODEL.value, batch_size=_BATCH_SIZE.value,
+                 image_size=_IMAGE_SIZE.value, mode=_MODE.value,
+                 steps=_STEPS.value, warmup=_WARMUP.value,
+                 dtype=_DTYPE.value, remat=_REMAT.value,
+                 num_classes=_NUM_CLASSES.value,
+                 log=lambda line: print(line, file=sys.stderr, flush=True))
+  except ValueError as e:  # Unknown preset, sizes that do not fit.
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(1)
+  print(json.dumps(record))
+
+
+if __name__ == '__main__':
+  app.run(main)
