@@ -135,8 +135,10 @@ _CASES = {
                            'nope.npz'),
     'corrupt pretrained': (['--config.pretrained_path={corrupt}'], 1,
                            'truncated or corrupt'),
-    'mismatched pretrained': (['--config.pretrained_path={other}'], 1,
-                              'shape mismatch: embedding/kernel'),
+    'mismatched pretrained': (
+        ['--config.pretrained_path={other}'], 1,
+        'shape mismatch: Transformer/posembed_input/pos_embedding checkpoint '
+        '(1, 5, 10) vs model (1, 17, 16)'),
     'unreadable image': (['--config.data_dir={bad_folder}'], 1, 'broken.png'),
     'unwritable workdir': ([], 1, 'cannot be written'),
 }
