@@ -17,7 +17,9 @@ machine a few steps are slowed by other processes.
 
 Progress goes to stderr; the last stdout line is one JSON object with
 `images_per_sec`, `step_time_ms`, `compile_s`, `gflops_per_image`,
-`achieved_tflops`, `mfu`, `peak_memory_bytes`, `device` and the settings.
+`achieved_tflops`, `mfu` (null where the device's peak is not in
+`_PEAK_TFLOPS`, e.g. on CPU), `peak_memory_bytes`, `device`, the settings,
+and the environment variables that change CPU timings (`env`).
 `gflops_per_image` is analytic (see `forward_flops`); a train step counts as
 3x the forward (forward, plus two matmuls per matmul in the backward pass),
 also when `--remat` recomputes the forward, as is usual for MFU.
@@ -56,6 +58,10 @@ _DTYPE = flags.DEFINE_enum('dtype', 'float32', ['float32', 'bfloat16'],
 _REMAT = flags.DEFINE_bool('remat', False,
                            'Recompute block activations in the backward pass.')
 _NUM_CLASSES = flags.DEFINE_integer('num_classes', 1000, 'Classifier width.')
+
+# Process settings that change the timings; recorded with the figures (see
+# benchmarks/README.md for the allocator setting on CPU).
+_ENV_VARS = ('XLA_FLAGS', 'GLIBC_TUNABLES')
 
 # Dense peak TFLOP/s per device, by a substring of `device_kind` (first match
 # wins, so more specific names come first). 'float32' is what XLA runs a
@@ -173,8 +179,8 @@ def _synthetic_batch(config, num_classes, batch_sh):
   return jax.jit(make, out_shardings=batch_sh)(jax.random.PRNGKey(1))
 
 
-def _compiled_step(config, mode, num_classes, mesh):
-  """(compiled step, its first arguments) for `mode`, as the trainer builds it.
+def _lowered_step(config, mode, num_classes, mesh):
+  """(lowered step, its first arguments) for `mode`, as the trainer builds it.
 
   The train step returns the state it was given (donated) as its first
   output; the infer step only ever reads its arguments.
@@ -229,7 +235,7 @@ def run(model: str, *, batch_size: int, image_size: int, mode: str,
                      f'{mesh.size} devices; use a multiple of {mesh.size}.')
   log(f'{model} {mode} batch {batch_size} at {image_size} px, {dtype}, on '
       f'{mesh.size} x {jax.devices()[0].device_kind}: compiling')
-  lowered, args = _compiled_step(config, mode, num_classes, mesh)
+  lowered, args = _lowered_step(config, mode, num_classes, mesh)
   start = time.perf_counter()
   compiled = lowered.compile()
   compile_s = time.perf_counter() - start
@@ -251,8 +257,8 @@ def run(model: str, *, batch_size: int, image_size: int, mode: str,
   gflops = forward_flops(config.model, image_size, num_classes) / 1e9
   achieved = gflops * (3 if mode == 'train' else 1) * images_per_sec / 1e3
   kind = jax.devices()[0].device_kind
-  peak = peak_tflops(kind, dtype)
-  peak = peak and peak * mesh.size
+  per_device = peak_tflops(kind, dtype)
+  peak = per_device * mesh.size if per_device else None
   memory, memory_source = _peak_memory(compiled)
   return {
       'model': model, 'mode': mode, 'batch_size': batch_size,
@@ -264,6 +270,8 @@ def run(model: str, *, batch_size: int, image_size: int, mode: str,
       'mfu': achieved / peak if peak else None,
       'peak_memory_bytes': memory, 'peak_memory_source': memory_source,
       'device': kind, 'num_devices': mesh.size,
+      'env': {name: os.environ[name] for name in _ENV_VARS
+              if name in os.environ},
   }
 
 
