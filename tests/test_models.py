@@ -6,6 +6,7 @@ import pytest
 from tests.conftest import tiny_config
 from vit_jax import checkpoint
 from vit_jax import models
+from vit_jax import models_vit
 from vit_jax.configs import models as models_config
 
 
@@ -90,14 +91,21 @@ def test_dropout_needs_rng_and_changes_output():
   np.testing.assert_array_equal(c, d)
 
 
-def test_attention_weights_collected_match_fused_path():
+def test_attention_weights_collected_match_fused_path(monkeypatch):
+  # The GPU-only jax.nn.dot_product_attention path, forced on here.
+  monkeypatch.setattr(models_vit, '_fused_attention_available', lambda: True)
   model = models.VisionTransformer(num_classes=3, **tiny_config())
   params = _perturb(_init(model, (1, 32, 32, 3)))
   x = np.random.RandomState(0).uniform(-1, 1, (2, 32, 32, 3))
-  fused = model.apply({'params': params}, x, train=False)
-  explicit, state = model.apply({'params': params}, x, train=False,
-                                mutable=['intermediates'])
+  apply = lambda p, **kw: model.apply({'params': p}, x, train=False, **kw)
+  fused = apply(params)
+  explicit, state = apply(params, mutable=['intermediates'])
   np.testing.assert_allclose(fused, explicit, atol=1e-5)
+  fused_grads = jax.grad(lambda p: apply(p).sum())(params)
+  explicit_grads = jax.grad(
+      lambda p: apply(p, mutable=['intermediates'])[0].sum())(params)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5),
+               fused_grads, explicit_grads)
   weights = state['intermediates']['Transformer']['encoderblock_1'][
       'MultiHeadDotProductAttention_0']['attention_weights'][0]
   assert weights.shape == (2, 2, 17, 17)

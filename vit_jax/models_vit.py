@@ -92,6 +92,15 @@ class _Projection(nn.Module):
     return kernel, bias
 
 
+def _fused_attention_available() -> bool:
+  """Whether to call `jax.nn.dot_product_attention` (cuDNN's fused kernel).
+
+  Only on GPU: on CPU it is the same XLA computation in a layout that runs
+  slower there than the einsums below (measured in benchmarks/README.md).
+  """
+  return jax.default_backend() == 'gpu'
+
+
 class SelfAttention(nn.Module):
   """Multi-head self-attention with the parameters of flax's MHA.
 
@@ -100,8 +109,10 @@ class SelfAttention(nn.Module):
   three input projections run as one matmul over the kernels stacked at call
   time ([hidden, 3, heads, head_dim]; the stacking is a small copy, the
   gradient flows back to each kernel), and the query scaling is folded into
-  that stacked kernel. Attention weights are collected with
-  `mutable=['intermediates']`.
+  that stacked kernel. On GPU, unless attention weights are being collected
+  (`mutable=['intermediates']`) or dropped out, attention itself is
+  `jax.nn.dot_product_attention`, which picks cuDNN's fused kernel where it
+  applies (bfloat16) and XLA otherwise.
   """
   num_heads: int
   dropout_rate: float = 0.0
@@ -122,11 +133,24 @@ class SelfAttention(nn.Module):
     kernel = jnp.stack(kernels, 1) * scale[:, None, None]
     bias = jnp.stack(biases) * scale[:, None, None]
     x, kernel, bias = (a.astype(self.dtype) for a in (x, kernel, bias))
+    out_kernel, out_bias = _Projection((self.num_heads, head_dim), (hidden,),
+                                       name='out')()
+    out_kernel, out_bias = (a.astype(self.dtype) for a in (out_kernel,
+                                                           out_bias))
+
+    fused = (_fused_attention_available() and
+             not self.is_mutable_collection('intermediates') and
+             (deterministic or self.dropout_rate == 0))
+    if fused:
+      # [3, batch, tokens, heads, head_dim]: the layout the kernel takes.
+      q, k, v = jnp.einsum('bnd,dkhe->kbnhe', x, kernel) + bias[:, None, None]
+      y = jax.nn.dot_product_attention(q, k, v, scale=1.0)
+      return jnp.einsum('bqhd,hde->bqe', y, out_kernel) + out_bias
+
     # -> [3, batch, heads, tokens, head_dim]: batch and heads lead, as the
     # attention matmuls want them.
     qkv = jnp.einsum('bnd,dkhe->kbhne', x, kernel) + bias[:, None, :, None]
     q, k, v = qkv
-
     logits = jnp.einsum('bhqd,bhkd->bhqk', q, k,
                         preferred_element_type=jnp.float32)
     weights = _softmax(logits).astype(self.dtype)
@@ -134,10 +158,7 @@ class SelfAttention(nn.Module):
     weights = nn.Dropout(self.dropout_rate)(weights,
                                             deterministic=deterministic)
     y = jnp.einsum('bhqk,bhkd->bhqd', weights, v)
-    kernel, bias = _Projection((self.num_heads, head_dim), (hidden,),
-                               name='out')()
-    return jnp.einsum('bhqd,hde->bqe', y, kernel.astype(self.dtype)) + (
-        bias.astype(self.dtype))
+    return jnp.einsum('bhqd,hde->bqe', y, out_kernel) + out_bias
 
 
 class MlpBlock(nn.Module):
