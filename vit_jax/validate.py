@@ -4,6 +4,7 @@
 second, not a crashed job. Each message says what is wrong and how to fix it.
 """
 import os
+import uuid
 
 from etils import epath
 import jax
@@ -49,7 +50,9 @@ def _check_batches(config, num_devices, num_processes):
 
 
 def _check_workdir(workdir):
-  probe = epath.Path(workdir) / '.write_test'
+  # A name of its own: every process of a multi-host run probes the same
+  # (shared) workdir at the same time.
+  probe = epath.Path(workdir) / f'.write_test-{uuid.uuid4().hex}'
   try:
     probe.parent.mkdir(parents=True, exist_ok=True)
     probe.write_text('ok')
