@@ -6,7 +6,7 @@ Fashion-MNIST comes from Debian's `dataset-fashion-mnist` files (or tfds).
 README for the measured accuracy and time). In a budget that short the
 number of epochs matters more than model size: this model runs ~1.7x the
 images/s of a width-128, 6-block one (12.8 epochs instead of 8.5) and ends
-higher: 90.2% in 8 minutes against 88.5% in 9; 4x4 patches (49 tokens,
+higher: 90.2% in 7.5-8.5 minutes against 88.5% in 9; 4x4 patches (49 tokens,
 width 96, 4 blocks) reached 87.9% in 9.5 minutes. The model underfits, so
 there is little regularisation: flips only, no label smoothing, small
 batches (more updates per epoch).
