@@ -13,6 +13,11 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / 'shared'
 REFERENCE = SHARED / 'reference'
 
+# Tests on the real Fashion-MNIST read the Debian package's files.
+needs_fashion_mnist = pytest.mark.skipif(
+    not os.path.isdir('/usr/share/datasets/fashion-mnist'),
+    reason='Debian package dataset-fashion-mnist missing')
+
 
 @pytest.fixture(scope='session')
 def reference():
@@ -55,10 +60,17 @@ def image_folder(tmp_path_factory):
 
 
 def main_command(workdir, data_dir, *overrides, config='configs/testing.py'):
-  """`python main.py` on the testing config over an image folder."""
-  return [sys.executable, str(ROOT / 'main.py'), f'--workdir={workdir}',
-          f'--config={ROOT / config}', '--config.dataset=imagefolder',
-          f'--config.data_dir={data_dir}', *overrides]
+  """`python main.py` on the testing config over an image folder.
+
+  `config=None` runs the default job (no --config); `data_dir=None` keeps the
+  config's own dataset.
+  """
+  command = [sys.executable, str(ROOT / 'main.py'), f'--workdir={workdir}']
+  if config is not None:
+    command.append(f'--config={ROOT / config}')
+  if data_dir is not None:
+    command += ['--config.dataset=imagefolder', f'--config.data_dir={data_dir}']
+  return command + list(overrides)
 
 
 def run_main(workdir, data_dir, *overrides, devices=1,

@@ -7,11 +7,9 @@ from PIL import Image
 import pytest
 import tensorflow_datasets as tfds
 
-from tests.conftest import data_config, take
+from tests.conftest import data_config, needs_fashion_mnist, take
 from vit_jax import data_sources
 from vit_jax import input_pipeline
-
-_DEBIAN_DIR = '/usr/share/datasets/fashion-mnist'
 
 
 def _save(path, image):
@@ -174,8 +172,7 @@ def test_tfds_dataset(tmp_path, file_format, variant):
                                     eval_split='validation'))
 
 
-@pytest.mark.skipif(not os.path.exists(_DEBIAN_DIR),
-                    reason='Debian package dataset-fashion-mnist missing')
+@needs_fashion_mnist
 def test_fashion_mnist_debian_files():
   config = data_config()
   assert input_pipeline.get_info(config) == input_pipeline.DatasetInfo(

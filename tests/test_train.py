@@ -1,14 +1,13 @@
 """The trainer end to end: outputs, resume, fine-tuning, exact eval, devices."""
 import json
 import os
-import subprocess
-import sys
 
 import jax
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT, read_records, run_main, tiny_config
+from tests.conftest import needs_fashion_mnist, read_records, run_main, \
+    tiny_config
 from vit_jax import checkpoint
 from vit_jax import evaluate
 from vit_jax import models
@@ -106,20 +105,15 @@ def test_same_losses_on_1_and_8_devices(tmp_path, image_folder):
   assert not np.allclose(one[0], one[-1])  # It trained.
 
 
-@pytest.mark.skipif(not os.path.isdir('/usr/share/datasets/fashion-mnist'),
-                    reason='Debian package dataset-fashion-mnist missing')
+@needs_fashion_mnist
 def test_default_job_same_losses_on_1_and_8_devices(tmp_path):
   """The acceptance command: the default job (no --config), 20 steps."""
   losses = []
   for devices in (1, 8):
     workdir = tmp_path / str(devices)
-    env = dict(os.environ, XLA_FLAGS=(
-        f'--xla_force_host_platform_device_count={devices}'))
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / 'main.py'), f'--workdir={workdir}',
-         '--config.total_steps=20', '--config.batch_size=64',
-         '--config.log_every=1'], env=env, capture_output=True, text=True,
-        timeout=300)
+    proc = run_main(workdir, None, '--config.total_steps=20',
+                    '--config.batch_size=64', '--config.log_every=1',
+                    devices=devices, config=None)
     assert proc.returncode == 0, proc.stderr[-3000:]
     losses.append(_losses(workdir))
   assert len(losses[0]) == 20

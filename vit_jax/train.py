@@ -2,11 +2,11 @@
 
 One batch, end to end: `input_pipeline.train_iterator` yields this process's
 slice of global batch `step` (a function of seed and step) ->
-`jax.make_array_from_process_local_data` places it on the mesh (two batches
-ahead of the step) -> the jitted
-`train_step` (dropout rng = fold_in(key, step), so it does not depend on the
-device count) -> metrics to metrics.jsonl, TensorBoard and stderr -> an orbax
-checkpoint every `checkpoint_every` steps -> `params.npz` at the end.
+`jax.make_array_from_process_local_data` places it on the mesh, two batches
+ahead of the step -> the jitted `train_step` (dropout rng = fold_in(key,
+step), so it does not depend on the device count) -> metrics to
+metrics.jsonl, TensorBoard and stderr -> an orbax checkpoint every
+`checkpoint_every` steps -> `params.npz` at the end.
 """
 import collections
 import json
