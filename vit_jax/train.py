@@ -315,8 +315,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
       t_log += time.time() - t_eval  # Throughput counts training time only.
 
   # Ends the input stream (tf.data threads) now, not at interpreter exit:
-  # the process then took 4-5 s (once 34 s) to exit after params.npz,
-  # 1.3 s with this.
+  # short runs then took 4-5 s to exit after params.npz, 1.3 s with this.
+  # Full default runs still stalled once for ~34 s at exit, and once for
+  # ~40 s here, before params.npz (cause not found yet).
   batches.close()
   if eval_metrics is None:  # Resumed after the last step: just report.
     eval_metrics = run_eval()
