@@ -19,6 +19,28 @@ needs_fashion_mnist = pytest.mark.skipif(
     reason='Debian package dataset-fashion-mnist missing')
 
 
+@pytest.fixture(scope='session', autouse=True)
+def jax_compilation_cache(tmp_path_factory):
+  """One persistent JAX compilation cache for every process of a test run.
+
+  Most tests start `main.py` on the same tiny configs; with the cache a
+  subprocess loads its compiled steps instead of compiling them again (about
+  half of a short run's time). The cache is keyed on the computation, the
+  compiler flags and the devices, so a hit is the same executable.
+  Under pytest-xdist the workers share the run's base temp dir.
+  """
+  base = tmp_path_factory.getbasetemp()
+  if os.environ.get('PYTEST_XDIST_WORKER'):
+    base = base.parent
+  cache = base / 'jax_compilation_cache'
+  os.environ.update(JAX_COMPILATION_CACHE_DIR=str(cache),
+                    JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0')
+  import jax  # pylint: disable=g-import-not-at-top  (after the env is set)
+  jax.config.update('jax_compilation_cache_dir', str(cache))
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
+  return cache
+
+
 @pytest.fixture(scope='session')
 def reference():
   """The shared reference case dir and its cases.json (skips if absent)."""
