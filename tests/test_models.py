@@ -126,6 +126,33 @@ def test_remat_and_bf16_close_to_fp32():
   np.testing.assert_allclose(ref, bf16, atol=0.05)
 
 
+def test_scan_over_stacked_blocks_matches_unrolled():
+  """Same logits and gradients; the stacked tree converts both ways."""
+  model = models.VisionTransformer(num_classes=3, **tiny_config())
+  params = _perturb(_init(model, (1, 32, 32, 3)))
+  scanned = model.clone(scan=True)
+  stacked = checkpoint.stack_blocks(params)
+  assert jax.tree.map(np.shape, stacked) == jax.tree.map(
+      np.shape, _init(scanned, (1, 32, 32, 3)))
+  assert stacked['Transformer']['encoderblocks']['block']['MlpBlock_0'][
+      'Dense_0']['kernel'].shape == (2, 16, 32)
+  x = np.random.RandomState(0).uniform(-1, 1, (2, 32, 32, 3))
+  loss = lambda m: lambda p: (m.apply({'params': p}, x, train=False)**2).sum()
+  np.testing.assert_allclose(scanned.apply({'params': stacked}, x, train=False),
+                             model.apply({'params': params}, x, train=False),
+                             atol=1e-6)
+  grads = checkpoint.unstack_blocks(jax.grad(loss(scanned))(stacked))
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5),
+               grads, jax.grad(loss(model))(params))
+  assert checkpoint.to_published(stacked).keys() == checkpoint.to_published(
+      params).keys()
+  jax.tree.map(np.testing.assert_array_equal,
+               checkpoint.unstack_blocks(stacked), params)
+  np.testing.assert_allclose(
+      scanned.clone(remat=True).apply({'params': stacked}, x, train=False),
+      model.apply({'params': params}, x, train=False), atol=1e-6)
+
+
 @pytest.mark.parametrize('bad,match', [
     (dict(hidden_size=15), 'not divisible by num_heads'),
     (dict(patches={'size': (5, 5)}), 'not divisible by the patch size'),

@@ -91,6 +91,33 @@ def _losses(workdir):
                    if 'train/loss' in r])
 
 
+def test_scan_finetunes_like_unrolled(tmp_path, image_folder, reference):
+  """--config.scan=True: stacked params from and to the published layout."""
+  ref_dir, cases = reference
+  case = cases['vit_s16_2blocks']
+  for scan in (False, True):
+    proc = run_main(
+        tmp_path / str(scan), image_folder,
+        f'--config.pretrained_path={ref_dir / case["checkpoint"]}',
+        f'--config.scan={scan}', '--config.model.hidden_size=384',
+        '--config.model.patches.size=(16, 16)',
+        '--config.model.transformer.num_heads=6',
+        '--config.model.transformer.num_layers=2',
+        '--config.model.transformer.mlp_dim=1536', '--config.batch_size=4',
+        # Dropout masks are drawn per layer differently under scan.
+        '--config.model.transformer.dropout_rate=0.0',
+        '--config.log_every=1', '--config.lr.warmup_steps=1',
+        config='configs/finetune.py:model=testing,image_size=64,steps=3')
+    assert proc.returncode == 0, proc.stderr[-3000:]
+  np.testing.assert_allclose(_losses(tmp_path / 'True'),
+                             _losses(tmp_path / 'False'), rtol=1e-5)
+  unrolled, scanned = (checkpoint.to_published(checkpoint.load_npz(
+      str(tmp_path / d / 'params.npz'))) for d in ('False', 'True'))
+  assert scanned.keys() == unrolled.keys()
+  for key, value in unrolled.items():
+    np.testing.assert_allclose(scanned[key], value, atol=1e-5, err_msg=key)
+
+
 def test_same_losses_on_1_and_8_devices(tmp_path, image_folder):
   args = ('--config.total_steps=20', '--config.batch_size=64',
           '--config.log_every=1', '--config.eval_every=100',

@@ -2,6 +2,7 @@ r"""Speed, FLOPs and memory of the trainer's real train step (or inference).
 
   python -m vit_jax.benchmark --model=ViT-B_16 --batch_size=64 \
       --image_size=224 --mode=train --steps=20 [--dtype=bfloat16] [--remat]
+      [--scan]
 
 Train mode times exactly what `train.train_and_evaluate` runs: the config is
 `configs/common.base_config()` with the preset as `config.model`, the model,
@@ -57,6 +58,8 @@ _DTYPE = flags.DEFINE_enum('dtype', 'float32', ['float32', 'bfloat16'],
                            'Compute dtype (params stay float32).')
 _REMAT = flags.DEFINE_bool('remat', False,
                            'Recompute block activations in the backward pass.')
+_SCAN = flags.DEFINE_bool('scan', False,
+                          'Run the blocks as one scan over stacked params.')
 _NUM_CLASSES = flags.DEFINE_integer('num_classes', 1000, 'Classifier width.')
 
 # Process settings that change the timings; recorded with the figures (see
@@ -150,7 +153,8 @@ def forward_flops(model_config, image_size: int, num_classes: int) -> int:
 
 
 def make_config(model: str, *, batch_size: int, image_size: int,
-                dtype: str = 'float32', remat: bool = False):
+                dtype: str = 'float32', remat: bool = False,
+                scan: bool = False):
   """The trainer's default config (`configs/common.py`) for preset `model`."""
   # configs/ is a top-level package beside vit_jax/, as main.py sees it.
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -163,6 +167,7 @@ def make_config(model: str, *, batch_size: int, image_size: int,
   config.image_size = image_size
   config.dtype = dtype
   config.remat = remat
+  config.scan = scan
   return config
 
 
@@ -225,10 +230,11 @@ def _peak_memory(compiled):
 
 def run(model: str, *, batch_size: int, image_size: int, mode: str,
         steps: int, warmup: int = 2, dtype: str = 'float32',
-        remat: bool = False, num_classes: int = 1000, log=print) -> dict:
+        remat: bool = False, scan: bool = False, num_classes: int = 1000,
+        log=print) -> dict:
   """Compiles and times `steps` steps; returns the JSON record."""
   config = make_config(model, batch_size=batch_size, image_size=image_size,
-                       dtype=dtype, remat=remat)
+                       dtype=dtype, remat=remat, scan=scan)
   mesh = sharding.make_mesh(config.mesh)
   if batch_size % mesh.size:
     raise ValueError(f'--batch_size={batch_size} does not split over the '
@@ -263,6 +269,7 @@ def run(model: str, *, batch_size: int, image_size: int, mode: str,
   return {
       'model': model, 'mode': mode, 'batch_size': batch_size,
       'image_size': image_size, 'dtype': dtype, 'remat': remat,
+      'scan': scan,
       'steps': steps, 'images_per_sec': images_per_sec,
       'step_time_ms': step_s * 1e3, 'step_time_ms_min': min(times) * 1e3,
       'compile_s': compile_s, 'gflops_per_image': gflops,
@@ -285,7 +292,7 @@ def main(argv):
     record = run(_MODEL.value, batch_size=_BATCH_SIZE.value,
                  image_size=_IMAGE_SIZE.value, mode=_MODE.value,
                  steps=_STEPS.value, warmup=_WARMUP.value,
-                 dtype=_DTYPE.value, remat=_REMAT.value,
+                 dtype=_DTYPE.value, remat=_REMAT.value, scan=_SCAN.value,
                  num_classes=_NUM_CLASSES.value,
                  log=lambda line: print(line, file=sys.stderr, flush=True))
   except ValueError as e:  # Unknown preset, sizes that do not fit.

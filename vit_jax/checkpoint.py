@@ -14,7 +14,12 @@ that layout from the module tree of `models_vit.py`, all made here:
    scale/bias as [1, 1, 1, C], for one) or lack the leading ones. Each leaf is
    brought to the rank its kind has (`_leaf_rank`) by dropping leading, then
    trailing, size-1 dimensions, or by adding leading ones.
-3. Nothing else: kernels keep their layout ([in, out], [kh, kw, in, out],
+3. Stacked blocks. A model built with `scan=True` keeps its blocks as one
+   `Transformer/encoderblocks/block` subtree whose leaves have a leading
+   layer axis; `to_published` (so `save_npz`) and `load_pretrained` convert
+   between that and the per-block `encoderblock_N` of the files
+   (`unstack_blocks`, `stack_blocks`).
+4. Nothing else: kernels keep their layout ([in, out], [kh, kw, in, out],
    [hidden, heads, head_dim] for query/key/value, [heads, head_dim, hidden]
    for out).
 """
@@ -26,6 +31,7 @@ import zipfile
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import flax.traverse_util
+import jax
 import numpy as np
 import scipy.ndimage
 
@@ -118,9 +124,36 @@ def load_npz(path: str) -> Params:
 load = load_npz
 
 
+_STACKED = ('encoderblocks', 'block')  # Where models_vit's scan keeps blocks.
+
+
+def stack_blocks(params: Params) -> Params:
+  """Per-block `Transformer/encoderblock_N` -> the stacked tree of a `scan`
+  model (each leaf gains a leading layer axis, block 0 first)."""
+  transformer = dict(params['Transformer'])
+  blocks = [transformer.pop(f'encoderblock_{i}')
+            for i in range(len([k for k in transformer if _BLOCK.match(k)]))]
+  stacked = jax.tree.map(lambda *leaves: np.stack(leaves), *blocks)
+  transformer[_STACKED[0]] = {_STACKED[1]: stacked}
+  return {**params, 'Transformer': transformer}
+
+
+def unstack_blocks(params: Params) -> Params:
+  """The inverse of `stack_blocks`; other trees are returned unchanged."""
+  if _STACKED[0] not in params.get('Transformer', {}):
+    return params
+  transformer = dict(params['Transformer'])
+  stacked = transformer.pop(_STACKED[0])[_STACKED[1]]
+  num_layers = len(jax.tree.leaves(stacked)[0])
+  transformer.update({f'encoderblock_{i}': jax.tree.map(lambda x, i=i: x[i],
+                                                        stacked)
+                      for i in range(num_layers)})
+  return {**params, 'Transformer': transformer}
+
+
 def to_published(params: Params) -> Dict[str, Any]:
   """Flat {published key: leaf} for a module params tree (leaves as given)."""
-  flat = flax.traverse_util.flatten_dict(dict(params))
+  flat = flax.traverse_util.flatten_dict(unstack_blocks(dict(params)))
   return {'/'.join(_rename_block_children(k, _BLOCK_CHILDREN_PUBLISHED)): v
           for k, v in flat.items()}
 
@@ -254,6 +287,8 @@ def load_pretrained(*, pretrained_path: str, init_params: Params,
     CheckpointMismatchError: listing every missing, unexpected or
       differently shaped key that remains after those adaptations.
   """
+  stacked = _STACKED[0] in init_params.get('Transformer', {})
+  init_params = unstack_blocks(dict(init_params))
   restored = flax.traverse_util.flatten_dict(load_npz(pretrained_path))
   expected = flax.traverse_util.flatten_dict(dict(init_params))
 
@@ -271,5 +306,7 @@ def load_pretrained(*, pretrained_path: str, init_params: Params,
           num_prefix_tokens=int(model_config.get('classifier') == 'token'),
           old_grid=pretrained_grid_size, new_grid=grid_size)
 
-  return fit_params(flax.traverse_util.unflatten_dict(restored), init_params,
-                    pretrained_path, model_config.get('model_name'))
+  params = fit_params(flax.traverse_util.unflatten_dict(restored),
+                      init_params, pretrained_path,
+                      model_config.get('model_name'))
+  return stack_blocks(params) if stacked else params

@@ -204,11 +204,28 @@ class Encoder1DBlock(nn.Module):
     return x + y
 
 
+class _ScanStep(nn.Module):
+  """One block as the body of `nn.scan`: (x, unused) -> (x, None)."""
+  block_cls: Any
+  block_kwargs: Any
+  deterministic: bool
+
+  @nn.compact
+  def __call__(self, x, _):
+    return self.block_cls(**self.block_kwargs, name='block')(
+        x, self.deterministic), None
+
+
 class Encoder(nn.Module):
   """Position embeddings, `num_layers` blocks, final LayerNorm.
 
   `remat` recomputes each block's activations in the backward pass: less
-  memory for deep models at about a third more compute.
+  memory for deep models at about a third more compute. `scan` runs the
+  blocks as one `nn.scan` over params stored stacked (a leading layer axis,
+  under `encoderblocks/block`): XLA compiles one block instead of
+  `num_layers`, so deep models compile several times faster (measured in
+  benchmarks/README.md); `checkpoint` converts to and from the published
+  per-block layout.
   """
   num_layers: int
   mlp_dim: int
@@ -217,6 +234,7 @@ class Encoder(nn.Module):
   attention_dropout_rate: float = 0.0
   dtype: Dtype = jnp.float32
   remat: bool = False
+  scan: bool = False
 
   @nn.compact
   def __call__(self, x, *, train):
@@ -224,12 +242,19 @@ class Encoder(nn.Module):
     x = nn.Dropout(self.dropout_rate)(x, deterministic=not train)
     block_cls = nn.remat(Encoder1DBlock, static_argnums=(2,)) if self.remat \
         else Encoder1DBlock
-    for i in range(self.num_layers):
-      x = block_cls(
-          mlp_dim=self.mlp_dim, num_heads=self.num_heads,
-          dropout_rate=self.dropout_rate,
-          attention_dropout_rate=self.attention_dropout_rate,
-          dtype=self.dtype, name=f'encoderblock_{i}')(x, not train)
+    kwargs = dict(mlp_dim=self.mlp_dim, num_heads=self.num_heads,
+                  dropout_rate=self.dropout_rate,
+                  attention_dropout_rate=self.attention_dropout_rate,
+                  dtype=self.dtype)
+    if self.scan:
+      scanned = nn.scan(_ScanStep, variable_axes={'params': 0},
+                        split_rngs={'params': True, 'dropout': True},
+                        length=self.num_layers)
+      x, _ = scanned(block_cls, kwargs, not train, name='encoderblocks')(
+          x, None)
+    else:
+      for i in range(self.num_layers):
+        x = block_cls(**kwargs, name=f'encoderblock_{i}')(x, not train)
     return nn.LayerNorm(dtype=self.dtype, name='encoder_norm')(x)
 
 
@@ -256,6 +281,7 @@ class VisionTransformer(nn.Module):
   model_name: Optional[str] = None
   dtype: Dtype = jnp.float32
   remat: bool = False
+  scan: bool = False
 
   @nn.compact
   def __call__(self, inputs, *, train):
@@ -283,6 +309,7 @@ class VisionTransformer(nn.Module):
       x = jnp.concatenate([jnp.tile(cls.astype(x.dtype), (n, 1, 1)), x], 1)
 
     x = Encoder(name='Transformer', dtype=self.dtype, remat=self.remat,
+                scan=self.scan,
                 **self.transformer)(x, train=train)
     x = x[:, 0] if self.classifier == 'token' else jnp.mean(x, axis=1)
 

@@ -48,7 +48,8 @@ class NonFiniteLossError(RuntimeError):
 def create_model(config, num_classes: int) -> models.VisionTransformer:
   return models.VisionTransformer(
       num_classes=num_classes, dtype=jnp.dtype(config.get('dtype', 'float32')),
-      remat=config.get('remat', False), **config.model)
+      remat=config.get('remat', False), scan=config.get('scan', False),
+      **config.model)
 
 
 def make_train_step(config, model, tx, dropout_key):
