@@ -54,7 +54,8 @@ class Manager:
     if steps:
       raise ValueError(
           f'None of the checkpoints {steps} in {self.directory} can be '
-          'restored for this config (different model or optimizer?). Use a '
+          'restored for this config (different model, optimizer or scan '
+          'setting?). Use a '
           'new --workdir, or remove that directory to start over.')
     return None
 
