@@ -151,6 +151,12 @@ def test_scan_over_stacked_blocks_matches_unrolled():
   np.testing.assert_allclose(
       scanned.clone(remat=True).apply({'params': stacked}, x, train=False),
       model.apply({'params': params}, x, train=False), atol=1e-6)
+  # Collected attention weights come stacked too: [layers, batch, heads, ...].
+  collect = lambda m, p: m.apply({'params': p}, x, train=False,
+                                 mutable=['intermediates'])[1]['intermediates']
+  stacked_weights = checkpoint.unstack_blocks(collect(scanned, stacked))
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6),
+               stacked_weights, collect(model, params))
 
 
 @pytest.mark.parametrize('bad,match', [

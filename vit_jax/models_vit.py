@@ -225,7 +225,8 @@ class Encoder(nn.Module):
   under `encoderblocks/block`): XLA compiles one block instead of
   `num_layers`, so deep models compile several times faster (measured in
   benchmarks/README.md); `checkpoint` converts to and from the published
-  per-block layout.
+  per-block layout. Attention weights collected from a scanned model are
+  stacked the same way.
   """
   num_layers: int
   mlp_dim: int
@@ -247,7 +248,8 @@ class Encoder(nn.Module):
                   attention_dropout_rate=self.attention_dropout_rate,
                   dtype=self.dtype)
     if self.scan:
-      scanned = nn.scan(_ScanStep, variable_axes={'params': 0},
+      scanned = nn.scan(_ScanStep,
+                        variable_axes={'params': 0, 'intermediates': 0},
                         split_rngs={'params': True, 'dropout': True},
                         length=self.num_layers)
       x, _ = scanned(block_cls, kwargs, not train, name='encoderblocks')(
