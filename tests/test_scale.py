@@ -113,14 +113,22 @@ def test_vit_h14_fsdp_compiles_with_an_eighth_of_the_state(tmp_path):
       config.model = common.model_from_variant('ViT-H_14')
       config.mesh = (('data', -1), ('fsdp', 8))
       config.batch_size = 8
-      print(json.dumps(sharding.compile_report(config, num_classes=1000)))
+      for scan in (False, True):  # Per-block params, then stacked ones.
+        config.scan = scan
+        print(json.dumps(sharding.compile_report(config, num_classes=1000)))
   ''')
   env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=8')
   proc = subprocess.run([sys.executable, '-c', script, str(ROOT)], env=env,
                         capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]
   import json  # pylint: disable=g-import-not-at-top
-  report = json.loads(proc.stdout.strip().splitlines()[-1])
+  report, scanned = (json.loads(line)
+                     for line in proc.stdout.strip().splitlines()[-2:])
+  # Stacked params (--config.scan) shard to the same bytes per device.
+  assert scanned['state_bytes'] == report['state_bytes']
+  assert scanned['state_bytes_per_device'] == report['state_bytes_per_device']
+  assert scanned['compiled_argument_bytes'] <= (
+      report['compiled_argument_bytes'] * 1.01)
   print(f"ViT-H/14 fsdp=8: state {report['state_bytes'] / 2**30:.2f} GiB, "
         f"{report['state_bytes_per_device'] / 2**30:.3f} GiB per device "
         f"({report['state_bytes_per_device'] / report['state_bytes']:.4f}); "
