@@ -22,11 +22,12 @@ _FIELDS = {
 
 @pytest.fixture(scope='module')
 def records():
-  """Both modes of the CLI on the testing preset, run side by side."""
+  """Both modes of the CLI on the testing preset, run side by side (the
+  train step with its blocks scanned)."""
   runs = {mode: subprocess.Popen(
       [sys.executable, '-m', 'vit_jax.benchmark', '--model=testing',
        '--image_size=32', '--batch_size=4', '--steps=3', '--warmup=1',
-       '--num_classes=10', f'--mode={mode}'],
+       '--num_classes=10', f'--mode={mode}', f'--scan={mode == "train"}'],
       cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
           for mode in ('train', 'infer')}
   out = {}
@@ -46,6 +47,7 @@ def test_cli_record(records, mode):
   assert (record['model'], record['mode'], record['batch_size'],
           record['image_size'], record['dtype'], record['steps']) == (
               'testing', mode, 4, 32, 'float32', 3)
+  assert record['scan'] == (mode == 'train')
   assert record['images_per_sec'] > 0 and record['compile_s'] > 0
   assert record['peak_memory_bytes'] > 0
   np.testing.assert_allclose(record['images_per_sec'],
