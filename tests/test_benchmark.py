@@ -65,6 +65,18 @@ def test_cli_record(records, mode):
     assert record['mfu'] is None
 
 
+def test_benchmark_needs_no_tensorflow():
+  """The benchmark imports only the step, not the data or writer stack, so
+  it runs on a machine with jax but without TensorFlow (an accelerator's)."""
+  probe = ('import sys; import vit_jax.benchmark; '
+           "print(sorted({m.split('.')[0] for m in sys.modules} & "
+           "{'tensorflow', 'tensorflow_datasets', 'clu', 'orbax'}))")
+  proc = subprocess.run([sys.executable, '-c', probe], cwd=ROOT,
+                        capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 0, proc.stderr
+  assert proc.stdout.strip() == '[]'
+
+
 def _jaxpr_macs(jaxpr):
   """Multiply-adds of every dot and convolution in a (nested) jaxpr."""
   total = 0

@@ -7,7 +7,7 @@ r"""Speed, FLOPs and memory of the trainer's real train step (or inference).
 Train mode times exactly what `train.train_and_evaluate` runs: the config is
 `configs/common.base_config()` with the preset as `config.model`, the model,
 optimizer (AdamW + clipping) and state come from `train` and `optim`, and the
-step is `train.make_train_step` jitted with the same shardings over
+step is `steps.make_train_step` jitted with the same shardings over
 `sharding.make_mesh(config.mesh)` and the same buffer donation. Infer mode
 times a jitted `model.apply(..., train=False)`. The batch is synthetic and
 already on the devices, so the input pipeline is not part of the figure.
@@ -41,7 +41,7 @@ import jax.numpy as jnp
 from vit_jax import models
 from vit_jax import optim
 from vit_jax import sharding
-from vit_jax import train
+from vit_jax import steps
 from vit_jax.configs import models as models_config
 
 _MODEL = flags.DEFINE_string('model', 'ViT-B_16',
@@ -190,7 +190,7 @@ def _lowered_step(config, mode, num_classes, mesh):
   The train step returns the state it was given (donated) as its first
   output; the infer step only ever reads its arguments.
   """
-  model = train.create_model(config, num_classes)
+  model = steps.create_model(config, num_classes)
   batch_sh = sharding.batch_sharding(mesh)
   batch = _synthetic_batch(config, num_classes, batch_sh)
   init_key, dropout_key = jax.random.split(jax.random.PRNGKey(config.seed))
@@ -198,10 +198,10 @@ def _lowered_step(config, mode, num_classes, mesh):
   if mode == 'train':
     tx = optim.make_optimizer(config)
     # The trainer's own init, so state and shardings are exactly its own.
-    state, state_sh = train._init_state(  # pylint: disable=protected-access
-        config, model, tx, init_key, mesh, shardings_of)
+    state, state_sh = steps.init_state(config, model, tx, init_key, mesh,
+                                       shardings_of)
     step = jax.jit(
-        train.make_train_step(config, model, tx, dropout_key),
+        steps.make_train_step(config, model, tx, dropout_key),
         in_shardings=(state_sh, batch_sh),
         out_shardings=(state_sh, sharding.replicated(mesh)), donate_argnums=0)
     args = (state, batch)

@@ -77,9 +77,9 @@ def compile_report(config, num_classes: int):
   per device (from XLA's memory analysis) — the FSDP arithmetic, checked.
   """
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from vit_jax import optim, train  # pylint: disable=g-import-not-at-top
+  from vit_jax import optim, steps  # pylint: disable=g-import-not-at-top
   mesh = make_mesh(config.mesh)
-  model = train.create_model(config, num_classes)
+  model = steps.create_model(config, num_classes)
   tx = optim.make_optimizer(config)
   size = config.image_size
 
@@ -99,7 +99,7 @@ def compile_report(config, num_classes: int):
                                          jnp.float32, sharding=batch_sh),
            'label': jax.ShapeDtypeStruct((config.batch_size,), jnp.int32,
                                          sharding=batch_sh)}
-  step = jax.jit(train.make_train_step(config, model, tx,
+  step = jax.jit(steps.make_train_step(config, model, tx,
                                        jax.random.PRNGKey(0)),
                  in_shardings=(shardings, batch_sh),
                  out_shardings=(shardings, replicated(mesh)),

@@ -19,20 +19,18 @@ from absl import logging
 from clu import metric_writers
 from etils import epath
 import jax
-import jax.numpy as jnp
 from jax.experimental import multihost_utils
 import ml_collections
 import numpy as np
-import optax
 
 from vit_jax import checkpoint
 from vit_jax import checkpoints
 from vit_jax import evaluate
 from vit_jax import fewshot
 from vit_jax import input_pipeline
-from vit_jax import models
 from vit_jax import optim
 from vit_jax import sharding
+from vit_jax import steps
 from vit_jax import validate
 
 State = Dict[str, Any]
@@ -43,94 +41,6 @@ _DEVICE_PREFETCH = 2
 
 class NonFiniteLossError(RuntimeError):
   """Training produced a NaN/Inf loss (the last good checkpoint is kept)."""
-
-
-def create_model(config, num_classes: int) -> models.VisionTransformer:
-  return models.VisionTransformer(
-      num_classes=num_classes, dtype=jnp.dtype(config.get('dtype', 'float32')),
-      remat=config.get('remat', False), scan=config.get('scan', False),
-      **config.model)
-
-
-def make_train_step(config, model, tx, dropout_key):
-  """(state, batch) -> (state, metrics) for one global batch.
-
-  With `accum_steps` > 1 the batch is split into micro-batches of examples
-  {i, i + accum, i + 2*accum, ...}, so each device holds its share of every
-  micro-batch, and their gradients are averaged.
-  """
-  accum = config.accum_steps
-  smoothing = config.get('label_smoothing', 0.0)
-  skip_nonfinite = config.get('nonfinite', 'stop') == 'skip'
-  schedule = optim.lr_schedule(config)
-
-  def loss_fn(params, images, labels, rng):
-    logits = model.apply({'params': params}, images, train=True,
-                         rngs={'dropout': rng})
-    targets = optax.smooth_labels(
-        jax.nn.one_hot(labels, logits.shape[-1]), smoothing)
-    return optax.softmax_cross_entropy(logits, targets).mean()
-
-  grad_fn = jax.value_and_grad(loss_fn)
-
-  def train_step(state, batch):
-    params, step = state['params'], state['step']
-    rng = jax.random.fold_in(dropout_key, step)
-    if accum == 1:
-      loss, grads = grad_fn(params, batch['image'], batch['label'], rng)
-    else:
-      micro = jax.tree.map(
-          lambda x: x.reshape((-1, accum) + x.shape[1:]).swapaxes(0, 1), batch)
-
-      def accumulate(carry, xs):
-        i, mb = xs
-        loss, grads = grad_fn(params, mb['image'], mb['label'],
-                              jax.random.fold_in(rng, i))
-        return jax.tree.map(jnp.add, carry, (loss, grads)), None
-
-      zeros = (jnp.zeros(()), jax.tree.map(jnp.zeros_like, params))
-      (loss, grads), _ = jax.lax.scan(accumulate, zeros,
-                                      (jnp.arange(accum), micro))
-      loss, grads = jax.tree.map(lambda x: x / accum, (loss, grads))
-
-    updates, opt_state = tx.update(grads, state['opt_state'], params)
-    new = {'step': step + 1, 'params': optax.apply_updates(params, updates),
-           'opt_state': opt_state}
-    if skip_nonfinite:  # Keep the old params and moments, count the step.
-      ok = jnp.isfinite(loss)
-      new['params'], new['opt_state'] = jax.tree.map(
-          lambda a, b: jnp.where(ok, a, b), (new['params'], new['opt_state']),
-          (params, state['opt_state']))
-    metrics = {'train/loss': loss, 'train/grad_norm': optax.global_norm(grads),
-               'train/lr': schedule(step)}
-    return new, metrics
-
-  return train_step
-
-
-def _init_state(config, model, tx, init_key, mesh, shardings_of):
-  """Initialises (or fine-tunes from `pretrained_path`) directly sharded."""
-  size = config.image_size
-  dummy = jnp.zeros((1, size, size, 3), jnp.float32)
-
-  def init(key):
-    params = model.init(key, dummy, train=False)['params']
-    return {'step': jnp.zeros((), jnp.int32), 'params': params,
-            'opt_state': tx.init(params)}
-
-  abstract = jax.eval_shape(init, init_key)
-  state_sh = shardings_of(abstract)
-  state = jax.jit(init, out_shardings=state_sh)(init_key)
-  if config.get('pretrained_path'):
-    params = checkpoint.load_pretrained(
-        pretrained_path=config.pretrained_path,
-        init_params=jax.device_get(state['params']), model_config=config.model,
-        grid_size=models.token_grid(config.model, size))
-    params = jax.device_put(params, state_sh['params'])
-    state = {'step': state['step'], 'params': params,
-             'opt_state': jax.jit(tx.init, out_shardings=state_sh['opt_state'])(
-                 params)}
-  return state, state_sh
 
 
 def _write_atomically(path: epath.Path, text: str) -> None:
@@ -237,7 +147,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
                            num_processes=jax.process_count())
   is_main = jax.process_index() == 0
   mesh = sharding.make_mesh(config.mesh)
-  model = create_model(config, info.num_classes)
+  model = steps.create_model(config, info.num_classes)
   tx = optim.make_optimizer(config)
   init_key, dropout_key = jax.random.split(jax.random.PRNGKey(config.seed))
 
@@ -247,8 +157,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
 
   manager = checkpoints.Manager(workdir, config)
   shardings_of = lambda tree: sharding.state_shardings(mesh, tree)
-  state, state_sh = _init_state(config, model, tx, init_key, mesh,
-                                shardings_of)
+  state, state_sh = steps.init_state(config, model, tx, init_key, mesh,
+                                     shardings_of)
   state = manager.restore_latest(state) or state
   start = int(state['step'])
   logging.info('Starting at step %d of %d on %d devices (%s).', start,
@@ -256,7 +166,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
 
   batch_sh = sharding.batch_sharding(mesh)
   train_step = jax.jit(
-      make_train_step(config, model, tx, dropout_key),
+      steps.make_train_step(config, model, tx, dropout_key),
       in_shardings=(state_sh, batch_sh),
       out_shardings=(state_sh, sharding.replicated(mesh)), donate_argnums=0)
   eval_step = jax.jit(evaluate.make_eval_step(model))
