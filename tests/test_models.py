@@ -138,9 +138,9 @@ def test_scan_over_stacked_blocks_matches_unrolled():
       'Dense_0']['kernel'].shape == (2, 16, 32)
   x = np.random.RandomState(0).uniform(-1, 1, (2, 32, 32, 3))
   loss = lambda m: lambda p: (m.apply({'params': p}, x, train=False)**2).sum()
+  ref = model.apply({'params': params}, x, train=False)
   np.testing.assert_allclose(scanned.apply({'params': stacked}, x, train=False),
-                             model.apply({'params': params}, x, train=False),
-                             atol=1e-6)
+                             ref, atol=1e-6)
   grads = checkpoint.unstack_blocks(jax.grad(loss(scanned))(stacked))
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5),
                grads, jax.grad(loss(model))(params))
@@ -150,7 +150,7 @@ def test_scan_over_stacked_blocks_matches_unrolled():
                checkpoint.unstack_blocks(stacked), params)
   np.testing.assert_allclose(
       scanned.clone(remat=True).apply({'params': stacked}, x, train=False),
-      model.apply({'params': params}, x, train=False), atol=1e-6)
+      ref, atol=1e-6)
   # Collected attention weights come stacked too: [layers, batch, heads, ...].
   collect = lambda m, p: m.apply({'params': p}, x, train=False,
                                  mutable=['intermediates'])[1]['intermediates']

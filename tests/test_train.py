@@ -34,22 +34,30 @@ def test_end_to_end_outputs(tmp_path, image_folder):
   assert 'step 6/6' in proc.stderr and 'img/s' in proc.stderr
 
 
+def _finetune_reference(workdir, image_folder, reference, *overrides,
+                        image_size, steps):
+  """main.py fine-tuning the reference checkpoint (its model: ViT-S/16 with
+  2 blocks) on the image folder, batch 4, dropout off (scanned and unrolled
+  models draw different dropout masks)."""
+  ref_dir, cases = reference
+  checkpoint_path = ref_dir / cases['vit_s16_2blocks']['checkpoint']
+  return run_main(
+      workdir, image_folder, f'--config.pretrained_path={checkpoint_path}',
+      '--config.model.hidden_size=384', '--config.model.patches.size=(16, 16)',
+      '--config.model.transformer.num_heads=6',
+      '--config.model.transformer.num_layers=2',
+      '--config.model.transformer.mlp_dim=1536',
+      '--config.model.transformer.dropout_rate=0.0', '--config.batch_size=4',
+      '--config.log_every=1', '--config.lr.warmup_steps=1', *overrides,
+      config=f'configs/finetune.py:model=testing,image_size={image_size},'
+      f'steps={steps}')
+
+
 def test_finetune_reference_at_higher_resolution(tmp_path, image_folder,
                                                  reference):
-  ref_dir, cases = reference
-  case = cases['vit_s16_2blocks']
-  proc = run_main(
-      tmp_path, image_folder,
-      f'--config.pretrained_path={ref_dir / case["checkpoint"]}',
-              '--config.model.hidden_size=384',
-              '--config.model.patches.size=(16, 16)',
-              '--config.model.transformer.num_heads=6',
-              '--config.model.transformer.num_layers=2',
-              '--config.model.transformer.mlp_dim=1536',
-              '--config.model.transformer.dropout_rate=0.0',
-              '--config.batch_size=4', '--config.eval_batch_size=8',
-              '--config.log_every=1', '--config.lr.warmup_steps=1',
-      config='configs/finetune.py:model=testing,image_size=240,steps=2')
+  proc = _finetune_reference(tmp_path, image_folder, reference,
+                             '--config.eval_batch_size=8', image_size=240,
+                             steps=2)
   assert proc.returncode == 0, proc.stderr[-3000:]
   params = checkpoint.load_npz(str(tmp_path / 'params.npz'))
   assert params['Transformer']['posembed_input']['pos_embedding'].shape == (
@@ -93,21 +101,9 @@ def _losses(workdir):
 
 def test_scan_finetunes_like_unrolled(tmp_path, image_folder, reference):
   """--config.scan=True: stacked params from and to the published layout."""
-  ref_dir, cases = reference
-  case = cases['vit_s16_2blocks']
   for scan in (False, True):
-    proc = run_main(
-        tmp_path / str(scan), image_folder,
-        f'--config.pretrained_path={ref_dir / case["checkpoint"]}',
-        f'--config.scan={scan}', '--config.model.hidden_size=384',
-        '--config.model.patches.size=(16, 16)',
-        '--config.model.transformer.num_heads=6',
-        '--config.model.transformer.num_layers=2',
-        '--config.model.transformer.mlp_dim=1536', '--config.batch_size=4',
-        # Dropout masks are drawn per layer differently under scan.
-        '--config.model.transformer.dropout_rate=0.0',
-        '--config.log_every=1', '--config.lr.warmup_steps=1',
-        config='configs/finetune.py:model=testing,image_size=64,steps=3')
+    proc = _finetune_reference(tmp_path / str(scan), image_folder, reference,
+                               f'--config.scan={scan}', image_size=64, steps=3)
     assert proc.returncode == 0, proc.stderr[-3000:]
   np.testing.assert_allclose(_losses(tmp_path / 'True'),
                              _losses(tmp_path / 'False'), rtol=1e-5)

@@ -35,6 +35,8 @@ import jax
 import numpy as np
 import scipy.ndimage
 
+from vit_jax import models_vit
+
 Params = Dict[str, Any]
 
 # Published (position-numbered) name -> module (per-type numbered) name.
@@ -124,26 +126,31 @@ def load_npz(path: str) -> Params:
 load = load_npz
 
 
-_STACKED = ('encoderblocks', 'block')  # Where models_vit's scan keeps blocks.
+_SCAN, _SCAN_BLOCK = models_vit.SCANNED_BLOCKS
+
+
+def has_stacked_blocks(params: Params) -> bool:
+  """Whether `params` are those of a `scan=True` model (see stack_blocks)."""
+  return _SCAN in params.get('Transformer', {})
 
 
 def stack_blocks(params: Params) -> Params:
   """Per-block `Transformer/encoderblock_N` -> the stacked tree of a `scan`
   model (each leaf gains a leading layer axis, block 0 first)."""
   transformer = dict(params['Transformer'])
-  blocks = [transformer.pop(f'encoderblock_{i}')
-            for i in range(len([k for k in transformer if _BLOCK.match(k)]))]
+  num_layers = sum(1 for name in transformer if _BLOCK.match(name))
+  blocks = [transformer.pop(f'encoderblock_{i}') for i in range(num_layers)]
   stacked = jax.tree.map(lambda *leaves: np.stack(leaves), *blocks)
-  transformer[_STACKED[0]] = {_STACKED[1]: stacked}
+  transformer[_SCAN] = {_SCAN_BLOCK: stacked}
   return {**params, 'Transformer': transformer}
 
 
 def unstack_blocks(params: Params) -> Params:
   """The inverse of `stack_blocks`; other trees are returned unchanged."""
-  if _STACKED[0] not in params.get('Transformer', {}):
+  if not has_stacked_blocks(params):
     return params
   transformer = dict(params['Transformer'])
-  stacked = transformer.pop(_STACKED[0])[_STACKED[1]]
+  stacked = transformer.pop(_SCAN)[_SCAN_BLOCK]
   num_layers = len(jax.tree.leaves(stacked)[0])
   transformer.update({f'encoderblock_{i}': jax.tree.map(lambda x, i=i: x[i],
                                                         stacked)
@@ -287,7 +294,7 @@ def load_pretrained(*, pretrained_path: str, init_params: Params,
     CheckpointMismatchError: listing every missing, unexpected or
       differently shaped key that remains after those adaptations.
   """
-  stacked = _STACKED[0] in init_params.get('Transformer', {})
+  stacked = has_stacked_blocks(init_params)
   init_params = unstack_blocks(dict(init_params))
   restored = flax.traverse_util.flatten_dict(load_npz(pretrained_path))
   expected = flax.traverse_util.flatten_dict(dict(init_params))

@@ -55,8 +55,8 @@ class Manager:
       raise ValueError(
           f'None of the checkpoints {steps} in {self.directory} can be '
           'restored for this config (different model, optimizer or scan '
-          'setting?). Use a '
-          'new --workdir, or remove that directory to start over.')
+          'setting?). Use a new --workdir, or remove that directory to '
+          'start over.')
     return None
 
   def close(self) -> None:

@@ -204,6 +204,10 @@ class Encoder1DBlock(nn.Module):
     return x + y
 
 
+# Where a scanned Encoder keeps its blocks: `Transformer/<scan>/<block>`.
+SCANNED_BLOCKS = ('encoderblocks', 'block')
+
+
 class _ScanStep(nn.Module):
   """One block as the body of `nn.scan`: (x, unused) -> (x, None)."""
   block_cls: Any
@@ -212,7 +216,7 @@ class _ScanStep(nn.Module):
 
   @nn.compact
   def __call__(self, x, _):
-    return self.block_cls(**self.block_kwargs, name='block')(
+    return self.block_cls(**self.block_kwargs, name=SCANNED_BLOCKS[1])(
         x, self.deterministic), None
 
 
@@ -252,8 +256,8 @@ class Encoder(nn.Module):
                         variable_axes={'params': 0, 'intermediates': 0},
                         split_rngs={'params': True, 'dropout': True},
                         length=self.num_layers)
-      x, _ = scanned(block_cls, kwargs, not train, name='encoderblocks')(
-          x, None)
+      x, _ = scanned(block_cls, kwargs, not train,
+                     name=SCANNED_BLOCKS[0])(x, None)
     else:
       for i in range(self.num_layers):
         x = block_cls(**kwargs, name=f'encoderblock_{i}')(x, not train)
