@@ -44,14 +44,21 @@ _TRACEBACK = flags.DEFINE_bool('traceback', False,
                                'Show tracebacks for input errors too.')
 
 
+def _explicit_distributed() -> bool:
+  return any(f is not None for f in (_COORDINATOR.value, _NUM_PROCESSES.value,
+                                     _PROCESS_ID.value))
+
+
+def _auto_distributed() -> bool:
+  """A multi-process run that jax.distributed detects (TPU pod, SLURM)."""
+  return int(os.environ.get('SLURM_NTASKS', '1')) > 1 or ',' in os.environ.get(
+      'TPU_WORKER_HOSTNAMES', '')
+
+
 def _init_distributed():
   """jax.distributed from flags, or auto-detected on TPU pods and SLURM."""
-  explicit = any(f is not None for f in (_COORDINATOR.value,
-                                         _NUM_PROCESSES.value,
-                                         _PROCESS_ID.value))
-  auto = int(os.environ.get('SLURM_NTASKS', '1')) > 1 or ',' in os.environ.get(
-      'TPU_WORKER_HOSTNAMES', '')
-  if not (explicit or auto):
+  explicit = _explicit_distributed()
+  if not (explicit or _auto_distributed()):
     return
   # Cross-process collectives on CPU (several local processes in tests).
   jax.config.update('jax_cpu_collectives_implementation', 'gloo')
@@ -103,8 +110,13 @@ def main(argv):
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   logging.get_absl_handler().addFilter(_quiet_orbax)
   # Imported here so that `--help` and flag errors stay fast.
-  from vit_jax import train  # pylint: disable=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top
+  from vit_jax import cpu_devices
+  from vit_jax import train
+  # pylint: enable=g-import-not-at-top
   try:
+    cpu_devices.configure(flags.FLAGS.config, multi_process=(
+        _explicit_distributed() or _auto_distributed()))
     _init_distributed()
     metrics = train.train_and_evaluate(flags.FLAGS.config, _WORKDIR.value)
   except (ValueError, OSError, train.NonFiniteLossError) as e:

@@ -81,4 +81,7 @@ def base_config() -> ml_collections.ConfigDict:
   # faster; the step itself ran 8% slower on CPU (benchmarks/README.md).
   config.scan = False
   config.mesh = (('data', -1), ('fsdp', 1))
+  # JAX devices on a CPU: 0 = one per core, where the batches split over
+  # them (vit_jax/cpu_devices.py); N = exactly N.
+  config.cpu_devices = 0
   return config

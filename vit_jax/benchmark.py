@@ -2,7 +2,7 @@ r"""Speed, FLOPs and memory of the trainer's real train step (or inference).
 
   python -m vit_jax.benchmark --model=ViT-B_16 --batch_size=64 \
       --image_size=224 --mode=train --steps=20 [--dtype=bfloat16] [--remat]
-      [--scan]
+      [--scan] [--cpu_devices=N]
 
 Train mode times exactly what `train.train_and_evaluate` runs: the config is
 `configs/common.base_config()` with the preset as `config.model`, the model,
@@ -11,6 +11,9 @@ step is `steps.make_train_step` jitted with the same shardings over
 `sharding.make_mesh(config.mesh)` and the same buffer donation. Infer mode
 times a jitted `model.apply(..., train=False)`. The batch is synthetic and
 already on the devices, so the input pipeline is not part of the figure.
+On a CPU the process is split into one JAX device per core, as `main.py`
+does (`--cpu_devices`, `vit_jax/cpu_devices.py`), unless XLA_FLAGS sets a
+device count.
 
 Each timed step is waited for (`block_until_ready`), and `step_time_ms` is the
 median over the timed steps: the median, not the mean, because on a shared
@@ -38,6 +41,7 @@ from absl import flags
 import jax
 import jax.numpy as jnp
 
+from vit_jax import cpu_devices as cpu_split
 from vit_jax import models
 from vit_jax import optim
 from vit_jax import sharding
@@ -61,6 +65,9 @@ _REMAT = flags.DEFINE_bool('remat', False,
 _SCAN = flags.DEFINE_bool('scan', False,
                           'Run the blocks as one scan over stacked params.')
 _NUM_CLASSES = flags.DEFINE_integer('num_classes', 1000, 'Classifier width.')
+_CPU_DEVICES = flags.DEFINE_integer(
+    'cpu_devices', 0, 'JAX devices on a CPU: 0 = one per core where the batch '
+    'splits over them, N = exactly N (config.cpu_devices).')
 
 # Process settings that change the timings; recorded with the figures (see
 # benchmarks/README.md for the allocator setting on CPU).
@@ -154,7 +161,7 @@ def forward_flops(model_config, image_size: int, num_classes: int) -> int:
 
 def make_config(model: str, *, batch_size: int, image_size: int,
                 dtype: str = 'float32', remat: bool = False,
-                scan: bool = False):
+                scan: bool = False, cpu_devices: int = 0):
   """The trainer's default config (`configs/common.py`) for preset `model`."""
   # configs/ is a top-level package beside vit_jax/, as main.py sees it.
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -168,6 +175,7 @@ def make_config(model: str, *, batch_size: int, image_size: int,
   config.dtype = dtype
   config.remat = remat
   config.scan = scan
+  config.cpu_devices = cpu_devices
   return config
 
 
@@ -231,10 +239,17 @@ def _peak_memory(compiled):
 def run(model: str, *, batch_size: int, image_size: int, mode: str,
         steps: int, warmup: int = 2, dtype: str = 'float32',
         remat: bool = False, scan: bool = False, num_classes: int = 1000,
-        log=print) -> dict:
-  """Compiles and times `steps` steps; returns the JSON record."""
+        cpu_devices: Optional[int] = None, log=print) -> dict:
+  """Compiles and times `steps` steps; returns the JSON record.
+
+  `cpu_devices` (`config.cpu_devices`) splits the CPU before JAX starts its
+  backends; None leaves the devices as they are (JAX already running).
+  """
   config = make_config(model, batch_size=batch_size, image_size=image_size,
-                       dtype=dtype, remat=remat, scan=scan)
+                       dtype=dtype, remat=remat, scan=scan,
+                       cpu_devices=cpu_devices or 0)
+  if cpu_devices is not None:
+    cpu_split.configure(config)
   mesh = sharding.make_mesh(config.mesh)
   if batch_size % mesh.size:
     raise ValueError(f'--batch_size={batch_size} does not split over the '
@@ -294,6 +309,7 @@ def main(argv):
                  steps=_STEPS.value, warmup=_WARMUP.value,
                  dtype=_DTYPE.value, remat=_REMAT.value, scan=_SCAN.value,
                  num_classes=_NUM_CLASSES.value,
+                 cpu_devices=_CPU_DEVICES.value,
                  log=lambda line: print(line, file=sys.stderr, flush=True))
   except ValueError as e:  # Unknown preset, sizes that do not fit.
     print(f'error: {e}', file=sys.stderr)

@@ -32,7 +32,8 @@ def _check_model(config):
                      'start from a preset in vit_jax/configs/models.py.') from e
 
 
-def _check_batches(config, num_devices, num_processes):
+def check_batches(config, num_devices, num_processes):
+  """Batch sizes and accumulation micro-batches split over the devices."""
   for name in ('batch_size', 'eval_batch_size'):
     value = config[name]
     if value % num_devices or value % num_processes:
@@ -68,7 +69,7 @@ def validate(config, *, workdir: str, num_devices: int, num_processes: int):
     if config[name] <= 0:
       raise ValueError(f'config.{name}={config[name]} must be positive.')
   _check_model(config)
-  _check_batches(config, num_devices, num_processes)
+  check_batches(config, num_devices, num_processes)
   sharding.mesh_shape(config.mesh, num_devices)
   if config.get('pretrained_path') and '://' not in config.pretrained_path \
       and not os.path.isfile(config.pretrained_path):
