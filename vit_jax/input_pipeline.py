@@ -246,6 +246,10 @@ def _to_numpy_iterator(make_batch: Callable[[int], Batch], start: int,
   options = tf.data.Options()
   options.threading.private_threadpool_size = threads
   options.threading.max_intra_op_parallelism = 1
+  # Parallelism and buffer sizes are set above, so autotuning has nothing to
+  # tune; and its background thread made deleting the iterator wait (seen: 24
+  # and 30 s at the end of a run, in ~OptimizeLoop's timed wait, under gdb).
+  options.autotune.enabled = False
   ds = ds.prefetch(_PREFETCH_BATCHES).with_options(options)
   return ds.as_numpy_iterator()
 

@@ -227,8 +227,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
 
   # Ends the input stream (tf.data threads) now, not at interpreter exit:
   # short runs then took 4-5 s to exit after params.npz, 1.3 s with this.
-  # Full default runs still stalled once for ~34 s at exit, and once for
-  # ~40 s here, before params.npz (cause not found yet).
+  # (Runs also stalled here for 24-40 s now and then, until tf.data's
+  # autotuning was turned off: input_pipeline.py.)
   batches.close()
   if eval_metrics is None:  # Resumed after the last step: just report.
     eval_metrics = run_eval()
