@@ -5,9 +5,9 @@ of a ViT step (norms, softmax, GELU, small matmuls) use one core each. Split
 into one device per core, the trainer's data parallelism keeps every core
 busy with its share of the batch; the results are those of one device up to
 the order of float sums in the gradient all-reduce. Measured on the 2-core
-development machine: the default job's first 2000 steps took 58 s instead of
-90 s, the ViT-Ti/16 benchmark step 1.43 s instead of 1.64 s; 4 devices on
-the 2 cores were no faster than 1 (benchmarks/README.md).
+development machine: the default job's first 2000 steps took 58-69 s instead
+of 90 s, the ViT-Ti/16 benchmark's train step 1.55 s instead of 1.76 s; 4
+devices on the 2 cores were no faster than 1 (benchmarks/README.md).
 
 `config.cpu_devices`: 0 picks the most devices, up to the number of cores
 this process may use, that the config's batches and mesh split over (in a
@@ -23,7 +23,6 @@ from absl import logging
 import jax
 
 from vit_jax import sharding
-from vit_jax import validate
 
 _XLA_FLAG = 'xla_force_host_platform_device_count'
 
@@ -40,7 +39,7 @@ def fitting_count(config, cores: int) -> int:
   """
   for count in range(cores, 1, -1):
     try:
-      validate.check_batches(config, count, num_processes=1)
+      sharding.check_batches(config, count, num_processes=1)
       sharding.mesh_shape(config.mesh, count)
     except ValueError:
       continue

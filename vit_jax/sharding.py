@@ -35,6 +35,24 @@ def mesh_shape(mesh_config: Sequence[Tuple[str, int]],
   return names, tuple(sizes)
 
 
+def check_batches(config, num_devices, num_processes):
+  """Batch sizes and accumulation micro-batches split over the devices."""
+  for name in ('batch_size', 'eval_batch_size'):
+    value = config[name]
+    if value % num_devices or value % num_processes:
+      raise ValueError(
+          f'config.{name}={value} does not split evenly over {num_devices} '
+          f'devices in {num_processes} process(es); use a multiple of '
+          f'{num_devices}.')
+  micro, accum = divmod(config.batch_size, config.accum_steps)
+  if accum or micro % num_devices:
+    raise ValueError(
+        f'config.batch_size={config.batch_size} with accum_steps='
+        f'{config.accum_steps} gives micro-batches that do not split over '
+        f'{num_devices} devices; batch_size must be a multiple of accum_steps'
+        f' x {num_devices}.')
+
+
 def make_mesh(mesh_config, devices=None) -> Mesh:
   devices = jax.devices() if devices is None else devices
   names, sizes = mesh_shape(mesh_config, len(devices))

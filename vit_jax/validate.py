@@ -32,24 +32,6 @@ def _check_model(config):
                      'start from a preset in vit_jax/configs/models.py.') from e
 
 
-def check_batches(config, num_devices, num_processes):
-  """Batch sizes and accumulation micro-batches split over the devices."""
-  for name in ('batch_size', 'eval_batch_size'):
-    value = config[name]
-    if value % num_devices or value % num_processes:
-      raise ValueError(
-          f'config.{name}={value} does not split evenly over {num_devices} '
-          f'devices in {num_processes} process(es); use a multiple of '
-          f'{num_devices}.')
-  micro, accum = divmod(config.batch_size, config.accum_steps)
-  if accum or micro % num_devices:
-    raise ValueError(
-        f'config.batch_size={config.batch_size} with accum_steps='
-        f'{config.accum_steps} gives micro-batches that do not split over '
-        f'{num_devices} devices; batch_size must be a multiple of accum_steps'
-        f' x {num_devices}.')
-
-
 def _check_workdir(workdir):
   # A name of its own: every process of a multi-host run probes the same
   # (shared) workdir at the same time.
@@ -69,7 +51,7 @@ def validate(config, *, workdir: str, num_devices: int, num_processes: int):
     if config[name] <= 0:
       raise ValueError(f'config.{name}={config[name]} must be positive.')
   _check_model(config)
-  check_batches(config, num_devices, num_processes)
+  sharding.check_batches(config, num_devices, num_processes)
   sharding.mesh_shape(config.mesh, num_devices)
   if config.get('pretrained_path') and '://' not in config.pretrained_path \
       and not os.path.isfile(config.pretrained_path):
