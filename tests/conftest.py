@@ -95,12 +95,20 @@ def main_command(workdir, data_dir, *overrides, config='configs/testing.py'):
   return command + list(overrides)
 
 
+def main_env(devices=1):
+  """The environment for `main.py` on exactly `devices` CPU devices.
+
+  Without it main.py splits the CPU into one device per core
+  (vit_jax/cpu_devices.py), and runs compared bit for bit must match.
+  """
+  return dict(os.environ,
+              XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}')
+
+
 def run_main(workdir, data_dir, *overrides, devices=1,
              config='configs/testing.py'):
-  env = dict(os.environ,
-             XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}')
   return subprocess.run(main_command(workdir, data_dir, *overrides,
-                                     config=config), env=env,
+                                     config=config), env=main_env(devices),
                         capture_output=True, text=True, timeout=300)
 
 

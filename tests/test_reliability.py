@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from tests.conftest import main_command, read_records, run_main, \
+from tests.conftest import main_command, main_env, read_records, run_main, \
     write_image_folder
 
 # ~90 ms a step on 2 cores: slow enough to kill the run between steps 45 and 60.
@@ -35,6 +35,7 @@ def test_sigkill_and_truncated_checkpoint_resume_bit_exact(tmp_path,
 
   cut = tmp_path / 'cut'
   proc = subprocess.Popen(main_command(cut, image_folder, *_KILL_ARGS),
+                          env=main_env(),
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
   deadline = time.time() + 240
   while proc.poll() is None and time.time() < deadline:

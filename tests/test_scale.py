@@ -8,7 +8,8 @@ import textwrap
 
 import numpy as np
 
-from tests.conftest import ROOT, main_command, read_records, run_main
+from tests.conftest import ROOT, main_command, main_env, read_records, \
+    run_main
 
 _SHORT = ('--config.total_steps=20', '--config.batch_size=64',
           '--config.log_every=1', '--config.eval_batch_size=64',
@@ -26,8 +27,7 @@ def _run_processes(workdir, data_dir, *overrides, num_processes=2,
                    devices_each=4):
   """`num_processes` local processes joined by jax.distributed."""
   port = _free_port()
-  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count='
-             f'{devices_each}')
+  env = main_env(devices_each)
   procs = [subprocess.Popen(
       main_command(workdir, data_dir, *overrides,
                    f'--coordinator_address=127.0.0.1:{port}',
@@ -117,8 +117,8 @@ def test_vit_h14_fsdp_compiles_with_an_eighth_of_the_state(tmp_path):
         config.scan = scan
         print(json.dumps(sharding.compile_report(config, num_classes=1000)))
   ''')
-  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=8')
-  proc = subprocess.run([sys.executable, '-c', script, str(ROOT)], env=env,
+  proc = subprocess.run([sys.executable, '-c', script, str(ROOT)],
+                        env=main_env(8),
                         capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]
   import json  # pylint: disable=g-import-not-at-top
