@@ -41,6 +41,12 @@ def test_configure_leaves_explicit_settings_alone(monkeypatch):
     cpu_devices.configure(_config(cpu_devices=-2))
 
 
+def test_usable_cores_without_an_affinity_mask(monkeypatch):
+  monkeypatch.delattr(os, 'sched_getaffinity')  # As on macOS.
+  monkeypatch.setattr(os, 'cpu_count', lambda: 6)
+  assert cpu_devices.usable_cores() == 6
+
+
 def _devices_used(tmp_path, data_dir, *overrides):
   """Runs 2 steps of the testing job without XLA_FLAGS; its device count."""
   env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}

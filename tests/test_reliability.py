@@ -128,6 +128,11 @@ _CASES = {
               'not divisible by the patch size 4x4'),
     'batch vs devices': (['--config.batch_size=12'], 8,
                          'batch_size=12 does not split evenly over 8 devices'),
+    'batch vs cpu devices': (['--config.cpu_devices=3'], 1,
+                             'over 3 devices in 1 process(es); use a multiple'
+                             ' of 3. On a CPU, --config.cpu_devices=N sets'),
+    'cpu devices': (['--config.cpu_devices=-1'], 1,
+                    'cpu_devices=-1: use 0 (one per core)'),
     'batch vs accum': (['--config.accum_steps=3'], 1,
                        'multiple of accum_steps'),
     'steps': (['--config.total_steps=0'], 1, 'total_steps=0 must be positive'),

@@ -28,8 +28,11 @@ _XLA_FLAG = 'xla_force_host_platform_device_count'
 
 
 def usable_cores() -> int:
-  """Cores this process may run on (its affinity mask, not the machine's)."""
-  return len(os.sched_getaffinity(0))
+  """Cores this process may run on: its affinity mask where the OS has one
+  (Linux), else all of the machine's (macOS, Windows)."""
+  if hasattr(os, 'sched_getaffinity'):
+    return len(os.sched_getaffinity(0))
+  return os.cpu_count() or 1
 
 
 def fitting_count(config, cores: int) -> int:

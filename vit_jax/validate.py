@@ -51,8 +51,15 @@ def validate(config, *, workdir: str, num_devices: int, num_processes: int):
     if config[name] <= 0:
       raise ValueError(f'config.{name}={config[name]} must be positive.')
   _check_model(config)
-  sharding.check_batches(config, num_devices, num_processes)
-  sharding.mesh_shape(config.mesh, num_devices)
+  try:
+    sharding.check_batches(config, num_devices, num_processes)
+    sharding.mesh_shape(config.mesh, num_devices)
+  except ValueError as e:
+    if jax.default_backend() != 'cpu':
+      raise
+    raise ValueError(f'{e} On a CPU, --config.cpu_devices=N sets the device '
+                     'count (0: one per core, where the batches split).'
+                     ) from None
   if config.get('pretrained_path') and '://' not in config.pretrained_path \
       and not os.path.isfile(config.pretrained_path):
     raise FileNotFoundError(
