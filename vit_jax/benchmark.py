@@ -202,12 +202,10 @@ def _lowered_step(config, mode, num_classes, mesh):
   batch_sh = sharding.batch_sharding(mesh)
   batch = _synthetic_batch(config, num_classes, batch_sh)
   init_key, dropout_key = jax.random.split(jax.random.PRNGKey(config.seed))
-  shardings_of = lambda tree: sharding.state_shardings(mesh, tree)
   if mode == 'train':
     tx = optim.make_optimizer(config)
     # The trainer's own init, so state and shardings are exactly its own.
-    state, state_sh = steps.init_state(config, model, tx, init_key, mesh,
-                                       shardings_of)
+    state, state_sh = steps.init_state(config, model, tx, init_key, mesh)
     step = jax.jit(
         steps.make_train_step(config, model, tx, dropout_key),
         in_shardings=(state_sh, batch_sh),
@@ -216,7 +214,7 @@ def _lowered_step(config, mode, num_classes, mesh):
   else:
     dummy = jnp.zeros((1, config.image_size, config.image_size, 3))
     init = lambda key: model.init(key, dummy, train=False)['params']
-    params_sh = shardings_of(jax.eval_shape(init, init_key))
+    params_sh = sharding.state_shardings(mesh, jax.eval_shape(init, init_key))
     params = jax.jit(init, out_shardings=params_sh)(init_key)
     step = jax.jit(
         lambda params, batch: model.apply({'params': params}, batch['image'],

@@ -12,6 +12,7 @@ import optax
 from vit_jax import checkpoint
 from vit_jax import models
 from vit_jax import optim
+from vit_jax import sharding
 
 
 def create_model(config, num_classes: int) -> models.VisionTransformer:
@@ -77,8 +78,9 @@ def make_train_step(config, model, tx, dropout_key):
   return train_step
 
 
-def init_state(config, model, tx, init_key, mesh, shardings_of):
-  """Initialises (or fine-tunes from `pretrained_path`) directly sharded."""
+def init_state(config, model, tx, init_key, mesh):
+  """Initialises (or fine-tunes from `pretrained_path`) directly sharded
+  over `mesh` (`sharding.state_shardings`); returns (state, its shardings)."""
   size = config.image_size
   dummy = jnp.zeros((1, size, size, 3), jnp.float32)
 
@@ -88,7 +90,7 @@ def init_state(config, model, tx, init_key, mesh, shardings_of):
             'opt_state': tx.init(params)}
 
   abstract = jax.eval_shape(init, init_key)
-  state_sh = shardings_of(abstract)
+  state_sh = sharding.state_shardings(mesh, abstract)
   state = jax.jit(init, out_shardings=state_sh)(init_key)
   if config.get('pretrained_path'):
     params = checkpoint.load_pretrained(

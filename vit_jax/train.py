@@ -156,9 +156,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
                       config.to_json_best_effort(indent=2))
 
   manager = checkpoints.Manager(workdir, config)
-  shardings_of = lambda tree: sharding.state_shardings(mesh, tree)
-  state, state_sh = steps.init_state(config, model, tx, init_key, mesh,
-                                     shardings_of)
+  state, state_sh = steps.init_state(config, model, tx, init_key, mesh)
   state = manager.restore_latest(state) or state
   start = int(state['step'])
   logging.info('Starting at step %d of %d on %d devices (%s).', start,
