@@ -112,6 +112,43 @@ def test_attention_weights_collected_match_fused_path(monkeypatch):
   np.testing.assert_allclose(weights.sum(-1), 1.0, atol=1e-5)
 
 
+@pytest.mark.parametrize('in_dim,out_dim', [(3, 7), (7, 3)])
+def test_matmul_gradients_match_autodiff(in_dim, out_dim):
+  """Both orders of `_matmul`'s kernel gradient (narrow input or output)."""
+  rng = np.random.RandomState(0)
+  x = rng.normal(size=(2, 5, in_dim)).astype(np.float32)
+  kernel = rng.normal(size=(in_dim, out_dim)).astype(np.float32)
+  loss = lambda f: lambda x, k: jax.numpy.sin(f(x, k)).sum()
+  got = jax.grad(loss(models_vit._matmul), argnums=(0, 1))(x, kernel)
+  want = jax.grad(loss(lambda x, k: x @ k), argnums=(0, 1))(x, kernel)
+  for g, w in zip(got, want):
+    assert g.shape == w.shape
+    np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
+
+
+def test_mlp_block_params_and_outputs_match_flax_dense():
+  """The MLP keeps `nn.Dense`'s param tree, initial values and outputs."""
+
+  class DenseMlp(models_vit.nn.Module):
+    @models_vit.nn.compact
+    def __call__(self, x):
+      dense = lambda n: models_vit.nn.Dense(
+          n, kernel_init=models_vit.nn.initializers.xavier_uniform(),
+          bias_init=models_vit.nn.initializers.normal(stddev=1e-6))
+      hidden = models_vit.nn.gelu(dense(8)(x))
+      return dense(x.shape[-1])(hidden)
+
+  x = np.random.RandomState(0).normal(size=(2, 5, 4)).astype(np.float32)
+  ours = models_vit.MlpBlock(mlp_dim=8)
+  params = ours.init(jax.random.PRNGKey(0), x, deterministic=True)
+  ref_params = DenseMlp().init(jax.random.PRNGKey(0), x)
+  jax.tree.map(np.testing.assert_array_equal, params, ref_params)
+  params = _perturb(params['params'])
+  np.testing.assert_allclose(
+      ours.apply({'params': params}, x, deterministic=True),
+      DenseMlp().apply({'params': params}, x), rtol=1e-6, atol=1e-6)
+
+
 def test_remat_and_bf16_close_to_fp32():
   config = tiny_config()
   model = models.VisionTransformer(num_classes=3, **config)
