@@ -208,7 +208,7 @@ class MlpBlock(nn.Module):
       kernel, bias = _Projection(
           (x.shape[-1],), (features,),
           bias_init=nn.initializers.normal(stddev=1e-6), name=name)()
-      return (_matmul(x, kernel.astype(self.dtype)) +
+      return (_matmul(x.astype(self.dtype), kernel.astype(self.dtype)) +
               bias.astype(self.dtype))
 
     out_dim = x.shape[-1]
