@@ -42,8 +42,7 @@ def fitting_count(config, cores: int) -> int:
   """
   for count in range(cores, 1, -1):
     try:
-      sharding.check_batches(config, count, num_processes=1)
-      sharding.mesh_shape(config.mesh, count)
+      sharding.check_split(config, count, num_processes=1)
     except ValueError:
       continue
     return count

@@ -35,8 +35,9 @@ def mesh_shape(mesh_config: Sequence[Tuple[str, int]],
   return names, tuple(sizes)
 
 
-def check_batches(config, num_devices, num_processes):
-  """Batch sizes and accumulation micro-batches split over the devices."""
+def check_split(config, num_devices, num_processes):
+  """The config's batches, accumulation micro-batches and mesh split over
+  `num_devices`; a ValueError that says what to change where they do not."""
   for name in ('batch_size', 'eval_batch_size'):
     value = config[name]
     if value % num_devices or value % num_processes:
@@ -51,6 +52,7 @@ def check_batches(config, num_devices, num_processes):
         f'{config.accum_steps} gives micro-batches that do not split over '
         f'{num_devices} devices; batch_size must be a multiple of accum_steps'
         f' x {num_devices}.')
+  mesh_shape(config.mesh, num_devices)
 
 
 def make_mesh(mesh_config, devices=None) -> Mesh:

@@ -52,8 +52,7 @@ def validate(config, *, workdir: str, num_devices: int, num_processes: int):
       raise ValueError(f'config.{name}={config[name]} must be positive.')
   _check_model(config)
   try:
-    sharding.check_batches(config, num_devices, num_processes)
-    sharding.mesh_shape(config.mesh, num_devices)
+    sharding.check_split(config, num_devices, num_processes)
   except ValueError as e:
     if jax.default_backend() != 'cpu':
       raise
