@@ -108,14 +108,14 @@ def test_vit_h14_fsdp_compiles_with_an_eighth_of_the_state(tmp_path):
       import json, sys
       sys.path.insert(0, sys.argv[1])
       from configs import common
-      from vit_jax import sharding
+      from vit_jax import steps
       config = common.base_config()
       config.model = common.model_from_variant('ViT-H_14')
       config.mesh = (('data', -1), ('fsdp', 8))
       config.batch_size = 8
       for scan in (False, True):  # Per-block params, then stacked ones.
         config.scan = scan
-        print(json.dumps(sharding.compile_report(config, num_classes=1000)))
+        print(json.dumps(steps.compile_report(config, num_classes=1000)))
   ''')
   proc = subprocess.run([sys.executable, '-c', script, str(ROOT)],
                         env=main_env(8),

@@ -1,5 +1,5 @@
 """The train state and step: what `train` runs, `benchmark` times and
-`sharding.compile_report` compiles.
+`compile_report` compiles.
 
 Kept apart from the training loop so that these need neither the input
 pipeline (TensorFlow) nor the metric writers and checkpoint manager: the
@@ -7,6 +7,7 @@ benchmark runs where only jax, flax and optax are installed.
 """
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from vit_jax import checkpoint
@@ -78,17 +79,23 @@ def make_train_step(config, model, tx, dropout_key):
   return train_step
 
 
-def init_state(config, model, tx, init_key, mesh):
-  """Initialises (or fine-tunes from `pretrained_path`) directly sharded
-  over `mesh` (`sharding.state_shardings`); returns (state, its shardings)."""
-  size = config.image_size
-  dummy = jnp.zeros((1, size, size, 3), jnp.float32)
+def _state_initializer(model, tx, image_size: int):
+  """key -> a fresh train state (step 0) for `image_size` inputs."""
+  dummy = jnp.zeros((1, image_size, image_size, 3), jnp.float32)
 
   def init(key):
     params = model.init(key, dummy, train=False)['params']
     return {'step': jnp.zeros((), jnp.int32), 'params': params,
             'opt_state': tx.init(params)}
 
+  return init
+
+
+def init_state(config, model, tx, init_key, mesh):
+  """Initialises (or fine-tunes from `pretrained_path`) directly sharded
+  over `mesh` (`sharding.state_shardings`); returns (state, its shardings)."""
+  size = config.image_size
+  init = _state_initializer(model, tx, size)
   abstract = jax.eval_shape(init, init_key)
   state_sh = sharding.state_shardings(mesh, abstract)
   state = jax.jit(init, out_shardings=state_sh)(init_key)
@@ -102,3 +109,39 @@ def init_state(config, model, tx, init_key, mesh):
              'opt_state': jax.jit(tx.init, out_shardings=state_sh['opt_state'])(
                  params)}
   return state, state_sh
+
+
+def compile_report(config, num_classes: int):
+  """Compiles (without running) the train step of `config` on this host.
+
+  Returns the train state's total bytes, its bytes per device under the
+  config's mesh (from the shardings), and the compiled step's argument bytes
+  per device (from XLA's memory analysis) — the FSDP arithmetic, checked.
+  """
+  mesh = sharding.make_mesh(config.mesh)
+  model = create_model(config, num_classes)
+  tx = optim.make_optimizer(config)
+  size = config.image_size
+  abstract = jax.eval_shape(_state_initializer(model, tx, size),
+                            jax.random.PRNGKey(0))
+  shardings = sharding.state_shardings(mesh, abstract)
+  leaves = list(zip(jax.tree.leaves(abstract), jax.tree.leaves(shardings)))
+  total = sum(x.size * x.dtype.itemsize for x, _ in leaves)
+  per_device = sum(int(np.prod(s.shard_shape(x.shape))) * x.dtype.itemsize
+                   for x, s in leaves)
+  batch_sh = sharding.batch_sharding(mesh)
+  batch = {'image': jax.ShapeDtypeStruct((config.batch_size, size, size, 3),
+                                         jnp.float32, sharding=batch_sh),
+           'label': jax.ShapeDtypeStruct((config.batch_size,), jnp.int32,
+                                         sharding=batch_sh)}
+  step = jax.jit(make_train_step(config, model, tx, jax.random.PRNGKey(0)),
+                 in_shardings=(shardings, batch_sh),
+                 out_shardings=(shardings, sharding.replicated(mesh)),
+                 donate_argnums=0)
+  abstract = jax.tree.map(
+      lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+      abstract, shardings)
+  compiled = step.lower(abstract, batch).compile()
+  return {'state_bytes': total, 'state_bytes_per_device': per_device,
+          'compiled_argument_bytes':
+              compiled.memory_analysis().argument_size_in_bytes}

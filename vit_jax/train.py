@@ -24,7 +24,7 @@ import ml_collections
 import numpy as np
 
 from vit_jax import checkpoint
-from vit_jax import checkpoints
+from vit_jax import train_checkpoints
 from vit_jax import evaluate
 from vit_jax import fewshot
 from vit_jax import input_pipeline
@@ -155,7 +155,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
     _write_atomically(epath.Path(workdir) / 'config.json',
                       config.to_json_best_effort(indent=2))
 
-  manager = checkpoints.Manager(workdir, config)
+  manager = train_checkpoints.Manager(workdir, config)
   state, state_sh = steps.init_state(config, model, tx, init_key, mesh)
   state = manager.restore_latest(state) or state
   start = int(state['step'])
