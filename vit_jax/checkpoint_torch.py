@@ -122,7 +122,7 @@ _TIMM = {
 }
 
 # Keys as in ViTModel; ViTForImageClassification (the hub's classifiers)
-# puts the backbone under `vit.` (_HF_PREFIX), the head beside it.
+# puts the backbone under `vit.` (_Layout.prefix), the head beside it.
 _HF_LAYER = 'encoder.layer.{i}.'
 _TRANSFORMERS = {
     'embeddings.cls_token': (('cls',), _SAME),
@@ -143,7 +143,6 @@ _TRANSFORMERS = {
     **_linear('pooler.dense', 'pre_logits'),
     **_linear('classifier', 'head'),
 }
-_HF_PREFIX = 'vit.'
 
 # What the standard ViT cannot express: key pattern -> what it is.
 _TIMM_UNSUPPORTED = {
@@ -179,6 +178,7 @@ class _Layout(NamedTuple):
   table: Dict[str, Tuple[Tuple[str, ...], _Conversion]]
   unsupported: Dict[str, str]
   block: str  # The regex of a block key's index.
+  prefix: str  # Of the backbone keys, as written (read: with or without).
   hub_config: Callable[[Dict[str, Any]], Dict[str, Any]]  # See _timm_hub.
   write_hub_config: Callable[..., Dict[str, Any]]
 
@@ -271,12 +271,12 @@ def _transformers_write_hub(config, num_classes, image_size):
 
 
 _LAYOUTS = {
-    'timm': _Layout('timm', _TIMM, _TIMM_UNSUPPORTED, r'^blocks\.(\d+)\.',
+    'timm': _Layout('timm', _TIMM, _TIMM_UNSUPPORTED, r'blocks\.(\d+)\.', '',
                     _timm_hub, _timm_write_hub),
     'transformers': _Layout('transformers', _TRANSFORMERS,
                             _TRANSFORMERS_UNSUPPORTED,
-                            r'^encoder\.layer\.(\d+)\.', _transformers_hub,
-                            _transformers_write_hub),
+                            r'encoder\.layer\.(\d+)\.', 'vit.',
+                            _transformers_hub, _transformers_write_hub),
 }
 
 
@@ -292,10 +292,13 @@ def _eps(config) -> float:
   return config['transformer'].get('layer_norm_eps', 1e-6)
 
 
-def _expanded(layout: _Layout, num_layers: int):
-  """The table with `{i}` filled in for every block."""
+def _expanded(layout: _Layout, num_layers: int, prefix: str):
+  """The table with `{i}` filled in for every block, and backbone keys
+  (all but the head's) prefixed."""
   out = {}
   for key, (paths, conversion) in layout.table.items():
+    if paths[0].split('/')[0] != 'head':
+      key = prefix + key
     for i in range(num_layers) if '{i}' in key else [None]:
       out[key.format(i=i)] = (tuple(p.format(i=i) for p in paths), conversion)
   return out
@@ -331,30 +334,31 @@ def _read_tensors(path: str) -> Dict[str, np.ndarray]:
   return tensors
 
 
-def _detect(tensors, path: str) -> Tuple[_Layout, Dict[str, np.ndarray]]:
-  """The layout of a state dict (by its patch embedding's key), and the
-  state dict with transformers' `vit.` prefix removed."""
-  if 'patch_embed.proj.weight' in tensors:
-    return _LAYOUTS['timm'], tensors
-  bare = {k[len(_HF_PREFIX):] if k.startswith(_HF_PREFIX) else k: v
-          for k, v in tensors.items()}
-  if 'embeddings.patch_embeddings.projection.weight' in bare:
-    return _LAYOUTS['transformers'], bare
+def _detect(tensors, path: str) -> Tuple[_Layout, str]:
+  """The layout of a state dict and its prefix, by the patch embedding."""
+  for layout in _LAYOUTS.values():
+    key = next(k for k, (p, _) in layout.table.items() if p[0] ==
+               'embedding/kernel')
+    for prefix in (layout.prefix, ''):
+      if prefix + key in tensors:
+        return layout, prefix
   raise ValueError(
       f'Checkpoint {path!r} is neither a timm ViT (patch_embed.proj.weight) '
       'nor a transformers ViT (vit.embeddings.patch_embeddings.projection.'
       f'weight); its first keys: {", ".join(sorted(tensors)[:5])}.')
 
 
-def _check_keys(layout: _Layout, tensors, path: str):
+def _check_keys(layout: _Layout, prefix: str, tensors, path: str):
   """Raises on keys of models this ViT cannot express, unknown keys and
-  missing keys; returns the expanded table of the keys present."""
+  missing keys; returns the expanded table of the keys present, and the
+  number of blocks."""
   num_layers = 1 + max((int(m.group(1)) for m in (
-      re.match(layout.block, k) for k in tensors) if m), default=-1)
+      re.match(re.escape(prefix) + layout.block, k) for k in tensors) if m),
+                       default=-1)
   if not num_layers:
     raise Mismatch(f'Checkpoint {path!r} ({layout.name} layout) has no '
                    'transformer blocks.')
-  table = _expanded(layout, num_layers)
+  table = _expanded(layout, num_layers, prefix)
   unsupported, unknown = {}, []
   for key in sorted(set(tensors) - set(table)):
     what = next((w for p, w in layout.unsupported.items()
@@ -379,8 +383,8 @@ def _check_keys(layout: _Layout, tensors, path: str):
            if v[0][0].split('/')[0] not in absent_roots}
   missing = [k for k in table if k not in tensors]
   if missing:
-    raise Mismatch(f'Checkpoint {path!r} ({layout.name} layout) lacks '
-                   f'{len(missing)} keys: {", ".join(missing[:8])}' +
+    raise Mismatch(f'Checkpoint {path!r} ({layout.name} layout) lacks these '
+                   f'keys ({len(missing)}): {", ".join(missing[:8])}' +
                    (' ...' if len(missing) > 8 else '') +
                    '; is the file complete?')
   return table, num_layers
@@ -403,14 +407,13 @@ def _read_hub_config(path: str) -> Dict[str, Any]:
     raise ValueError(f'{config_path!r} is not valid JSON: {e}') from e
 
 
-def _file_config(layout, tensors, num_layers, hub, path: str) -> Dict:
+def _file_config(layout, table, num_layers, tensors, hub, path: str) -> Dict:
   """The model config of a checked state dict: shapes + the hub config."""
   try:
     fields = layout.hub_config(hub)
   except ValueError as e:
     raise Mismatch(f'Checkpoint {path!r}: config.json: {e}') from None
-  by_path = {paths[0]: tensors[k] for k, (paths, _) in
-             _expanded(layout, num_layers).items() if k in tensors}
+  by_path = {paths[0]: tensors[k] for k, (paths, _) in table.items()}
   hidden, _, ph, pw = by_path['embedding/kernel'].shape
   has_cls = 'cls' in by_path
   tokens = by_path[_POSEMB].shape[1]
@@ -474,9 +477,10 @@ def _check_matches(model_config, file_config, path: str):
 def _load(path: str):
   """A .safetensors file read and checked: (the model config it describes,
   layout, state dict, expanded table of its keys)."""
-  layout, tensors = _detect(_read_tensors(path), path)
-  table, num_layers = _check_keys(layout, tensors, path)
-  config = _file_config(layout, tensors, num_layers,
+  tensors = _read_tensors(path)
+  layout, prefix = _detect(tensors, path)
+  table, num_layers = _check_keys(layout, prefix, tensors, path)
+  config = _file_config(layout, table, num_layers, tensors,
                         _read_hub_config(path), path)
   return config, layout, tensors, table
 
@@ -547,7 +551,8 @@ def save(path: str, params, config, layout: str = 'timm'):
   _check_savable(layout, flat, config)
   t = config['transformer']
   heads, used, tensors = t['num_heads'], set(), {}
-  for key, (paths, conversion) in _expanded(layout, t['num_layers']).items():
+  table = _expanded(layout, t['num_layers'], layout.prefix)
+  for key, (paths, conversion) in table.items():
     if paths[0].split('/')[0] in _OPTIONAL and paths[0] not in flat:
       continue
     tensors[key] = np.ascontiguousarray(
@@ -556,9 +561,6 @@ def save(path: str, params, config, layout: str = 'timm'):
   if set(flat) - used:
     raise ValueError(f'params hold what the {layout.name} layout has no key '
                      f'for: {", ".join(sorted(set(flat) - used)[:5])}.')
-  if layout.name == 'transformers':
-    tensors = {k if k.startswith('classifier.') else _HF_PREFIX + k: v
-               for k, v in tensors.items()}
   num_classes = flat['head/bias'].shape[0] if 'head/bias' in flat else 0
   grid = flat[_POSEMB].shape[1] - ('cls' in flat)
   side = math.isqrt(grid)
