@@ -221,8 +221,14 @@ def _transformers_hub(hub):
 
 
 def _timm_write_hub(config, num_classes, image_size):
-  """config.json as timm's `push_to_hf_hub` writes it; `model_args` holds
-  every constructor argument (`VisionTransformer(**model_args)`)."""
+  """config.json as timm's `push_to_hf_hub` writes it.
+
+  `model_args` holds every constructor argument, so
+  `VisionTransformer(**model_args)` builds the model, and so does
+  `timm.create_model(architecture, **model_args)`: the architecture is the
+  registered name of that width at 224 px, or vit_base_patch16_224 for
+  other widths (model_args override all its fields).
+  """
   t = config['transformer']
   hidden, heads, (ph, pw) = config['hidden_size'], t['num_heads'], _patch(
       config)
@@ -237,8 +243,8 @@ def _timm_write_hub(config, num_classes, image_size):
               proj_drop_rate=t.get('dropout_rate', 0.0),
               attn_drop_rate=t.get('attention_dropout_rate', 0.0))
   return dict(
-      architecture=(f'vit_{size}_patch{ph}_{image_size[0]}' if size
-                    else 'vit_custom'),
+      architecture=(f'vit_{size}_patch{ph}_224' if size
+                    else 'vit_base_patch16_224'),
       num_classes=num_classes, num_features=hidden, global_pool=pool,
       model_args=args,
       pretrained_cfg=dict(
@@ -428,7 +434,7 @@ def _file_config(layout, table, num_layers, tensors, hub, path: str) -> Dict:
                    "averages all tokens when there is none ('avg').")
   pre_logits = by_path.get('pre_logits/kernel')
   return dict(
-      model_name=fields['model_name'] or os.path.basename(path),
+      model_name=fields['model_name'] or '/'.join(path.split('/')[-2:]),
       patches={'size': (ph, pw)}, hidden_size=hidden,
       transformer=dict(
           mlp_dim=by_path[_BLOCK.format(i=0) + 'MlpBlock_0/Dense_0/kernel'
