@@ -231,7 +231,8 @@ def test_model_config_must_match_the_file(reference, tmp_path):
 
 @pytest.mark.parametrize('change, message', [
     (dict(resnet=dict(num_layers=(), width_factor=1)), 'Hybrid'),
-    (dict(transformer=dict(layer_norm_eps=1e-12)), 'eps 1e-6'),
+    (dict(transformer=dict(layer_norm_eps=1e-12)),
+     'timm ViTs use LayerNorm eps'),
     (dict(layout='transformers', classifier='gap'), 'class token'),
     (dict(layout='pytorch'), "layout='pytorch'"),
 ])

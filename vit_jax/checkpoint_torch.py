@@ -28,13 +28,14 @@ the keys, never a silently different model.
 
 The architecture comes from the shapes, plus a `config.json` beside the file
 in the library's hub format for what shapes cannot tell (the head count, the
-activation, the epsilon); `save` writes one there.
+activation, the epsilon; `checkpoint_torch_config.py`); `save` writes one
+there.
 """
 import json
 import math
 import os
 import re
-from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple
+from typing import Any, Callable, Dict, NamedTuple, Tuple
 
 import flax.traverse_util
 import ml_collections
@@ -44,6 +45,7 @@ import safetensors
 import safetensors.numpy
 
 from vit_jax import checkpoint
+from vit_jax import checkpoint_torch_config as hub_config
 from vit_jax import models_vit
 
 Mismatch = checkpoint.CheckpointMismatchError
@@ -164,138 +166,20 @@ _TRANSFORMERS_UNSUPPORTED = {
     r'\.lambda[12]$|layer_scale': 'layer scale',
 }
 
-# The activations each library can name, as `transformer.gelu` values.
-_TIMM_ACTS = {'gelu': 'exact', 'gelu_tanh': 'tanh'}
-_HF_ACTS = {'gelu': 'exact', 'gelu_pytorch_tanh': 'tanh', 'gelu_new': 'tanh'}
-# timm size names -> (hidden, heads); the rest of a ViT comes from shapes.
-_TIMM_SIZES = {'tiny': (192, 3), 'small': (384, 6), 'base': (768, 12),
-               'large': (1024, 16), 'huge': (1280, 16), 'giant': (1408, 16),
-               'gigantic': (1664, 16)}
-
-
 class _Layout(NamedTuple):
   name: str
   table: Dict[str, Tuple[Tuple[str, ...], _Conversion]]
   unsupported: Dict[str, str]
   block: str  # The regex of a block key's index.
   prefix: str  # Of the backbone keys, as written (read: with or without).
-  hub_config: Callable[[Dict[str, Any]], Dict[str, Any]]  # See _timm_hub.
-  write_hub_config: Callable[..., Dict[str, Any]]
-
-
-def _timm_hub(hub):
-  """timm's config.json (`architecture`, `model_args`, ...) -> the fields
-  shapes cannot tell; absent: timm's defaults."""
-  args = hub.get('model_args') or {}
-  arch = hub.get('architecture', '')
-  size = re.search(r'(' + '|'.join(_TIMM_SIZES) + r')_patch', arch)
-  act = args.get('act_layer', 'gelu')
-  if act not in _TIMM_ACTS:
-    raise ValueError(f'act_layer={act!r}: only {", ".join(_TIMM_ACTS)} '
-                     'have a vit_jax equivalent (transformer.gelu).')
-  return dict(
-      model_name=arch or None,
-      num_heads=args.get('num_heads', _TIMM_SIZES[size.group(1)][1]
-                         if size else None),
-      gelu=_TIMM_ACTS[act], layer_norm_eps=1e-6,
-      pool=args.get('global_pool', hub.get('global_pool', 'token')),
-      dropout_rate=args.get('proj_drop_rate', 0.0),
-      attention_dropout_rate=args.get('attn_drop_rate', 0.0))
-
-
-def _transformers_hub(hub):
-  """transformers' ViTConfig (config.json) -> the same fields."""
-  if hub.get('model_type', 'vit') != 'vit':
-    raise ValueError(f"model_type={hub['model_type']!r}: only 'vit' "
-                     '(ViTModel, ViTForImageClassification) is supported.')
-  act = hub.get('hidden_act', 'gelu')
-  if act not in _HF_ACTS:
-    raise ValueError(f'hidden_act={act!r}: only {", ".join(_HF_ACTS)} have '
-                     'a vit_jax equivalent (transformer.gelu).')
-  return dict(
-      model_name=hub.get('_name_or_path') or None,
-      num_heads=hub.get('num_attention_heads'), gelu=_HF_ACTS[act],
-      layer_norm_eps=hub.get('layer_norm_eps', 1e-12), pool='token',
-      dropout_rate=hub.get('hidden_dropout_prob', 0.0),
-      attention_dropout_rate=hub.get('attention_probs_dropout_prob', 0.0))
-
-
-def _timm_write_hub(config, num_classes, image_size):
-  """config.json as timm's `push_to_hf_hub` writes it.
-
-  `model_args` holds every constructor argument, so
-  `VisionTransformer(**model_args)` builds the model, and so does
-  `timm.create_model(architecture, **model_args)`: the architecture is the
-  registered name of that width at 224 px, or vit_base_patch16_224 for
-  other widths (model_args override all its fields).
-  """
-  t = config['transformer']
-  hidden, heads, (ph, pw) = config['hidden_size'], t['num_heads'], _patch(
-      config)
-  size = next((n for n, hh in _TIMM_SIZES.items() if hh == (hidden, heads)),
-              None)
-  pool = 'token' if config.get('classifier', 'token') == 'token' else 'avg'
-  args = dict(img_size=image_size, patch_size=ph if ph == pw else [ph, pw],
-              embed_dim=hidden, depth=t['num_layers'], num_heads=heads,
-              mlp_ratio=t['mlp_dim'] / hidden, class_token=pool == 'token',
-              global_pool=pool, fc_norm=False, num_classes=num_classes,
-              act_layer={v: k for k, v in _TIMM_ACTS.items()}[_gelu(config)],
-              proj_drop_rate=t.get('dropout_rate', 0.0),
-              attn_drop_rate=t.get('attention_dropout_rate', 0.0))
-  return dict(
-      architecture=(f'vit_{size}_patch{ph}_224' if size
-                    else 'vit_base_patch16_224'),
-      num_classes=num_classes, num_features=hidden, global_pool=pool,
-      model_args=args,
-      pretrained_cfg=dict(
-          input_size=[3, *image_size], fixed_input_size=True,
-          interpolation='bilinear', crop_pct=1.0, crop_mode='center',
-          mean=[0.5] * 3, std=[0.5] * 3, num_classes=num_classes,
-          first_conv='patch_embed.proj', classifier='head'))
-
-
-def _transformers_write_hub(config, num_classes, image_size):
-  """config.json as `ViTForImageClassification.save_pretrained` writes it."""
-  t = config['transformer']
-  ph, pw = _patch(config)
-  if image_size[0] != image_size[1] or ph != pw:
-    raise ValueError('transformers\' ViTConfig takes square images and '
-                     f'patches; got {image_size} px, {ph}x{pw} patches.')
-  return dict(
-      architectures=['ViTForImageClassification'], model_type='vit',
-      hidden_size=config['hidden_size'], num_hidden_layers=t['num_layers'],
-      num_attention_heads=t['num_heads'], intermediate_size=t['mlp_dim'],
-      hidden_act={v: k for k, v in _HF_ACTS.items() if k != 'gelu_new'}[
-          _gelu(config)],
-      hidden_dropout_prob=t.get('dropout_rate', 0.0),
-      attention_probs_dropout_prob=t.get('attention_dropout_rate', 0.0),
-      layer_norm_eps=_eps(config), image_size=image_size[0], patch_size=ph,
-      num_channels=3, qkv_bias=True, encoder_stride=ph,
-      initializer_range=0.02, torch_dtype='float32',
-      id2label={str(i): f'LABEL_{i}' for i in range(num_classes)},
-      label2id={f'LABEL_{i}': i for i in range(num_classes)})
 
 
 _LAYOUTS = {
-    'timm': _Layout('timm', _TIMM, _TIMM_UNSUPPORTED, r'blocks\.(\d+)\.', '',
-                    _timm_hub, _timm_write_hub),
+    'timm': _Layout('timm', _TIMM, _TIMM_UNSUPPORTED, r'blocks\.(\d+)\.', ''),
     'transformers': _Layout('transformers', _TRANSFORMERS,
                             _TRANSFORMERS_UNSUPPORTED,
-                            r'encoder\.layer\.(\d+)\.', 'vit.',
-                            _transformers_hub, _transformers_write_hub),
+                            r'encoder\.layer\.(\d+)\.', 'vit.'),
 }
-
-
-def _patch(config) -> Tuple[int, int]:
-  return tuple(models_vit._size(config['patches']))  # pylint: disable=protected-access
-
-
-def _gelu(config) -> str:
-  return config['transformer'].get('gelu', 'tanh')
-
-
-def _eps(config) -> float:
-  return config['transformer'].get('layer_norm_eps', 1e-6)
 
 
 def _expanded(layout: _Layout, num_layers: int, prefix: str):
@@ -396,27 +280,10 @@ def _check_keys(layout: _Layout, prefix: str, tensors, path: str):
   return table, num_layers
 
 
-def _read_hub_config(path: str) -> Dict[str, Any]:
-  """The config.json beside `path`, or {} when there is none."""
-  config_path = os.path.join(os.path.dirname(path), 'config.json')
-  if '://' in path:
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    exists = tf.io.gfile.exists(config_path)
-  else:
-    exists = os.path.isfile(config_path)
-  if not exists:
-    return {}
-  try:
-    with checkpoint._open(config_path, 'r') as f:  # pylint: disable=protected-access
-      return json.load(f)
-  except ValueError as e:
-    raise ValueError(f'{config_path!r} is not valid JSON: {e}') from e
-
-
 def _file_config(layout, table, num_layers, tensors, hub, path: str) -> Dict:
   """The model config of a checked state dict: shapes + the hub config."""
   try:
-    fields = layout.hub_config(hub)
+    fields = hub_config.READERS[layout.name](hub)
   except ValueError as e:
     raise Mismatch(f'Checkpoint {path!r}: config.json: {e}') from None
   by_path = {paths[0]: tensors[k] for k, (paths, _) in table.items()}
@@ -451,8 +318,9 @@ _COMPARED = ('hidden_size', 'patches', 'classifier',
              'transformer.num_layers', 'transformer.mlp_dim',
              'transformer.num_heads', 'transformer.gelu',
              'transformer.layer_norm_eps')
-_DEFAULTS = {'classifier': 'token', 'transformer.gelu': 'tanh',
-             'transformer.layer_norm_eps': 1e-6}
+_DEFAULTS = {'classifier': 'token',
+             'transformer.gelu': models_vit.Encoder.gelu,
+             'transformer.layer_norm_eps': models_vit.Encoder.layer_norm_eps}
 
 
 def _field(config, name):
@@ -469,7 +337,7 @@ def _check_matches(model_config, file_config, path: str):
   for name in _COMPARED:
     want, got = _field(file_config, name), _field(model_config, name)
     if name == 'patches':
-      want, got = want['size'], _patch(model_config)
+      want, got = want['size'], hub_config.patch_size(model_config)
     if want is not None and tuple(np.atleast_1d(want)) != tuple(
         np.atleast_1d(got)):
       problems.append(f'  model.{name}={got!r}, the checkpoint: {want!r}')
@@ -487,7 +355,7 @@ def _load(path: str):
   layout, prefix = _detect(tensors, path)
   table, num_layers = _check_keys(layout, prefix, tensors, path)
   config = _file_config(layout, table, num_layers, tensors,
-                        _read_hub_config(path), path)
+                        hub_config.read_beside(path), path)
   return config, layout, tensors, table
 
 
@@ -535,9 +403,10 @@ def _check_savable(layout: _Layout, flat, config):
   if layout.name == 'timm' and 'pre_logits/kernel' in flat:
     raise ValueError("timm's VisionTransformer has no pre-logits layer "
                      '(representation_size); save without it.')
-  if layout.name == 'timm' and _eps(config) != 1e-6:
-    raise ValueError(f'timm ViTs use LayerNorm eps 1e-6, the model '
-                     f'{_eps(config)}.')
+  eps = hub_config.layer_norm_eps(config)
+  if layout.name == 'timm' and eps != hub_config.TIMM_LAYER_NORM_EPS:
+    raise ValueError(f'timm ViTs use LayerNorm eps '
+                     f'{hub_config.TIMM_LAYER_NORM_EPS}, the model {eps}.')
   if layout.name == 'transformers' and (
       not {'cls', 'head/kernel'} <= set(flat) or 'pre_logits/kernel' in flat):
     raise ValueError("transformers' ViTForImageClassification needs a class "
@@ -573,10 +442,10 @@ def save(path: str, params, config, layout: str = 'timm'):
   if side * side != grid:
     raise ValueError(f'{grid} position embeddings are not a square grid; '
                      'timm and transformers configs need a square image.')
-  image_size = [side * p for p in _patch(config)]
-  hub = layout.write_hub_config(config, num_classes, image_size)
+  image_size = [side * p for p in hub_config.patch_size(config)]
+  hub = hub_config.WRITERS[layout.name](config, num_classes, image_size)
   checkpoint._write_atomically(  # pylint: disable=protected-access
       path, safetensors.numpy.save(tensors, metadata={'format': 'pt'}))
   checkpoint._write_atomically(  # pylint: disable=protected-access
-      os.path.join(os.path.dirname(path), 'config.json'),
+      hub_config.path_beside(path),
       json.dumps(hub, indent=2).encode())
