@@ -2,8 +2,10 @@
 import json
 import re
 import shutil
+import struct
 
 import jax
+import ml_dtypes
 import numpy as np
 import pytest
 import safetensors.numpy
@@ -281,3 +283,37 @@ def test_finetune_with_main_at_higher_resolution(reference, layout, tmp_path,
   assert read_records(tmp_path / 'workdir')[-1]['eval/num_examples'] == 21
   written = json.loads((tmp_path / 'workdir' / 'config.json').read_text())
   assert written['model']['transformer']['gelu'] == 'exact'
+
+
+def test_bfloat16_file_loads_as_float32(reference, tmp_path):
+  """Many hub files are bfloat16, which safetensors.numpy cannot read."""
+  ref_dir, cases = reference
+  case = cases[CASES['timm']]
+  tensors = safetensors.numpy.load_file(str(ref_dir / case['checkpoint']))
+  bf16 = {k: v.astype(ml_dtypes.bfloat16) for k, v in tensors.items()}
+  header, offset = {}, 0
+  for key, value in bf16.items():
+    header[key] = {'dtype': 'BF16', 'shape': list(value.shape),
+                   'data_offsets': [offset, offset + value.nbytes]}
+    offset += value.nbytes
+  header = json.dumps(header).encode()
+  path = tmp_path / 'model.safetensors'  # The format: size, header, data.
+  path.write_bytes(struct.pack('<Q', len(header)) + header +
+                   b''.join(v.tobytes() for v in bf16.values()))
+  params = checkpoint.load_safetensors(str(path), case['model'])
+  assert params['cls'].dtype == np.float32
+  np.testing.assert_array_equal(
+      params['cls'], bf16['cls_token'].astype(np.float32))
+
+
+def test_main_rejects_a_file_that_does_not_fit_up_front(reference, tmp_path,
+                                                        image_folder):
+  path = _with_config(reference, 'timm', tmp_path / 'pretrained')
+  proc = run_main(
+      tmp_path / 'workdir', image_folder, f'--config.pretrained_path={path}',
+      config='configs/finetune.py:model=ViT-S_16,image_size=32,steps=1')
+  assert proc.returncode == 1
+  assert 'model.transformer.num_layers=12, the checkpoint: 2' in proc.stderr
+  assert "model.transformer.gelu='tanh', the checkpoint: 'exact'" in \
+      proc.stderr
+  assert not (tmp_path / 'workdir' / 'config.json').exists()

@@ -210,6 +210,13 @@ def safetensors_model_config(path: str):
   return checkpoint_torch.model_config(path)
 
 
+def check_safetensors(path: str, model_config) -> None:
+  """Raises the key and architecture errors `load_safetensors(path,
+  model_config)` would, from the file's header (the weights are not read)."""
+  from vit_jax import checkpoint_torch
+  checkpoint_torch.check(path, model_config)
+
+
 def save_safetensors(path: str, params: Params, model_config,
                      layout: str = 'timm') -> None:
   """Writes params as a timm (`layout='timm'`) or transformers

@@ -62,7 +62,9 @@ class _Conversion(NamedTuple):
 
 
 _SAME = _Conversion(lambda t, h: (t,), lambda a, h: a[0])
+# nn.Linear weight [out, in] -> kernel [in, out].
 _LINEAR = _Conversion(lambda t, h: (t.T,), lambda a, h: a[0].T)
+# nn.Conv2d weight [out, in, kh, kw] -> kernel [kh, kw, in, out].
 _CONV = _Conversion(lambda t, h: (t.transpose(2, 3, 1, 0),),
                     lambda a, h: a[0].transpose(3, 2, 0, 1))
 # [heads * head_dim, hidden] -> [hidden, heads, head_dim], and the bias.
@@ -166,6 +168,7 @@ _TRANSFORMERS_UNSUPPORTED = {
     r'\.lambda[12]$|layer_scale': 'layer scale',
 }
 
+
 class _Layout(NamedTuple):
   name: str
   table: Dict[str, Tuple[Tuple[str, ...], _Conversion]]
@@ -199,6 +202,13 @@ _FLOAT_DTYPES = {'F64': np.float64, 'F32': np.float32, 'F16': np.float16,
                  'BF16': ml_dtypes.bfloat16}
 
 
+def _unreadable(path: str, error) -> ValueError:
+  return ValueError(f'Checkpoint file {path!r} is not a readable '
+                    f'.safetensors file ({error}); it may be truncated or in '
+                    'another format (published .npz files: use a path '
+                    'ending in .npz).')
+
+
 def _read_tensors(path: str) -> Dict[str, np.ndarray]:
   """{key: float32 array} of a .safetensors file, with clear errors."""
   if '://' not in path and not os.path.isfile(path):
@@ -208,10 +218,7 @@ def _read_tensors(path: str) -> Dict[str, np.ndarray]:
   try:
     entries = safetensors.deserialize(data)
   except Exception as e:  # pylint: disable=broad-except  (SafetensorError)
-    raise ValueError(f'Checkpoint file {path!r} is not a readable '
-                     f'.safetensors file ({e}); it may be truncated or in '
-                     'another format (published .npz files: use a path '
-                     'ending in .npz).') from None
+    raise _unreadable(path, e) from None
   tensors = {}
   for key, entry in entries:
     if entry['dtype'] not in _FLOAT_DTYPES:
@@ -224,33 +231,47 @@ def _read_tensors(path: str) -> Dict[str, np.ndarray]:
   return tensors
 
 
-def _detect(tensors, path: str) -> Tuple[_Layout, str]:
+def _read_shapes(path: str) -> Dict[str, Tuple[int, ...]]:
+  """{key: shape} from the file's header alone where the file is local (a
+  model config without reading the weights)."""
+  if '://' in path:
+    return {k: v.shape for k, v in _read_tensors(path).items()}
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f'Checkpoint file {path!r} does not exist.')
+  try:
+    with safetensors.safe_open(path, 'numpy') as f:
+      return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+  except Exception as e:  # pylint: disable=broad-except  (SafetensorError)
+    raise _unreadable(path, e) from None
+
+
+def _detect(shapes, path: str) -> Tuple[_Layout, str]:
   """The layout of a state dict and its prefix, by the patch embedding."""
   for layout in _LAYOUTS.values():
     key = next(k for k, (p, _) in layout.table.items() if p[0] ==
                'embedding/kernel')
     for prefix in (layout.prefix, ''):
-      if prefix + key in tensors:
+      if prefix + key in shapes:
         return layout, prefix
   raise ValueError(
       f'Checkpoint {path!r} is neither a timm ViT (patch_embed.proj.weight) '
       'nor a transformers ViT (vit.embeddings.patch_embeddings.projection.'
-      f'weight); its first keys: {", ".join(sorted(tensors)[:5])}.')
+      f'weight); its first keys: {", ".join(sorted(shapes)[:5])}.')
 
 
-def _check_keys(layout: _Layout, prefix: str, tensors, path: str):
+def _check_keys(layout: _Layout, prefix: str, shapes, path: str):
   """Raises on keys of models this ViT cannot express, unknown keys and
   missing keys; returns the expanded table of the keys present, and the
   number of blocks."""
   num_layers = 1 + max((int(m.group(1)) for m in (
-      re.match(re.escape(prefix) + layout.block, k) for k in tensors) if m),
+      re.match(re.escape(prefix) + layout.block, k) for k in shapes) if m),
                        default=-1)
   if not num_layers:
     raise Mismatch(f'Checkpoint {path!r} ({layout.name} layout) has no '
                    'transformer blocks.')
   table = _expanded(layout, num_layers, prefix)
   unsupported, unknown = {}, []
-  for key in sorted(set(tensors) - set(table)):
+  for key in sorted(set(shapes) - set(table)):
     what = next((w for p, w in layout.unsupported.items()
                  if re.search(p, key)), None)
     if what:
@@ -268,10 +289,10 @@ def _check_keys(layout: _Layout, prefix: str, tensors, path: str):
                    "vit_jax's ViT cannot express:\n" + '\n'.join(lines))
   absent_roots = {r for r in _OPTIONAL if not any(
       paths[0].split('/')[0] == r
-      for k, (paths, _) in table.items() if k in tensors)}
+      for k, (paths, _) in table.items() if k in shapes)}
   table = {k: v for k, v in table.items()
            if v[0][0].split('/')[0] not in absent_roots}
-  missing = [k for k in table if k not in tensors]
+  missing = [k for k in table if k not in shapes]
   if missing:
     raise Mismatch(f'Checkpoint {path!r} ({layout.name} layout) lacks these '
                    f'keys ({len(missing)}): {", ".join(missing[:8])}' +
@@ -280,16 +301,16 @@ def _check_keys(layout: _Layout, prefix: str, tensors, path: str):
   return table, num_layers
 
 
-def _file_config(layout, table, num_layers, tensors, hub, path: str) -> Dict:
+def _file_config(layout, table, num_layers, shapes, hub, path: str) -> Dict:
   """The model config of a checked state dict: shapes + the hub config."""
   try:
     fields = hub_config.READERS[layout.name](hub)
   except ValueError as e:
     raise Mismatch(f'Checkpoint {path!r}: config.json: {e}') from None
-  by_path = {paths[0]: tensors[k] for k, (paths, _) in table.items()}
-  hidden, _, ph, pw = by_path['embedding/kernel'].shape
+  by_path = {paths[0]: shapes[k] for k, (paths, _) in table.items()}
+  hidden, _, ph, pw = by_path['embedding/kernel']
   has_cls = 'cls' in by_path
-  tokens = by_path[_POSEMB].shape[1]
+  tokens = by_path[_POSEMB][1]
   if has_cls and math.isqrt(tokens) ** 2 == tokens:
     raise Mismatch(f'Checkpoint {path!r}: the position embeddings have no '
                    "class-token slot (timm's no_embed_class=True); "
@@ -304,14 +325,13 @@ def _file_config(layout, table, num_layers, tensors, hub, path: str) -> Dict:
       model_name=fields['model_name'] or '/'.join(path.split('/')[-2:]),
       patches={'size': (ph, pw)}, hidden_size=hidden,
       transformer=dict(
-          mlp_dim=by_path[_BLOCK.format(i=0) + 'MlpBlock_0/Dense_0/kernel'
-                          ].shape[0],
+          mlp_dim=by_path[_BLOCK.format(i=0) + 'MlpBlock_0/Dense_0/kernel'][0],
           num_heads=fields['num_heads'], num_layers=num_layers,
           attention_dropout_rate=fields['attention_dropout_rate'],
           dropout_rate=fields['dropout_rate'], gelu=fields['gelu'],
           layer_norm_eps=fields['layer_norm_eps']),
       classifier='token' if has_cls else 'gap',
-      representation_size=None if pre_logits is None else pre_logits.shape[0])
+      representation_size=None if pre_logits is None else pre_logits[0])
 
 
 _COMPARED = ('hidden_size', 'patches', 'classifier',
@@ -348,15 +368,14 @@ def _check_matches(model_config, file_config, path: str):
                    '--config=configs/finetune.py:model=FILE.safetensors).')
 
 
-def _load(path: str):
-  """A .safetensors file read and checked: (the model config it describes,
-  layout, state dict, expanded table of its keys)."""
-  tensors = _read_tensors(path)
-  layout, prefix = _detect(tensors, path)
-  table, num_layers = _check_keys(layout, prefix, tensors, path)
-  config = _file_config(layout, table, num_layers, tensors,
+def _describe(path: str, shapes):
+  """A .safetensors file's keys checked: (the model config it describes,
+  layout, expanded table of its keys)."""
+  layout, prefix = _detect(shapes, path)
+  table, num_layers = _check_keys(layout, prefix, shapes, path)
+  config = _file_config(layout, table, num_layers, shapes,
                         hub_config.read_beside(path), path)
-  return config, layout, tensors, table
+  return config, layout, table
 
 
 def _complete(config, path: str) -> ml_collections.ConfigDict:
@@ -371,13 +390,20 @@ def _complete(config, path: str) -> ml_collections.ConfigDict:
 
 def model_config(path: str) -> ml_collections.ConfigDict:
   """The model config a .safetensors file and its config.json describe."""
-  return _complete(_load(path)[0], path)
+  return _complete(_describe(path, _read_shapes(path))[0], path)
+
+
+def check(path: str, config) -> None:
+  """Raises unless `load(path, config)` would load (from the header)."""
+  _check_matches(config, _describe(path, _read_shapes(path))[0], path)
 
 
 def load(path: str, config=None) -> Dict[str, Any]:
   """Params of a timm or transformers ViT .safetensors for
   `VisionTransformer(**config)` (default: `model_config(path)`)."""
-  file_config, layout, tensors, table = _load(path)
+  tensors = _read_tensors(path)
+  file_config, layout, table = _describe(
+      path, {k: v.shape for k, v in tensors.items()})
   if config is None:
     config = _complete(file_config, path)
   _check_matches(config, file_config, path)
