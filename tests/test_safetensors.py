@@ -3,14 +3,18 @@ import json
 import re
 import shutil
 import struct
+import subprocess
+import sys
 
 import jax
 import ml_dtypes
 import numpy as np
+from PIL import Image
 import pytest
 import safetensors.numpy
+import skimage.data
 
-from tests.conftest import read_records, run_main, tiny_config
+from tests.conftest import ROOT, read_records, run_main, tiny_config
 from vit_jax import checkpoint
 from vit_jax import models
 from vit_jax import predict
@@ -264,6 +268,21 @@ def test_predict_reads_the_model_from_the_file(reference, tmp_path):
                    np.load(ref_dir / case['input']), 10)
   np.testing.assert_allclose(logits, np.load(ref_dir / case['logits']),
                              atol=2e-5)
+
+
+def test_predict_cli_takes_a_safetensors_checkpoint(reference, tmp_path):
+  path = _with_config(reference, 'timm', tmp_path / 'model')
+  image = tmp_path / 'photo.png'
+  Image.fromarray(skimage.data.astronaut()).save(image)
+  result = subprocess.run(
+      [sys.executable, '-m', 'vit_jax.predict', f'--checkpoint={path}',
+       '--top_k=3', '--json', str(image)],
+      cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+  assert result.returncode == 0, result.stderr[-2000:]
+  predictions = json.loads(result.stdout)[0]['predictions']
+  assert len(predictions) == 3
+  with pytest.raises(ValueError, match='Pass --model or --config_json'):
+    predict.load_model(str(reference[0] / 'vit_s16_2blocks.npz'))
 
 
 @pytest.mark.parametrize('layout', list(CASES))
