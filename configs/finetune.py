@@ -4,7 +4,9 @@ SGD with momentum 0.9, no weight decay, global-norm clipping at 1, cosine
 decay, batch 512, 384 px: the same patch size gives a longer sequence, so
 `load_pretrained` resizes the position embeddings in 2-D.
 Args: `--config=configs/finetune.py:model=ViT-B_16,dataset=cifar10`, then
-`--config.pretrained_path=ViT-B_16.npz`.
+`--config.pretrained_path=ViT-B_16.npz`. From a timm / transformers ViT, the
+model is the one the file describes: `model=FILE.safetensors` and
+`--config.pretrained_path=FILE.safetensors`.
 """
 from configs import common
 

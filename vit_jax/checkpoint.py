@@ -173,16 +173,67 @@ def save_npz(path: str, params: Params) -> None:
   """
   buf = io.BytesIO()
   np.savez(buf, **{k: np.asarray(v) for k, v in to_published(params).items()})
+  _write_atomically(path, buf.getvalue())
+
+
+def _write_atomically(path: str, data: bytes) -> None:
+  """Writes beside the target and renames into place (local paths)."""
   if '://' in path:
     with _open(path, 'wb') as f:
-      f.write(buf.getvalue())
+      f.write(data)
     return
   tmp = f'{path}.tmp-{os.getpid()}'
   with open(tmp, 'wb') as f:
-    f.write(buf.getvalue())
+    f.write(data)
     f.flush()
     os.fsync(f.fileno())
   os.replace(tmp, path)
+
+
+# timm / transformers ViTs: checkpoint_torch.py holds the key tables. (It
+# imports this module, so it is imported where used.)
+# pylint: disable=g-import-not-at-top
+
+
+def load_safetensors(path: str, model_config=None) -> Params:
+  """Params of a timm or transformers ViT `.safetensors` file for
+  `VisionTransformer(num_classes=N, **model_config)`; without model_config,
+  that of `safetensors_model_config(path)`."""
+  from vit_jax import checkpoint_torch
+  return checkpoint_torch.load(path, model_config)
+
+
+def safetensors_model_config(path: str):
+  """The model config a `.safetensors` file describes (its shapes and the
+  library's config.json beside it)."""
+  from vit_jax import checkpoint_torch
+  return checkpoint_torch.model_config(path)
+
+
+def check_safetensors(path: str, model_config) -> None:
+  """Raises the key and architecture errors `load_safetensors(path,
+  model_config)` would, from the file's header (the weights are not read)."""
+  from vit_jax import checkpoint_torch
+  checkpoint_torch.check(path, model_config)
+
+
+def save_safetensors(path: str, params: Params, model_config,
+                     layout: str = 'timm') -> None:
+  """Writes params as a timm (`layout='timm'`) or transformers
+  (`'transformers'`) state dict, with that library's config.json beside."""
+  from vit_jax import checkpoint_torch
+  checkpoint_torch.save(path, params, model_config, layout)
+
+
+# pylint: enable=g-import-not-at-top
+
+
+def load_params(path: str, model_config=None) -> Params:
+  """Params from a published .npz, or a timm / transformers .safetensors
+  (checked against `model_config`), by the file's extension."""
+  if path.endswith('.safetensors'):
+    return load_safetensors(path, model_config)
+  return load_npz(path)
 
 
 def _square_grid(num_tokens: int, what: str) -> Tuple[int, int]:
@@ -276,7 +327,7 @@ def load_pretrained(*, pretrained_path: str, init_params: Params,
   """Initialises fine-tuning from a published checkpoint.
 
   Args:
-    pretrained_path: the .npz to read.
+    pretrained_path: the .npz (or timm / transformers .safetensors) to read.
     init_params: freshly initialised params of the fine-tuning model; they
       give the head (new class count) and the expected keys and shapes.
     model_config: the fine-tuning model's config (`classifier`,
@@ -296,7 +347,8 @@ def load_pretrained(*, pretrained_path: str, init_params: Params,
   """
   stacked = has_stacked_blocks(init_params)
   init_params = unstack_blocks(dict(init_params))
-  restored = flax.traverse_util.flatten_dict(load_npz(pretrained_path))
+  restored = flax.traverse_util.flatten_dict(
+      load_params(pretrained_path, model_config))
   expected = flax.traverse_util.flatten_dict(dict(init_params))
 
   if model_config.get('representation_size') is None:

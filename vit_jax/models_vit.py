@@ -6,6 +6,7 @@ LayerNorm_1, MlpBlock_0}`, `embedding`, `cls`, `head`, ...), so params from
 `checkpoint.load_npz` apply directly. `checkpoint.py` maps these names to the
 published .npz layout and back.
 """
+import functools
 import math
 from typing import Any, Optional, Tuple
 
@@ -195,11 +196,18 @@ class SelfAttention(nn.Module):
     return jnp.einsum('bhqd,hde->bqe', y, out_kernel) + out_bias
 
 
+# `transformer.gelu`: the original uses GELU's tanh approximation (flax's
+# default); the PyTorch ViTs (timm, transformers) use the exact (erf) GELU.
+GELUS = {'tanh': functools.partial(nn.gelu, approximate=True),
+         'exact': functools.partial(nn.gelu, approximate=False)}
+
+
 class MlpBlock(nn.Module):
-  """Dense -> GELU (tanh approximation, as the original) -> Dense."""
+  """Dense -> GELU (`gelu`: a key of GELUS) -> Dense."""
   mlp_dim: int
   dropout_rate: float = 0.0
   dtype: Dtype = jnp.float32
+  gelu: str = 'tanh'
 
   @nn.compact
   def __call__(self, x, *, deterministic):
@@ -211,8 +219,11 @@ class MlpBlock(nn.Module):
       return (_matmul(x.astype(self.dtype), kernel.astype(self.dtype)) +
               bias.astype(self.dtype))
 
+    if self.gelu not in GELUS:
+      raise ValueError(f'transformer.gelu={self.gelu!r}: use one of '
+                       f'{", ".join(map(repr, GELUS))}.')
     out_dim = x.shape[-1]
-    x = nn.gelu(dense(x, self.mlp_dim, 'Dense_0'), approximate=True)
+    x = GELUS[self.gelu](dense(x, self.mlp_dim, 'Dense_0'))
     x = nn.Dropout(self.dropout_rate)(x, deterministic=deterministic)
     x = dense(x, out_dim, 'Dense_1')
     return nn.Dropout(self.dropout_rate)(x, deterministic=deterministic)
@@ -225,19 +236,23 @@ class Encoder1DBlock(nn.Module):
   dropout_rate: float = 0.0
   attention_dropout_rate: float = 0.0
   dtype: Dtype = jnp.float32
+  gelu: str = 'tanh'
+  layer_norm_eps: float = 1e-6
 
   @nn.compact
   def __call__(self, inputs, deterministic):
-    x = nn.LayerNorm(dtype=self.dtype, name='LayerNorm_0')(inputs)
+    x = nn.LayerNorm(epsilon=self.layer_norm_eps, dtype=self.dtype,
+                     name='LayerNorm_0')(inputs)
     x = SelfAttention(
         num_heads=self.num_heads, dropout_rate=self.attention_dropout_rate,
         dtype=self.dtype, name='MultiHeadDotProductAttention_0')(
             x, deterministic=deterministic)
     x = nn.Dropout(self.dropout_rate)(x, deterministic=deterministic)
     x = x + inputs
-    y = nn.LayerNorm(dtype=self.dtype, name='LayerNorm_1')(x)
+    y = nn.LayerNorm(epsilon=self.layer_norm_eps, dtype=self.dtype,
+                     name='LayerNorm_1')(x)
     y = MlpBlock(mlp_dim=self.mlp_dim, dropout_rate=self.dropout_rate,
-                 dtype=self.dtype, name='MlpBlock_0')(
+                 dtype=self.dtype, gelu=self.gelu, name='MlpBlock_0')(
                      y, deterministic=deterministic)
     return x + y
 
@@ -268,7 +283,9 @@ class Encoder(nn.Module):
   `num_layers`, so deep models compile several times faster (measured in
   benchmarks/README.md); `checkpoint` converts to and from the published
   per-block layout. Attention weights collected from a scanned model are
-  stacked the same way.
+  stacked the same way. `gelu` and `layer_norm_eps` apply to every block
+  and the final LayerNorm: the defaults are the original's, PyTorch ViTs
+  differ (`checkpoint_torch.py`).
   """
   num_layers: int
   mlp_dim: int
@@ -278,6 +295,8 @@ class Encoder(nn.Module):
   dtype: Dtype = jnp.float32
   remat: bool = False
   scan: bool = False
+  gelu: str = 'tanh'
+  layer_norm_eps: float = 1e-6
 
   @nn.compact
   def __call__(self, x, *, train):
@@ -288,7 +307,8 @@ class Encoder(nn.Module):
     kwargs = dict(mlp_dim=self.mlp_dim, num_heads=self.num_heads,
                   dropout_rate=self.dropout_rate,
                   attention_dropout_rate=self.attention_dropout_rate,
-                  dtype=self.dtype)
+                  dtype=self.dtype, gelu=self.gelu,
+                  layer_norm_eps=self.layer_norm_eps)
     if self.scan:
       scanned = nn.scan(_ScanStep,
                         variable_axes={'params': 0, 'intermediates': 0},
@@ -299,7 +319,8 @@ class Encoder(nn.Module):
     else:
       for i in range(self.num_layers):
         x = block_cls(**kwargs, name=f'encoderblock_{i}')(x, not train)
-    return nn.LayerNorm(dtype=self.dtype, name='encoder_norm')(x)
+    return nn.LayerNorm(epsilon=self.layer_norm_eps, dtype=self.dtype,
+                        name='encoder_norm')(x)
 
 
 def _size(patches):

@@ -61,13 +61,14 @@ def define_model_flags():
   flags.DEFINE_string(
       'config_json', None, 'Model config as FILE[:KEY] instead of --model, '
       'e.g. shared/reference/cases.json:vit_s16_2blocks.')
-  flags.DEFINE_string('checkpoint', None, 'Published-layout .npz file.')
+  flags.DEFINE_string('checkpoint', None, 'Published-layout .npz file, or a '
+                      'timm / transformers ViT .safetensors.')
   flags.DEFINE_integer(
       'image_size', None, 'Input resolution; default: the resolution the '
       "checkpoint's position embeddings were trained at.")
   flags.mark_flag_as_required('checkpoint')
-  flags.mark_flags_as_mutual_exclusive(['model', 'config_json'],
-                                       required=True)
+  # Neither: the model a .safetensors checkpoint (its config.json) describes.
+  flags.mark_flags_as_mutual_exclusive(['model', 'config_json'])
 
 
 def config_from_json(spec: str) -> ml_collections.ConfigDict:
@@ -109,9 +110,11 @@ def load_model(checkpoint_path: str, *, model_name: Optional[str] = None,
   """Builds the model for a checkpoint and checks that the params fit it.
 
   Args:
-    checkpoint_path: published-layout .npz.
+    checkpoint_path: published-layout .npz, or timm / transformers
+      .safetensors (`checkpoint.load_params`).
     model_name: preset name; or
-    config_json: `FILE[:KEY]` holding the model config.
+    config_json: `FILE[:KEY]` holding the model config; neither: the model
+      config a .safetensors file describes.
     image_size: run at this resolution (position embeddings are resized);
       None: the resolution the checkpoint was trained at.
 
@@ -119,9 +122,15 @@ def load_model(checkpoint_path: str, *, model_name: Optional[str] = None,
     ValueError (CheckpointMismatchError included) or OSError, with a message
     meant for the user.
   """
-  config = (models_config.get_model_config(model_name) if model_name
-            else config_from_json(config_json))
-  params = checkpoint.load_npz(checkpoint_path)
+  if model_name:
+    config = models_config.get_model_config(model_name)
+  elif config_json:
+    config = config_from_json(config_json)
+  elif checkpoint_path.endswith('.safetensors'):
+    config = checkpoint.safetensors_model_config(checkpoint_path)
+  else:
+    raise ValueError('Pass --model or --config_json for a .npz checkpoint.')
+  params = checkpoint.load_params(checkpoint_path, config)
   num_classes = params['head']['bias'].shape[-1] if 'head' in params else 0
   if 'pre_logits' in params:
     config.representation_size = params['pre_logits']['bias'].shape[-1]

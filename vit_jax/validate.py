@@ -10,6 +10,7 @@ from etils import epath
 import jax
 import jax.numpy as jnp
 
+from vit_jax import checkpoint
 from vit_jax import input_pipeline
 from vit_jax import models
 from vit_jax import sharding
@@ -63,6 +64,9 @@ def validate(config, *, workdir: str, num_devices: int, num_processes: int):
       and not os.path.isfile(config.pretrained_path):
     raise FileNotFoundError(
         f'config.pretrained_path={config.pretrained_path!r} does not exist.')
+  if (config.get('pretrained_path') or '').endswith('.safetensors'):
+    # A timm / transformers ViT: its keys and architecture against the model.
+    checkpoint.check_safetensors(config.pretrained_path, config.model)
   if config.get('nonfinite', 'stop') not in ('stop', 'skip'):
     raise ValueError(f"config.nonfinite={config.nonfinite!r}: use 'stop' or "
                      "'skip'.")
