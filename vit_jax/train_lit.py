@@ -171,7 +171,7 @@ def make_train_step(config, model, tx, caption_tokens, frozen, key):
     updates, opt_state = tx.update(grads, state['opt_state'], params)
     new = {'step': step + 1, 'params': optax.apply_updates(params, updates),
            'opt_state': opt_state}
-    metrics = {'train/loss': loss, 'train/grad_norm': optax.global_norm(grads),
+    metrics = {'train/loss': loss, 'train/grad_norm': optax.tree.norm(grads),
                'train/lr': schedule(step),
                'train/temperature': jnp.exp(params['t'][0])}
     return new, metrics
