@@ -10,15 +10,16 @@ with the image embedding), as in the LiT paper.
       --vocab=LiT-B16B.txt --dataset=imagefolder --data_dir=DIR --split=test
   # A locked-image tuning run (vit_jax/train_lit.py) on Fashion-MNIST:
   python -m vit_jax.zeroshot --workdir=WORKDIR --dataset=fashion_mnist
-  # Single images, with the classes given:
-  python -m vit_jax.zeroshot --workdir=WORKDIR --classes=dog,cat a.jpg b.png
+  # Single images (classes: --classes=dog,cat, or a workdir's dataset's):
+  python -m vit_jax.zeroshot --workdir=WORKDIR a.jpg b.png
 
 The model comes from a preset (`--model`), a JSON file (`--config_json=
 FILE[:KEY]`, an object with the LitModel fields or holding them under
 'model'), or a tuning workdir (its config.json, params.npz and vocab.txt).
 Datasets are those of the trainer (`input_pipeline`): 'fashion_mnist',
 'imagefolder' or a prepared TFDS dataset; class names come from the dataset
-(folder names with '_' read as spaces) unless `--classes` gives them.
+(folder names with '_' read as spaces) unless `--classes` gives them; a
+workdir's prompts are its run's `zeroshot_templates`.
 Bad inputs end with one `error:` line on stderr and exit status 1.
 """
 import functools
@@ -207,6 +208,11 @@ def _batches(config, limit: Optional[int]):
     yield batch
 
 
+def _run_config(path: str) -> ml_collections.ConfigDict:
+  with open(path) as f:
+    return ml_collections.ConfigDict(json.load(f))
+
+
 FLAGS = flags.FLAGS
 
 
@@ -228,11 +234,15 @@ def main(argv):
           checkpoint_path=FLAGS.checkpoint, vocab_path=FLAGS.vocab,
           model_name=FLAGS.model, config_json=FLAGS.config_json)
     data = None if paths else _dataset_config(config.pp.size)
+    # A tuning run's own classes and prompts are the defaults for its workdir.
+    run = _run_config(files['config']) if FLAGS.workdir else None
     names = (FLAGS.classes.split(',') if FLAGS.classes else
-             dataset_class_names(data) if data else None)
+             dataset_class_names(data) if data else
+             dataset_class_names(run) if run else None)
     if not names:
       raise ValueError('Pass --classes=NAME,NAME,... to classify image files.')
-    templates = FLAGS.templates.split('|') if FLAGS.templates else TEMPLATES
+    templates = (FLAGS.templates.split('|') if FLAGS.templates else
+                 run.zeroshot_templates if run else TEMPLATES)
     t0 = time.time()
     classes = class_embeddings(model, params, tokenizer, names, templates)
     if paths:
