@@ -4,13 +4,14 @@
       --config.image_checkpoint=VIT_WORKDIR/params.npz
 
 Offline default: Fashion-MNIST images paired with captions made from their
-class names and `captions.templates` ("a photo of a {}." ...); the image
+class names and `captions.templates` ("a picture of a {}." ...); the image
 tower is the ViT of configs/default.py (`python main.py` trains one; its
 params.npz is the image checkpoint, any published-layout ViT .npz whose
 architecture is `model.image` works). Only the text tower, the projection
 head(s) and the temperature train, with the symmetric contrastive loss; the
 image tower runs frozen, in eval mode. Each eval reports zero-shot test
-accuracy with the prompts of `zeroshot_templates` (chance: 10%).
+accuracy with the prompts of `zeroshot_templates` (chance: 10%), none of
+which is a training template.
 `image_checkpoint='random'` keeps the randomly initialised image tower (for
 tests and baselines). Without `vocab_path` a BERT WordPiece vocabulary of
 the caption and prompt words is written to WORKDIR/vocab.txt.
@@ -42,7 +43,7 @@ def get_config(arg=None):
   config.vocab_path = config_dict.placeholder(str)
   config.temperature_init = 10.0
   config.captions = ml_collections.ConfigDict(dict(templates=(
-      'a photo of a {}.', 'a picture of a {}.', 'an image of the {}.',
+      'a product photo of a {}.', 'a picture of a {}.', 'an image of the {}.',
       'a {} in grayscale.', 'a small photo of a {}.', 'this is a {}.')))
   config.zeroshot_templates = zeroshot.TEMPLATES
 

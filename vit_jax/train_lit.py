@@ -97,8 +97,7 @@ def _validate(config, workdir: str):
                        f'{tuple(templates)}.')
   sharding.check_split(config, jax.device_count(), jax.process_count())
   info = input_pipeline.get_info(config)
-  names = list(config.get('class_names') or
-               zeroshot.dataset_class_names(config))
+  names = zeroshot.dataset_class_names(config)
   if len(names) != info.num_classes:
     raise ValueError(f'{len(names)} class names for {info.num_classes} '
                      'classes.')
