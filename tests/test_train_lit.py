@@ -85,9 +85,13 @@ def test_contrastive_loss_and_frozen_params():
 
 
 @needs_fashion_mnist
-def test_bad_image_tower_errors(tmp_path):
+def test_bad_input_errors(tmp_path):
   with pytest.raises(ValueError, match='Set config.image_checkpoint'):
     train_lit.train_and_evaluate(_config(), str(tmp_path / 'a'))
+  with pytest.raises(FileNotFoundError, match='vocab_path=.* does not exist'):
+    train_lit.train_and_evaluate(
+        _config(image_checkpoint='random', vocab_path=str(tmp_path / 'v.txt')),
+        str(tmp_path / 'a'))
   with pytest.raises(FileNotFoundError, match='does not exist'):
     train_lit.train_and_evaluate(
         _config(image_checkpoint=str(tmp_path / 'none.npz')),

@@ -88,6 +88,10 @@ def _validate(config, workdir: str):
       not os.path.isfile(source)):
     raise FileNotFoundError(
         f'config.image_checkpoint={source!r} does not exist.')
+  vocab = config.get('vocab_path')
+  if vocab and '://' not in vocab and not os.path.isfile(vocab):
+    raise FileNotFoundError(f'config.vocab_path={vocab!r} does not exist; '
+                            'leave it unset to build one from the captions.')
   if config.model.pp.size != config.image_size:
     raise ValueError(f'config.model.pp.size={config.model.pp.size} differs '
                      f'from config.image_size={config.image_size}.')
