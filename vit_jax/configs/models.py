@@ -64,7 +64,6 @@ _vit('R26+ViT-S_32', **_sized('S', patch=1, resnet=(2, 2, 2, 2)))
 _vit('R50+ViT-L_32', **_sized('L', patch=1, resnet=(3, 4, 6, 3)))
 
 
-
 def _lit(name, *, image, text_model, text, tokenizer, out_dim):
   """A LiT preset (models_lit.LitModel): `image` names the ViT preset of the
   image tower; the published files are gs://vit_models/lit/NAME.npz, with
