@@ -118,7 +118,10 @@ def main(argv):
     cpu_devices.configure(flags.FLAGS.config, multi_process=(
         _explicit_distributed() or _auto_distributed()))
     _init_distributed()
-    metrics = train.train_and_evaluate(flags.FLAGS.config, _WORKDIR.value)
+    trainer = train
+    if flags.FLAGS.config.get('trainer') == 'lit':  # configs/lit.py
+      from vit_jax import train_lit as trainer  # pylint: disable=g-import-not-at-top
+    metrics = trainer.train_and_evaluate(flags.FLAGS.config, _WORKDIR.value)
   except (ValueError, OSError, train.NonFiniteLossError) as e:
     if _TRACEBACK.value:
       raise

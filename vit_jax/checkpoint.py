@@ -22,6 +22,11 @@ that layout from the module tree of `models_vit.py`, all made here:
 4. Nothing else: kernels keep their layout ([in, out], [kh, kw, in, out],
    [hidden, heads, head_dim] for query/key/value, [heads, head_dim, hidden]
    for out).
+
+LiT files (`img/...`, `txt/...`, `t`) load through the same `load_npz`: the
+renaming applies to every `encoderblock_N` (image tower and text
+transformer), and embedding tables and BERT's 2-D attention kernels keep
+their rank.
 """
 import collections
 import io
@@ -68,6 +73,10 @@ def _leaf_rank(path: Tuple[str, ...]) -> int:
   leaf, parent = path[-1], path[-2] if len(path) > 1 else ''
   if leaf in ('cls', 'pos_embedding'):
     return 3
+  if leaf == 'embedding':  # Embedding tables (LiT text towers).
+    return 2
+  if 'attention_layer' in path:  # BERT (LiT): 2-D kernels, 1-D biases.
+    return 2 if leaf == 'kernel' else 1
   if parent in ('query', 'key', 'value'):
     return 3 if leaf == 'kernel' else 2
   if parent == 'out':

@@ -1,4 +1,5 @@
-"""Public model API, as in the original release: `models.VisionTransformer`.
+"""Public model API, as in the original release: `models.VisionTransformer`,
+`models.LitModel` (image-text towers).
 
 `get_model(name, num_classes)` builds a preset by name; `token_grid` says how
 many patches (rows, columns) a config cuts an image into.
@@ -7,14 +8,19 @@ import math
 from typing import Tuple
 
 from vit_jax.configs import models as models_config
+from vit_jax.models_lit import LitModel
 from vit_jax.models_vit import VisionTransformer
 
-__all__ = ['VisionTransformer', 'get_model', 'token_grid']
+__all__ = ['LitModel', 'VisionTransformer', 'get_model', 'token_grid']
 
 
 def get_model(name: str, num_classes: int, **overrides) -> VisionTransformer:
   """`VisionTransformer` for preset `name` (see `configs.models`)."""
   config = models_config.get_model_config(name).to_dict()
+  if 'text_model' in config:
+    raise ValueError(f'{name} is a LiT image-text model: build it with '
+                     'models.LitModel(**configs.models.get_model_config('
+                     f'{name!r})).')
   config.update(overrides)
   return VisionTransformer(num_classes=num_classes, **config)
 

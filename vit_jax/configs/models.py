@@ -64,6 +64,34 @@ _vit('R26+ViT-S_32', **_sized('S', patch=1, resnet=(2, 2, 2, 2)))
 _vit('R50+ViT-L_32', **_sized('L', patch=1, resnet=(3, 4, 6, 3)))
 
 
+def _lit(name, *, image, text_model, text, tokenizer, out_dim):
+  """A LiT preset (models_lit.LitModel): `image` names the ViT preset of the
+  image tower; the published files are gs://vit_models/lit/NAME.npz, with
+  the vocabulary at NAME.txt (BERT) or NAME.model (SentencePiece)."""
+  config = ml_collections.ConfigDict()
+  config.model_name = name
+  config.image = MODEL_CONFIGS[image].to_dict()
+  config.text_model = text_model
+  config.text = text
+  config.pp = dict(tokenizer_name=tokenizer, size=224, max_len=16)
+  config.out_dim = out_dim
+  MODEL_CONFIGS[name] = config.lock()
+
+
+_lit('LiT-B16B', image='ViT-B_16', text_model='bert', text={'config': 'base'},
+     tokenizer='bert', out_dim=(768, 768))
+_lit('LiT-B16B_2', image='ViT-B_16', text_model='bert',
+     text={'config': 'base'}, tokenizer='bert', out_dim=(None, 768))
+_lit('LiT-L16L', image='ViT-L_16', text_model='bert', text={'config': 'large'},
+     tokenizer='bert', out_dim=(None, 1024))
+for _name, _size in [('LiT-L16S', 'S'), ('LiT-L16Ti', 'Ti')]:
+  _hidden, _mlp, _heads, _layers, _ = _SIZES[_size]
+  _lit(_name, image='ViT-L_16', text_model='text_transformer',
+       text=dict(width=_hidden, mlp_dim=_mlp, num_heads=_heads,
+                 num_layers=_layers, vocab_size=16_000),
+       tokenizer='sentencepiece', out_dim=(None, 1024))
+
+
 def get_model_config(name: str) -> ml_collections.ConfigDict:
   """An unlocked copy of preset `name`; a clear error for unknown names."""
   if name not in MODEL_CONFIGS:

@@ -1,0 +1,277 @@
+"""Locked-image tuning: `train_and_evaluate(config, workdir)` for configs/lit.py.
+
+LiT (Zhai et al., arXiv 2111.07991) trains a text tower to embed captions
+next to the embeddings of a frozen ("locked") image tower. Here the image
+tower is any published-layout ViT checkpoint (`config.image_checkpoint`),
+and the image-text pairs are the images of a classification dataset with
+captions made from their class names and `config.captions.templates`.
+
+One batch, end to end: `input_pipeline.train_iterator` yields images and
+labels (order = f(seed, step)) -> on the mesh -> the jitted step picks a
+template per example (rng = fold_in(key, step)) and looks its caption's
+tokens up in a table tokenized once -> symmetric contrastive loss on
+t * zimg @ ztxt.T -> gradients reach the text tower, the heads and t only
+(the image tower's params sit behind stop_gradient and get no updates nor
+optimizer state) -> orbax checkpoints (resume by re-running) -> zero-shot
+accuracy on the eval split -> WORKDIR/{params.npz, config.json, vocab.txt}:
+what `python -m vit_jax.zeroshot --workdir=WORKDIR` reads.
+"""
+import os
+import re
+import time
+from typing import Any, Dict, List, Sequence
+
+from absl import logging
+from etils import epath
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from vit_jax import checkpoint
+from vit_jax import input_pipeline
+from vit_jax import models_lit
+from vit_jax import optim
+from vit_jax import sharding
+from vit_jax import train
+from vit_jax import train_checkpoints
+from vit_jax import zeroshot
+
+RANDOM_IMAGE_TOWER = 'random'
+_SPECIAL_TOKENS = ('[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]')
+# BERT's basic tokenization: words and single punctuation characters.
+_WORDS = re.compile(r'\w+|[^\w\s]')
+
+
+def build_vocab(texts: Sequence[str]) -> List[str]:
+  """A WordPiece vocabulary holding every (lower-cased) word of `texts`."""
+  words = sorted({w for t in texts for w in _WORDS.findall(t.lower())})
+  return list(_SPECIAL_TOKENS) + words
+
+
+def _vocab_path(config, workdir: str, texts: Sequence[str]) -> str:
+  """`config.vocab_path`, or WORKDIR/vocab.txt built from `texts`."""
+  path = os.path.join(workdir, zeroshot.WORKDIR_FILES['vocab'])
+  if config.get('vocab_path'):
+    # Copied beside the params (under this name whatever its kind), so that
+    # the workdir is complete for `zeroshot --workdir`.
+    if jax.process_index() == 0 and config.vocab_path != path:
+      epath.Path(path).write_bytes(epath.Path(config.vocab_path).read_bytes())
+    return path
+  if config.model.pp.tokenizer_name != 'bert':
+    raise ValueError('Without config.vocab_path only a BERT vocabulary can be '
+                     "built; set config.model.pp.tokenizer_name='bert' or pass"
+                     ' the SentencePiece model as config.vocab_path.')
+  if jax.process_index() == 0:
+    train._write_atomically(epath.Path(path),  # pylint: disable=protected-access
+                            '\n'.join(build_vocab(texts)) + '\n')
+  return path
+
+
+def _validate(config, workdir: str):
+  """Bad-input errors before anything compiles; returns the class names."""
+  for name in ('total_steps', 'batch_size', 'eval_batch_size', 'log_every',
+               'eval_every', 'checkpoint_every', 'image_size'):
+    if config[name] <= 0:
+      raise ValueError(f'config.{name}={config[name]} must be positive.')
+  if config.get('accum_steps', 1) != 1:
+    raise ValueError('LiT tuning needs accum_steps=1: the contrastive loss '
+                     'compares every image with every caption of the batch.')
+  source = config.get('image_checkpoint')
+  if not source:
+    raise ValueError(
+        'Set config.image_checkpoint to the locked image tower: a ViT .npz '
+        'whose architecture is config.model.image (e.g. WORKDIR/params.npz '
+        "of `python main.py`), or 'random' for an untrained tower.")
+  if (source != RANDOM_IMAGE_TOWER and '://' not in source and
+      not os.path.isfile(source)):
+    raise FileNotFoundError(
+        f'config.image_checkpoint={source!r} does not exist.')
+  vocab = config.get('vocab_path')
+  if vocab and '://' not in vocab and not os.path.isfile(vocab):
+    raise FileNotFoundError(f'config.vocab_path={vocab!r} does not exist; '
+                            'leave it unset to build one from the captions.')
+  if config.model.pp.size != config.image_size:
+    raise ValueError(f'config.model.pp.size={config.model.pp.size} differs '
+                     f'from config.image_size={config.image_size}.')
+  for templates in (config.captions.templates, config.zeroshot_templates):
+    if not templates or any('{}' not in t for t in templates):
+      raise ValueError(f'Templates need a {{}} for the class name: '
+                       f'{tuple(templates)}.')
+  sharding.check_split(config, jax.device_count(), jax.process_count())
+  info = input_pipeline.get_info(config)
+  names = zeroshot.dataset_class_names(config)
+  if len(names) != info.num_classes:
+    raise ValueError(f'{len(names)} class names for {info.num_classes} '
+                     'classes.')
+  epath.Path(workdir).mkdir(parents=True, exist_ok=True)
+  return names
+
+
+def _init_params(config, model, key) -> Dict[str, Any]:
+  size, max_len = config.image_size, config.model.pp.max_len
+  params = jax.jit(lambda k: model.init(
+      k, images=jnp.zeros((1, size, size, 3)),
+      tokens=jnp.zeros((1, max_len), jnp.int32))['params'])(key)
+  params = jax.device_get(params)
+  params['t'] = np.full((1,), np.log(config.temperature_init), np.float32)
+  if config.image_checkpoint != RANDOM_IMAGE_TOWER:
+    # The classifier head is dropped; the image head (if any) stays fresh.
+    params['img'] = checkpoint.load_pretrained(
+        pretrained_path=config.image_checkpoint, init_params=params['img'],
+        model_config=config.model.image)
+  return params
+
+
+def frozen_mask(params) -> Any:
+  """True for the image tower's params, except its projection head."""
+  flat = flax.traverse_util.flatten_dict(params)
+  return flax.traverse_util.unflatten_dict(
+      {k: k[0] == 'img' and k[1] != 'head' for k in flat})
+
+
+def make_optimizer(config, params) -> optax.GradientTransformation:
+  """The config's optimizer on the trainable params; none for the frozen."""
+  labels = jax.tree.map(lambda f: 'frozen' if f else 'train',
+                        frozen_mask(params))
+  return optax.multi_transform({'train': optim.make_optimizer(config),
+                                'frozen': optax.set_to_zero()}, labels)
+
+
+def contrastive_loss(zimg, ztxt, t):
+  """Mean of image->text and text->image cross-entropies, pairs on the
+  diagonal of the [n, n] logits t * zimg @ ztxt.T."""
+  logits = t * zimg @ ztxt.T
+  labels = jnp.arange(len(logits))
+  return (optax.softmax_cross_entropy_with_integer_labels(logits, labels) +
+          optax.softmax_cross_entropy_with_integer_labels(logits.T, labels)
+          ).mean() / 2
+
+
+def make_train_step(config, model, tx, caption_tokens, frozen, key):
+  """(state, batch) -> (state, metrics); `caption_tokens` [classes,
+  templates, max_len] is each class's captions, tokenized."""
+  table = jnp.asarray(caption_tokens)
+  schedule = optim.lr_schedule(config)
+
+  def loss_fn(params, images, tokens, rng):
+    params = jax.tree.map(lambda p, f: jax.lax.stop_gradient(p) if f else p,
+                          params, frozen)
+    zimg, ztxt, out = model.apply({'params': params}, images=images,
+                                  tokens=tokens, train=True,
+                                  rngs={'dropout': rng})
+    return contrastive_loss(zimg, ztxt, out['t'])
+
+  def train_step(state, batch):
+    params, step = state['params'], state['step']
+    rng_caption, rng_dropout = jax.random.split(jax.random.fold_in(key, step))
+    template = jax.random.randint(rng_caption, batch['label'].shape, 0,
+                                  table.shape[1])
+    tokens = table[batch['label'], template]
+    loss, grads = jax.value_and_grad(loss_fn)(params, batch['image'], tokens,
+                                              rng_dropout)
+    updates, opt_state = tx.update(grads, state['opt_state'], params)
+    new = {'step': step + 1, 'params': optax.apply_updates(params, updates),
+           'opt_state': opt_state}
+    metrics = {'train/loss': loss, 'train/grad_norm': optax.tree.norm(grads),
+               'train/lr': schedule(step),
+               'train/temperature': jnp.exp(params['t'][0])}
+    return new, metrics
+
+  return train_step
+
+
+def train_and_evaluate(config, workdir: str) -> Dict[str, float]:
+  """Tunes `config` in `workdir`, resuming from its latest checkpoint.
+
+  Returns the final zero-shot eval metrics.
+  """
+  names = _validate(config, workdir)
+  templates = tuple(config.captions.templates)
+  prompts = tuple(config.zeroshot_templates)
+  vocab = _vocab_path(config, workdir, [t.format(n) for n in names
+                                        for t in templates + prompts])
+  tokenizer = models_lit.get_tokenizer(config.model, vocab)
+  caption_tokens = tokenizer([t.format(n) for n in names for t in templates]
+                            ).reshape(len(names), len(templates), -1)
+  model = models_lit.LitModel(**config.model)
+  init_key, train_key = jax.random.split(jax.random.PRNGKey(config.seed))
+  params = _init_params(config, model, init_key)
+  frozen = frozen_mask(params)
+  tx = make_optimizer(config, params)
+  is_main = jax.process_index() == 0
+  if is_main:
+    train._write_atomically(  # pylint: disable=protected-access
+        epath.Path(workdir) / zeroshot.WORKDIR_FILES['config'],
+        config.to_json_best_effort(indent=2))
+
+  mesh = sharding.make_mesh(config.mesh)
+  state = {'step': jnp.zeros((), jnp.int32), 'params': params,
+           'opt_state': tx.init(params)}
+  state_sh = sharding.state_shardings(mesh, state)
+  state = jax.device_put(state, state_sh)
+  manager = train_checkpoints.Manager(workdir, config)
+  state = manager.restore_latest(state) or state
+  start = int(state['step'])
+  logging.info('LiT tuning from step %d of %d.', start, config.total_steps)
+
+  batch_sh = sharding.batch_sharding(mesh)
+  train_step = jax.jit(
+      make_train_step(config, model, tx, caption_tokens, frozen, train_key),
+      in_shardings=(state_sh, batch_sh),
+      out_shardings=(state_sh, sharding.replicated(mesh)), donate_argnums=0)
+
+  def run_eval():
+    params = jax.device_get(state['params'])
+    classes = zeroshot.class_embeddings(model, params, tokenizer, names,
+                                        prompts)
+    metrics = zeroshot.zero_shot_accuracy(model, params, classes,
+                                          input_pipeline.eval_iterator(config))
+    return {k.replace('eval/', 'eval/zeroshot_'): v
+            for k, v in metrics.items()}
+
+  out = train._Outputs(  # pylint: disable=protected-access
+      workdir, config.total_steps, start, is_main)
+  batches = train._on_mesh(  # pylint: disable=protected-access
+      mesh, input_pipeline.train_iterator(
+          config, start_step=start, process_index=jax.process_index(),
+          process_count=jax.process_count()), config.batch_size, ahead=2)
+  pending, eval_metrics = [], None
+  t_log = time.time()
+  for step in range(start + 1, config.total_steps + 1):
+    state, metrics = train_step(state, next(batches))
+    pending.append(metrics)
+    at_end = step == config.total_steps
+    if step % config.log_every == 0 or at_end:
+      values = jax.device_get(pending)
+      if not all(np.isfinite(v['train/loss']) for v in values):
+        manager.close()
+        raise train.NonFiniteLossError(
+            f'Non-finite LiT loss by step {step}; the last good checkpoint '
+            f'is kept in {manager.directory}. Lower the learning rate.')
+      now = time.time()
+      record = {k: float(np.mean([v[k] for v in values])) for k in values[0]}
+      record['train/images_per_sec'] = (len(values) * config.batch_size /
+                                        (now - t_log))
+      out.write(step, record)
+      out.progress(step, record['train/loss'], record['train/images_per_sec'])
+      pending, t_log = [], now
+    if at_end or step % config.checkpoint_every == 0:
+      manager.save(step, state)
+    if at_end or step % config.eval_every == 0:
+      t_eval = time.time()
+      eval_metrics = run_eval()
+      out.write(step, eval_metrics)
+      logging.info('step %d: %s', step, eval_metrics)
+      t_log += time.time() - t_eval
+  batches.close()
+  if eval_metrics is None:  # Resumed after the last step: just report.
+    eval_metrics = run_eval()
+  manager.close()
+  if is_main:
+    checkpoint.save_npz(
+        os.path.join(workdir, zeroshot.WORKDIR_FILES['params']),
+        jax.device_get(state['params']))
+  out.close()
+  return eval_metrics

@@ -1,0 +1,290 @@
+r"""Zero-shot classification with a LiT model: classes named, not trained.
+
+Each class name is put into prompt templates ("a photo of a {}.", ...), the
+text embeddings of its prompts are averaged (then re-normalised), and an
+image is assigned the class whose embedding is nearest (largest dot product
+with the image embedding), as in the LiT paper.
+
+  # A published LiT model on an image folder (DIR/test/<class>/<images>):
+  python -m vit_jax.zeroshot --model=LiT-B16B --checkpoint=LiT-B16B.npz \
+      --vocab=LiT-B16B.txt --dataset=imagefolder --data_dir=DIR --split=test
+  # A locked-image tuning run (vit_jax/train_lit.py) on Fashion-MNIST:
+  python -m vit_jax.zeroshot --workdir=WORKDIR --dataset=fashion_mnist
+  # Single images (classes: --classes=dog,cat, or a workdir's dataset's):
+  python -m vit_jax.zeroshot --workdir=WORKDIR a.jpg b.png
+
+The model comes from a preset (`--model`), a JSON file (`--config_json=
+FILE[:KEY]`, an object with the LitModel fields or holding them under
+'model'), or a tuning workdir (its config.json, params.npz and vocab.txt).
+Datasets are those of the trainer (`input_pipeline`): 'fashion_mnist',
+'imagefolder' or a prepared TFDS dataset; class names come from the dataset
+(folder names with '_' read as spaces) unless `--classes` gives them; a
+workdir's prompts are its run's `zeroshot_templates`.
+Bad inputs end with one `error:` line on stderr and exit status 1.
+"""
+import functools
+import json
+import os
+import sys
+import time
+from typing import Callable, Dict, Iterable, List, Optional, Sequence
+
+from absl import app
+from absl import flags
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from vit_jax import checkpoint
+from vit_jax import evaluate
+from vit_jax import models_lit
+from vit_jax.configs import models as models_config
+
+# Prompts in the style of the LiT paper / CLIP's ImageNet prompts.
+TEMPLATES = (
+    'a photo of a {}.',
+    'a bad photo of a {}.',
+    'a photo of the {}.',
+    'a close-up photo of a {}.',
+    'a low resolution photo of a {}.',
+    'a black and white photo of the {}.',
+)
+
+FASHION_MNIST_CLASSES = (
+    't-shirt', 'trouser', 'pullover', 'dress', 'coat', 'sandal', 'shirt',
+    'sneaker', 'bag', 'ankle boot')
+
+# Files a locked-image tuning workdir holds (written by train_lit).
+WORKDIR_FILES = {'config': 'config.json', 'params': 'params.npz',
+                 'vocab': 'vocab.txt'}
+
+
+def dataset_class_names(config) -> List[str]:
+  """The class names of `config.dataset`, in label order."""
+  if config.dataset == 'fashion_mnist':
+    return list(FASHION_MNIST_CLASSES)
+  if config.dataset == 'imagefolder':
+    root = os.path.join(config.data_dir or '', config.train_split)
+    if not os.path.isdir(root):
+      raise ValueError(f'Image folder {root} does not exist.')
+    return sorted(e.name.replace('_', ' ') for e in os.scandir(root)
+                  if e.is_dir())
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  builder = tfds.builder(config.dataset, data_dir=config.get('data_dir'))
+  _, label_key = builder.info.supervised_keys
+  return [n.replace('_', ' ') for n in builder.info.features[label_key].names]
+
+
+def _embed_texts(model, params, tokens: np.ndarray, batch_size: int):
+  embed = jax.jit(lambda p, t: model.apply({'params': p}, tokens=t)[1])
+  return np.concatenate([np.asarray(embed(params, tokens[i:i + batch_size]))
+                         for i in range(0, len(tokens), batch_size)])
+
+
+def class_embeddings(model, params, tokenizer, class_names: Sequence[str],
+                     templates: Sequence[str] = TEMPLATES,
+                     batch_size: int = 256) -> np.ndarray:
+  """[classes, dim]: the unit-norm mean of each class's prompt embeddings."""
+  if not class_names:
+    raise ValueError('No class names to classify into.')
+  bad = [t for t in templates if '{}' not in t]
+  if not templates or bad:
+    raise ValueError(f'Every template needs a {{}} for the class name: '
+                     f'{bad or "none given"}.')
+  texts = [t.format(name) for name in class_names for t in templates]
+  z = _embed_texts(model, params, tokenizer(texts), batch_size)
+  z = z.reshape(len(class_names), len(templates), -1).mean(1)
+  return z / np.linalg.norm(z, axis=1, keepdims=True)
+
+
+def make_eval_step(model, classes: np.ndarray) -> Callable:
+  """`evaluate.evaluate`'s step for zero-shot logits t * zimg @ classes.T."""
+  classes = jnp.asarray(classes)
+
+  def eval_step(params, batch):
+    zimg, _, out = model.apply({'params': params}, images=batch['image'])
+    logits = out['t'] * zimg @ classes.T
+    mask = batch['mask'].astype(jnp.float32)
+    loss = optax.softmax_cross_entropy_with_integer_labels(
+        logits, batch['label'])
+    correct = jnp.argmax(logits, -1) == batch['label']
+    return {'correct': jnp.sum(correct * mask), 'loss': jnp.sum(loss * mask),
+            'count': jnp.sum(mask)}
+
+  return eval_step
+
+
+def zero_shot_accuracy(model, params, classes: np.ndarray,
+                       batches: Iterable) -> Dict[str, float]:
+  """Accuracy (and loss) over batches of {'image', 'label', 'mask'}."""
+  return evaluate.evaluate(jax.jit(make_eval_step(model, classes)), params,
+                           batches)
+
+
+def classify(model, params, images: np.ndarray, classes: np.ndarray):
+  """(probabilities [n, classes], predicted class [n]) for a few images."""
+  zimg, _, out = jax.jit(lambda p, x: model.apply({'params': p}, images=x))(
+      params, images)
+  probs = jax.nn.softmax(out['t'] * zimg @ classes.T)
+  return np.asarray(probs), np.asarray(jnp.argmax(probs, -1))
+
+
+def lit_config_from_json(spec: str) -> ml_collections.ConfigDict:
+  """A LitModel config from FILE[:KEY] (see the module docstring)."""
+  path, key = spec, None
+  if not os.path.isfile(spec) and ':' in spec:
+    path, key = spec.rsplit(':', 1)
+  try:
+    with open(path) as f:
+      obj = json.load(f)
+  except (OSError, ValueError) as e:
+    raise ValueError(f'Cannot read model config {path!r}: {e}') from e
+  if key is not None:
+    if not isinstance(obj, dict) or key not in obj:
+      raise ValueError(f'{path!r} has no entry {key!r}.')
+    obj = obj[key]
+  if isinstance(obj, dict) and 'text_model' not in obj:
+    obj = obj.get('model')
+  if not (isinstance(obj, dict) and {'image', 'text_model', 'text', 'pp',
+                                     'out_dim'} <= set(obj)):
+    raise ValueError(f'{spec!r} is not a LiT model config (an object with '
+                     'image, text_model, text, pp and out_dim).')
+  return ml_collections.ConfigDict(obj)
+
+
+def load(*, checkpoint_path: str, vocab_path: str,
+         model_name: Optional[str] = None, config_json: Optional[str] = None):
+  """(model, params, tokenizer, config), all checked to fit each other.
+
+  Raises:
+    ValueError (CheckpointMismatchError included) or OSError, with a message
+    meant for the user: unknown preset, missing or mismatched vocabulary,
+    a checkpoint of another model.
+  """
+  config = (models_config.get_model_config(model_name) if model_name
+            else lit_config_from_json(config_json))
+  if 'text_model' not in config:
+    lit = [n for n, c in models_config.MODEL_CONFIGS.items()
+           if 'text_model' in c]
+    raise ValueError(f'{model_name or config_json} is not a LiT model; '
+                     'zero-shot classification needs an image and a text '
+                     f'tower (LiT presets: {", ".join(lit)}).')
+  tokenizer = models_lit.get_tokenizer(config, vocab_path)
+  try:
+    model = models_lit.LitModel(**config)
+  except TypeError as e:  # An unknown field in a JSON config.
+    raise ValueError(f'Bad LiT model config: {e}') from e
+  size = config.pp.size
+  expected = jax.eval_shape(functools.partial(
+      model.init, images=jnp.zeros((1, size, size, 3)),
+      tokens=jnp.zeros((1, config.pp.max_len), jnp.int32)),
+                            jax.random.key(0))['params']
+  params = checkpoint.fit_params(checkpoint.load_npz(checkpoint_path),
+                                 expected, checkpoint_path,
+                                 config.get('model_name'))
+  return model, params, tokenizer, config
+
+
+def _dataset_config(size: int) -> ml_collections.ConfigDict:
+  """The input pipeline's config for evaluating `--dataset` at `size`."""
+  return ml_collections.ConfigDict(dict(
+      dataset=FLAGS.dataset, data_dir=FLAGS.data_dir, train_split=FLAGS.split,
+      eval_split=FLAGS.split, image_size=size, eval_batch_size=FLAGS.batch_size,
+      pp=dict(train='resize', eval='resize')))
+
+
+def _batches(config, limit: Optional[int]):
+  from vit_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+  seen = 0
+  for batch in input_pipeline.eval_iterator(config):
+    if limit is not None:
+      batch['mask'] = batch['mask'] & (
+          np.arange(seen, seen + len(batch['mask'])) < limit)
+      if not batch['mask'].any():
+        return
+    seen += len(batch['mask'])
+    yield batch
+
+
+def _run_config(path: str) -> ml_collections.ConfigDict:
+  with open(path) as f:
+    return ml_collections.ConfigDict(json.load(f))
+
+
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  paths = argv[1:]
+  try:
+    if FLAGS.workdir:
+      files = {k: os.path.join(FLAGS.workdir, v)
+               for k, v in WORKDIR_FILES.items()}
+      model, params, tokenizer, config = load(
+          checkpoint_path=files['params'], vocab_path=files['vocab'],
+          config_json=files['config'])
+    else:
+      if not (FLAGS.checkpoint and FLAGS.vocab and
+              (FLAGS.model or FLAGS.config_json)):
+        raise ValueError('Pass --workdir, or --checkpoint, --vocab and one of '
+                         '--model / --config_json.')
+      model, params, tokenizer, config = load(
+          checkpoint_path=FLAGS.checkpoint, vocab_path=FLAGS.vocab,
+          model_name=FLAGS.model, config_json=FLAGS.config_json)
+    data = None if paths else _dataset_config(config.pp.size)
+    # A tuning run's own classes and prompts are the defaults for its workdir.
+    run = _run_config(files['config']) if FLAGS.workdir else None
+    names = (FLAGS.classes.split(',') if FLAGS.classes else
+             dataset_class_names(data) if data else
+             dataset_class_names(run) if run else None)
+    if not names:
+      raise ValueError('Pass --classes=NAME,NAME,... to classify image files.')
+    templates = (FLAGS.templates.split('|') if FLAGS.templates else
+                 run.zeroshot_templates if run else TEMPLATES)
+    t0 = time.time()
+    classes = class_embeddings(model, params, tokenizer, names, templates)
+    if paths:
+      from vit_jax import predict  # pylint: disable=g-import-not-at-top
+      images = np.stack([predict.load_image(p, config.pp.size) for p in paths])
+    else:
+      metrics = zero_shot_accuracy(model, params, classes,
+                                   _batches(data, FLAGS.limit))
+  except (OSError, ValueError) as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(1)
+  if paths:
+    probs, predicted = classify(model, params, images, classes)
+    for path, p, i in zip(paths, probs, predicted):
+      print(f'{path}\t{names[i]}\t{p[i]:.4f}')
+    return
+  print(f'zero-shot accuracy {metrics["eval/accuracy"]:.4f} on '
+        f'{metrics["eval/num_examples"]} images of {FLAGS.dataset}:'
+        f'{FLAGS.split}, {len(names)} classes, {len(templates)} templates '
+        f'({time.time() - t0:.1f} s)')
+
+
+def define_flags():
+  flags.DEFINE_string('workdir', None, 'A locked-image tuning workdir (its '
+                      'config.json, params.npz and vocab.txt).')
+  flags.DEFINE_string('model', None, 'LiT preset, e.g. LiT-B16B.')
+  flags.DEFINE_string('config_json', None, 'LiT model config as FILE[:KEY].')
+  flags.DEFINE_string('checkpoint', None, 'LiT .npz file.')
+  flags.DEFINE_string('vocab', None, 'Its vocabulary: NAME.txt (BERT) or '
+                      'NAME.model (SentencePiece).')
+  flags.DEFINE_string('dataset', 'fashion_mnist', "'fashion_mnist', "
+                      "'imagefolder' or a prepared TFDS dataset.")
+  flags.DEFINE_string('data_dir', None, 'Image folder root / TFDS data dir.')
+  flags.DEFINE_string('split', 'test', 'Split to classify.')
+  flags.DEFINE_integer('limit', None, 'Classify only the first N images.')
+  flags.DEFINE_integer('batch_size', 256, 'Images per batch.')
+  flags.DEFINE_string('classes', None, 'Comma-separated class names (default:'
+                      " the dataset's).")
+  flags.DEFINE_string('templates', None, "'|'-separated prompts with {} for "
+                      'the class name (default: zeroshot.TEMPLATES).')
+
+
+if __name__ == '__main__':
+  define_flags()
+  app.run(main)
