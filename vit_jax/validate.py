@@ -12,6 +12,7 @@ import jax.numpy as jnp
 
 from vit_jax import input_pipeline
 from vit_jax import models
+from vit_jax import remote
 from vit_jax import sharding
 
 _POSITIVE = ('total_steps', 'batch_size', 'eval_batch_size', 'log_every',
@@ -59,6 +60,9 @@ def validate(config, *, workdir: str, num_devices: int, num_processes: int):
     raise ValueError(f'{e} On a CPU, --config.cpu_devices=N sets the device '
                      'count (0: one per core, where the batches split).'
                      ) from None
+  for field in ('pretrained_path', 'data_dir'):
+    remote.check(config.get(field) or '', f'config.{field}')
+  remote.check(workdir, '--workdir', must_exist=False)
   if config.get('pretrained_path') and '://' not in config.pretrained_path \
       and not os.path.isfile(config.pretrained_path):
     raise FileNotFoundError(
