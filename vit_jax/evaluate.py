@@ -82,13 +82,13 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   # pylint: disable=g-import-not-at-top  (TensorFlow: not for the library)
-  from vit_jax import cpu_devices
   from vit_jax import remote
-  from vit_jax import run_dir
-  # pylint: enable=g-import-not-at-top
   workdir = flags.FLAGS.workdir
   try:
-    remote.check(workdir, '--workdir')
+    remote.check(workdir, '--workdir')  # Before importing TensorFlow.
+    from vit_jax import cpu_devices
+    from vit_jax import run_dir
+    # pylint: enable=g-import-not-at-top
     config = run_dir.load_config(workdir)
     if flags.FLAGS.split:
       config.eval_split = flags.FLAGS.split

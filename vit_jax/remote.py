@@ -106,11 +106,11 @@ def check(path: str, what: str, *, must_exist: bool = True) -> None:
   """
   if not is_remote(path):
     return
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   what = f'{what}={path}'
   scheme, rest = path.split('://', 1)
   if scheme in _HOSTS:
     _probe(*_HOSTS[scheme], what)
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top  (slow)
   bucket = f'{scheme}://{rest.split("/", 1)[0]}'
   try:
     if not _bounded(lambda: tf.io.gfile.exists(bucket), what):
