@@ -50,7 +50,7 @@ def _bounded(fn: Callable[[], T], what: str) -> T:
   thread.start()
   thread.join(TIMEOUT_S)
   if thread.is_alive():
-    raise RemotePathError(f'{what}: no answer within {TIMEOUT_S:.0f} s '
+    raise RemotePathError(f'{what}: no answer within {TIMEOUT_S:g} s '
                           '(no network, or a firewall?).')
   if 'error' in result:
     raise result['error']

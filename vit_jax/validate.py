@@ -48,6 +48,10 @@ def _check_workdir(workdir):
 
 def validate(config, *, workdir: str, num_devices: int, num_processes: int):
   """Raises ValueError/FileNotFoundError on bad input; returns dataset info."""
+  # First: unreachable storage fails in seconds (remote.TIMEOUT_S).
+  for field in ('pretrained_path', 'data_dir'):
+    remote.check(config.get(field) or '', f'config.{field}')
+  remote.check(workdir, '--workdir', must_exist=False)
   for name in _POSITIVE:
     if config[name] <= 0:
       raise ValueError(f'config.{name}={config[name]} must be positive.')
@@ -60,9 +64,6 @@ def validate(config, *, workdir: str, num_devices: int, num_processes: int):
     raise ValueError(f'{e} On a CPU, --config.cpu_devices=N sets the device '
                      'count (0: one per core, where the batches split).'
                      ) from None
-  for field in ('pretrained_path', 'data_dir'):
-    remote.check(config.get(field) or '', f'config.{field}')
-  remote.check(workdir, '--workdir', must_exist=False)
   if config.get('pretrained_path') and '://' not in config.pretrained_path \
       and not os.path.isfile(config.pretrained_path):
     raise FileNotFoundError(
