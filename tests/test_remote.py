@@ -61,7 +61,8 @@ def test_proxy_that_does_not_answer(monkeypatch):
 def test_no_answer_is_bounded(monkeypatch):
   monkeypatch.setattr(remote, 'TIMEOUT_S', 0.2)
   start = time.time()
-  with pytest.raises(remote.RemotePathError, match=r'^x: no answer within 0.2 s'):
+  with pytest.raises(remote.RemotePathError,
+                     match=r'^x: no answer within 0.2 s'):
     remote._bounded(lambda: time.sleep(5), 'x')  # pylint: disable=protected-access
   assert time.time() - start < 2
 

@@ -21,7 +21,6 @@ is the client's.
 
 Bad input ends with one `error:` line and exit status 1.
 """
-import os
 import sys
 from typing import Callable, Optional, Sequence
 
@@ -130,7 +129,7 @@ def main(argv):
   f = flags.FLAGS
   try:
     remote.check(f.workdir, '--workdir')
-    remote.check(os.path.dirname(f.out.rstrip('/')), '--out', must_exist=False)
+    remote.check(f.out, '--out', must_exist=False)
     print(export_run(f.workdir, f.out, fmt=f.format, step=f.step,
                      batch_size=f.batch_size, platforms=f.platforms))
   except (OSError, ValueError) as e:

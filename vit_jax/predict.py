@@ -299,7 +299,8 @@ def _from_workdir(paths):
 
 
 def _from_checkpoint(paths):
-  """(model, params, images, None) from --checkpoint and --model/--config_json."""
+  """(model, params, images, None) from --checkpoint and --model or
+  --config_json."""
   from vit_jax import remote  # pylint: disable=g-import-not-at-top
   remote.check(FLAGS.checkpoint, '--checkpoint')
   loaded = load_model(FLAGS.checkpoint, model_name=FLAGS.model,

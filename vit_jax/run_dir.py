@@ -19,6 +19,7 @@ import ml_collections
 
 from vit_jax import checkpoint
 from vit_jax import data_sources
+from vit_jax import remote
 from vit_jax import steps
 from vit_jax import train_checkpoints
 
@@ -66,6 +67,7 @@ def load(workdir: str, step: Optional[int] = None,
     not fit the config.
   """
   config = config or load_config(workdir)
+  remote.check(config.get('data_dir') or '', "the run's config.data_dir")
   names = data_sources.class_names(config)
   model = steps.create_model(config, len(names))
   like = abstract_params(model, config.image_size)

@@ -78,15 +78,18 @@ def restore_params(workdir: str, like, step: Optional[int] = None
     ValueError: no such checkpoint (the message lists those there are).
   """
   directory = epath.Path(workdir) / 'checkpoints'
+  if not directory.exists():
+    raise ValueError(f'{workdir} has no checkpoints (no {directory}).')
   manager = ocp.CheckpointManager(
       directory if '://' in workdir else directory.absolute(),
       options=ocp.CheckpointManagerOptions(create=False))
-  available = manager.all_steps() if directory.exists() else []
+  available = sorted(manager.all_steps())
   if step is None and available:
-    step = max(available)
+    step = available[-1]
   if step not in available:
+    manager.close()
     raise ValueError(f'{directory} has no checkpoint of step {step} (it has '
-                     f'{sorted(available) or "none"}).')
+                     f'{available or "none"}).')
   restore_args = jax.tree.map(
       lambda _: ocp.RestoreArgs(restore_type=np.ndarray), like)
   try:
@@ -97,7 +100,7 @@ def restore_params(workdir: str, like, step: Optional[int] = None
     # Whatever orbax or tensorstore raise: the checkpoint is unusable.
     raise ValueError(f'Checkpoint {directory / str(step)} cannot be read as '
                      f'this run\'s params ({type(e).__name__}: '
-                     f'{str(e)[:300]}).') from e
+                     f'{" ".join(str(e).split())[:300]}).') from e
   finally:
     manager.close()
   return restored['params'], step
