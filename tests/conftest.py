@@ -131,3 +131,14 @@ def data_config(**overrides):
 
 def take(iterator, n):
   return list(itertools.islice(iterator, n))
+
+
+@pytest.fixture(scope='session')
+def trained_run(tmp_path_factory, image_folder):
+  """The workdir of a finished run of configs/testing.py on the image folder
+  (one device, 6 steps): config.json, checkpoints 3 and 6, params.npz, and
+  eval records at steps 3 and 6 in metrics.jsonl."""
+  workdir = tmp_path_factory.mktemp('trained_run')
+  proc = run_main(workdir, image_folder)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return workdir

@@ -11,8 +11,11 @@ import pytest
 import skimage.data
 
 from vit_jax import checkpoint
+from vit_jax import data_sources
+from vit_jax import input_pipeline
 from vit_jax import models
 from vit_jax import predict
+from vit_jax import run_dir
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = Path(__file__).resolve().parents[2] / 'shared' / 'reference'
@@ -189,3 +192,30 @@ def test_checkpoint_decides_head_pre_logits_and_size(tmp_path):
   assert loaded.image_size == 48  # 6x6 patches of 8 px, no class token.
   assert loaded.model.num_classes == 3
   assert loaded.config.representation_size == 12
+
+
+def test_cli_from_workdir_names_the_classes(trained_run, image_folder):
+  """The run's model, params and class names, from --workdir alone."""
+  images = [str(image_folder / 'test' / 'class1' / '1.png'),
+            str(image_folder / 'test' / 'class2' / '2.png')]
+  result = subprocess.run(
+      [sys.executable, '-m', 'vit_jax.predict', f'--workdir={trained_run}',
+       '--top_k=3', *images], cwd=REPO, capture_output=True, text=True,
+      timeout=300, check=False)
+  assert result.returncode == 0, result.stderr
+  lines = result.stdout.splitlines()
+  assert [lines[0], lines[4]] == images
+  for block in (lines[1:4], lines[5:8]):
+    _assert_ranked([float(line.split()[0]) for line in block])
+    assert sorted(line.split()[1] for line in block) == [
+        'class0', 'class1', 'class2']
+
+
+def test_workdir_images_are_the_eval_input(trained_run):
+  """An image file becomes exactly what the run's eval pipeline feeds."""
+  config = run_dir.load_config(str(trained_run))
+  paths = data_sources.get_source(config, 'test').fetch(np.arange(4))['path']
+  batch = next(input_pipeline.eval_iterator(config))
+  for path, image in zip(paths, batch['image']):
+    np.testing.assert_array_equal(predict.load_image_as_run(path, config),
+                                  image)

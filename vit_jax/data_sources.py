@@ -153,16 +153,21 @@ def _image_folder_source(config, split: str) -> Source:
                        'path')
 
 
-def _tfds_builder(config):
-  """The dataset's builder, prepared only if config.tfds_download is set."""
+def _unprepared_tfds_builder(config):
+  """The dataset's builder; its info (features, splits) reads no data."""
   try:
-    builder = tfds.builder(config.dataset, data_dir=config.data_dir)
+    return tfds.builder(config.dataset, data_dir=config.data_dir)
   except tfds.core.DatasetNotFoundError as e:
     raise ValueError(
         f'Unknown dataset {config.dataset!r}. Use "fashion_mnist", '
         '"imagefolder" (with config.data_dir = ROOT holding '
         'ROOT/<split>/<class>/<images>), or the name of a TFDS image '
         'classification dataset (see tfds.list_builders()).') from e
+
+
+def _tfds_builder(config):
+  """The dataset's builder, prepared only if config.tfds_download is set."""
+  builder = _unprepared_tfds_builder(config)
   if not builder.is_prepared():
     if not config.get('tfds_download', False):
       hint = (' Or install the Debian package dataset-fashion-mnist, or point '
@@ -232,3 +237,23 @@ def get_source(config, split: str) -> Source:
     images, labels = map(_read_idx, files[split])
     return _array_source(images[..., None], labels, _FASHION_MNIST_CLASSES)
   return _tfds_source(_tfds_builder(config), split)
+
+
+def class_names(config) -> List[str]:
+  """The names of `config.dataset`'s classes, in class-id order.
+
+  An image folder's class folders (of the train split, as `get_source`
+  numbers them); a TFDS dataset's label names from its builder's info, which
+  is defined in code, so Fashion-MNIST read from the Debian files gets its
+  names without a download (datasets whose labels have no names: '0', '1',
+  ...).
+  """
+  if config.dataset == 'imagefolder':
+    if not config.data_dir:
+      raise ValueError('dataset="imagefolder" needs config.data_dir.')
+    return list(_list_image_folder(config.data_dir, config.train_split))
+  builder = _unprepared_tfds_builder(config)
+  if not builder.info.supervised_keys:
+    raise ValueError(f'TFDS dataset {config.dataset!r} has no (image, label) '
+                     'supervised keys.')
+  return list(builder.info.features[builder.info.supervised_keys[1]].names)

@@ -303,6 +303,17 @@ def eval_iterator(config, *, process_index: int = 0,
 
   return _to_numpy_iterator(
       make_batch, 0, -(-source.num_examples // config.eval_batch_size),
-      lambda images, _: (_resize_crop if config.pp.eval == 'resize_crop' else
-                         _resize)(images, config.image_size),
+      lambda images, _: _eval_images(images, config),
       config.get('data_threads', 1))
+
+
+def _eval_images(images, config):
+  return (_resize_crop if config.pp.eval == 'resize_crop' else
+          _resize)(images, config.image_size)
+
+
+def eval_model_input(images: np.ndarray, config) -> np.ndarray:
+  """uint8 images [n, H, W, C] (C: 1 or 3) -> the model input that
+  `eval_iterator` makes of them: float32 [n, S, S, 3] in [-1, 1]."""
+  _check_config(config)
+  return _to_model_input(_eval_images(tf.constant(images), config)).numpy()

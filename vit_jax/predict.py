@@ -1,7 +1,13 @@
-r"""Classifies images with a ViT checkpoint.
+r"""Classifies images with a ViT checkpoint, or with a run of the trainer.
 
   python -m vit_jax.predict --model=ViT-B_16 --checkpoint=ViT-B_16.npz \
       --labels=imagenet2012 --top_k=5 [--json] photo.jpg ...
+  python -m vit_jax.predict --workdir=DIR [--step=N] photo.jpg ...
+
+With `--workdir` everything comes from the run (`run_dir.load`): its model
+and image size from DIR/config.json, its params from DIR/params.npz (or
+checkpoint N), its class names from its dataset, and the images are
+preprocessed as its eval split was.
 
 The architecture comes from a preset (`--model=NAME`) or from a JSON file
 (`--config_json=FILE[:KEY]`): the object at KEY (or the whole file) is a model
@@ -51,11 +57,12 @@ class Loaded(NamedTuple):
   image_size: int
 
 
-def define_model_flags():
+def define_model_flags(*, from_workdir: bool = False):
   """Flags that pick a model and checkpoint; `visualize` uses them too.
 
   They are defined by the entry point (not at import) so that one program can
-  import both tools without defining the same flag twice.
+  import both tools without defining the same flag twice. `from_workdir`
+  adds --workdir and --step as the alternative to the other flags.
   """
   flags.DEFINE_string('model', None, 'Model preset name, e.g. ViT-B_16.')
   flags.DEFINE_string(
@@ -66,9 +73,28 @@ def define_model_flags():
   flags.DEFINE_integer(
       'image_size', None, 'Input resolution; default: the resolution the '
       "checkpoint's position embeddings were trained at.")
-  flags.mark_flag_as_required('checkpoint')
-  # Neither: the model a .safetensors checkpoint (its config.json) describes.
-  flags.mark_flags_as_mutual_exclusive(['model', 'config_json'])
+  if not from_workdir:
+    flags.mark_flag_as_required('checkpoint')
+    # Neither: the model a .safetensors checkpoint (its config.json) describes.
+    flags.mark_flags_as_mutual_exclusive(['model', 'config_json'])
+    return
+  flags.DEFINE_string('workdir', None, 'The --workdir of a main.py run.')
+  flags.DEFINE_integer('step', None, 'With --workdir: the checkpoint of '
+                       'step STEP instead of params.npz.')
+  flags.register_multi_flags_validator(
+      ['workdir', 'step', 'checkpoint', 'model', 'config_json', 'image_size'],
+      _one_model_source,
+      message='Pass --workdir=DIR [--step=N], or --checkpoint=FILE with at '
+      'most one of --model or --config_json (neither: a .safetensors file '
+      'with its config.json) [--image_size].')
+
+
+def _one_model_source(f) -> bool:
+  if f['workdir']:
+    return not any(f[k] for k in ('checkpoint', 'model', 'config_json',
+                                  'image_size'))
+  return (f['step'] is None and bool(f['checkpoint']) and
+          (f['model'] is None or f['config_json'] is None))
 
 
 def config_from_json(spec: str) -> ml_collections.ConfigDict:
@@ -169,27 +195,42 @@ def load_model(checkpoint_path: str, *, model_name: Optional[str] = None,
   return Loaded(model, params, config, image_size)
 
 
-def load_image(path: str, size: int) -> np.ndarray:
-  """[size, size, 3] float32 in [-1, 1], any PIL-readable mode.
-
-  The whole image is resized to a square without cropping, as the original
-  evaluation did. Transparent areas become white, not the arbitrary colour
-  stored under them.
-  """
+def _read_rgb(path: str, size: Optional[int]) -> Image.Image:
+  """The upright RGB image; transparent areas white, not the arbitrary
+  colour stored under them. `size`: JPEGs may decode at a reduced scale
+  that still covers size x size."""
   if not os.path.isfile(path):
     raise FileNotFoundError(f'Image file {path!r} does not exist.')
   try:
     with Image.open(path) as img:
-      img.draft('RGB', (size, size))  # JPEG: decode at a reduced scale.
+      if size:
+        img.draft('RGB', (size, size))
       img = ImageOps.exif_transpose(img)
       if img.mode in ('RGBA', 'LA', 'PA') or 'transparency' in img.info:
         img = img.convert('RGBA')
         white = Image.new('RGBA', img.size, (255, 255, 255, 255))
         img = Image.alpha_composite(white, img)
-      img = img.convert('RGB').resize((size, size), Image.Resampling.BILINEAR)
+      return img.convert('RGB')
   except (OSError, ValueError, Image.DecompressionBombError) as e:
     raise ValueError(f'Cannot read image {path!r}: {e}') from e
+
+
+def load_image(path: str, size: int) -> np.ndarray:
+  """[size, size, 3] float32 in [-1, 1], any PIL-readable mode.
+
+  The whole image is resized to a square without cropping, as the original
+  evaluation did.
+  """
+  img = _read_rgb(path, size).resize((size, size), Image.Resampling.BILINEAR)
   return np.asarray(img, np.float32) / 127.5 - 1.0
+
+
+def load_image_as_run(path: str, config) -> np.ndarray:
+  """[S, S, 3] model input, preprocessed as the eval split of the run with
+  experiment `config` was (`input_pipeline.eval_model_input`)."""
+  from vit_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+  image = np.asarray(_read_rgb(path, None))
+  return input_pipeline.eval_model_input(image[None], config)[0]
 
 
 def imagenet2012_labels() -> List[str]:
@@ -255,27 +296,50 @@ def _format(paths: Sequence[str], probs, indices, names, as_json: bool) -> str:
   return '\n'.join(lines)
 
 
+def _from_workdir(paths):
+  """(model, params, images, class names) of the run in --workdir."""
+  # pylint: disable=g-import-not-at-top  (TensorFlow, for this form only)
+  from vit_jax import remote
+  remote.check(FLAGS.workdir, '--workdir')  # Before importing TensorFlow.
+  from vit_jax import run_dir
+  # pylint: enable=g-import-not-at-top
+  run = run_dir.load(FLAGS.workdir, FLAGS.step)
+  images = np.stack([load_image_as_run(p, run.config) for p in paths])
+  return run.model, run.params, images, run.class_names
+
+
+def _from_checkpoint(paths):
+  """(model, params, images, None) from --checkpoint and --model or
+  --config_json."""
+  from vit_jax import remote  # pylint: disable=g-import-not-at-top
+  remote.check(FLAGS.checkpoint, '--checkpoint')
+  loaded = load_model(FLAGS.checkpoint, model_name=FLAGS.model,
+                      config_json=FLAGS.config_json,
+                      image_size=FLAGS.image_size)
+  if not loaded.model.num_classes:
+    raise ValueError(f'Checkpoint {FLAGS.checkpoint!r} has no classifier '
+                     'head to predict with.')
+  images = np.stack([load_image(p, loaded.image_size) for p in paths])
+  return loaded.model, loaded.params, images, None
+
+
 def main(argv):
   paths = argv[1:]
   if not paths:
     raise app.UsageError('Pass one or more image paths.')
   try:
-    loaded = load_model(FLAGS.checkpoint, model_name=FLAGS.model,
-                        config_json=FLAGS.config_json,
-                        image_size=FLAGS.image_size)
-    if not loaded.model.num_classes:
-      raise ValueError(f'Checkpoint {FLAGS.checkpoint!r} has no classifier '
-                       'head to predict with.')
-    names = read_labels(FLAGS.labels, loaded.model.num_classes)
-    images = np.stack([load_image(p, loaded.image_size) for p in paths])
+    model, params, images, names = (
+        _from_workdir if FLAGS.workdir else _from_checkpoint)(paths)
+    if FLAGS.labels or not names:
+      names = read_labels(FLAGS.labels, model.num_classes)
   except (OSError, ValueError) as e:
-    sys.exit(f'Error: {e}')
-  probs, indices = predict(loaded.model, loaded.params, images, FLAGS.top_k)
+    sys.exit(f'error: {e}')
+  probs, indices = predict(model, params, images, FLAGS.top_k)
   print(_format(paths, probs, indices, names, FLAGS.json))
 
 
 if __name__ == '__main__':
-  define_model_flags()
+  define_model_flags(from_workdir=True)
   flags.DEFINE_string('labels', None,
                       "'imagenet2012' or a file with one class name per line.")
   flags.DEFINE_integer('top_k', 5, 'How many classes to show per image.')

@@ -7,7 +7,8 @@ sharded over 'fsdp' in big_vision's FSDP style: each array is split along its
 largest dimension that the axis size divides, and replicated otherwise; with
 fsdp=1 that is plain data parallelism.
 """
-from typing import Sequence, Tuple
+import collections
+from typing import Iterable, Iterator, Sequence, Tuple
 
 import jax
 import numpy as np
@@ -64,6 +65,25 @@ def make_mesh(mesh_config, devices=None) -> Mesh:
 def batch_sharding(mesh: Mesh) -> NamedSharding:
   """Leading (batch) dimension split over all mesh axes."""
   return NamedSharding(mesh, P(mesh.axis_names))
+
+
+def on_mesh(mesh: Mesh, batches: Iterable, global_batch: int,
+            ahead: int = 0) -> Iterator:
+  """Puts each process-local batch on the mesh as one global array.
+
+  With `ahead` > 0 the transfers of that many further batches are started
+  before a batch is handed out, so on an accelerator they overlap the
+  running step instead of waiting for it.
+  """
+  sh = batch_sharding(mesh)
+  queue = collections.deque()
+  for batch in batches:
+    queue.append(jax.tree.map(
+        lambda x: jax.make_array_from_process_local_data(
+            sh, x, (global_batch,) + x.shape[1:]), batch))
+    if len(queue) > ahead:
+      yield queue.popleft()
+  yield from queue
 
 
 def replicated(mesh: Mesh) -> NamedSharding:

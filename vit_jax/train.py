@@ -8,7 +8,6 @@ step), so it does not depend on the device count) -> metrics to
 metrics.jsonl, TensorBoard and stderr -> an orbax checkpoint every
 `checkpoint_every` steps -> `params.npz` at the end.
 """
-import collections
 import json
 import os
 import sys
@@ -119,24 +118,6 @@ def _fewshot_evaluator(config):
       shots=tuple(c.shots), seed=config.seed)
 
 
-def _on_mesh(mesh, iterator, global_batch, ahead: int = 0):
-  """Puts each process-local batch on the mesh as one global array.
-
-  With `ahead` > 0 the transfers of that many further batches are started
-  before a batch is handed out, so on an accelerator they overlap the
-  running step instead of waiting for it.
-  """
-  sh = sharding.batch_sharding(mesh)
-  queue = collections.deque()
-  for batch in iterator:
-    queue.append(jax.tree.map(
-        lambda x: jax.make_array_from_process_local_data(
-            sh, x, (global_batch,) + x.shape[1:]), batch))
-    if len(queue) > ahead:
-      yield queue.popleft()
-  yield from queue
-
-
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   """Trains `config` in `workdir`, resuming from its latest checkpoint.
 
@@ -171,19 +152,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   fewshot_evaluator = _fewshot_evaluator(config)
 
   def run_eval():
-    batches = input_pipeline.eval_iterator(
-        config, process_index=jax.process_index(),
-        process_count=jax.process_count())
-    metrics = evaluate.evaluate(
-        eval_step, state['params'],
-        _on_mesh(mesh, batches, config.eval_batch_size))
+    metrics = evaluate.evaluate_split(config, eval_step, state['params'], mesh)
     if fewshot_evaluator is not None:
       metrics.update(fewshot_evaluator.run(fewshot.pre_logits_fn(model),
                                            state['params']))
     return metrics
 
   out = _Outputs(workdir, config.total_steps, start, is_main)
-  batches = _on_mesh(mesh, input_pipeline.train_iterator(
+  batches = sharding.on_mesh(mesh, input_pipeline.train_iterator(
       config, start_step=start, process_index=jax.process_index(),
       process_count=jax.process_count()), config.batch_size,
                      ahead=_DEVICE_PREFETCH)

@@ -8,9 +8,12 @@ previous one is tried.
 """
 import os
 import sys
+from typing import Optional, Tuple
 
 from absl import logging
+from etils import epath
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 
@@ -62,3 +65,42 @@ class Manager:
   def close(self) -> None:
     self._manager.wait_until_finished()
     self._manager.close()
+
+
+def restore_params(workdir: str, like, step: Optional[int] = None
+                   ) -> Tuple[dict, int]:
+  """Only the params of checkpoint `step` (None: the newest) of a run.
+
+  `like` is the params tree (shapes and dtypes); the optimizer state is not
+  read. Returns (numpy params, step).
+
+  Raises:
+    ValueError: no such checkpoint (the message lists those there are).
+  """
+  directory = epath.Path(workdir) / 'checkpoints'
+  if not directory.exists():
+    raise ValueError(f'{workdir} has no checkpoints (no {directory}).')
+  manager = ocp.CheckpointManager(
+      directory if '://' in workdir else directory.absolute(),
+      options=ocp.CheckpointManagerOptions(create=False))
+  available = sorted(manager.all_steps())
+  if step is None and available:
+    step = available[-1]
+  if step not in available:
+    manager.close()
+    raise ValueError(f'{directory} has no checkpoint of step {step} (it has '
+                     f'{available or "none"}).')
+  restore_args = jax.tree.map(
+      lambda _: ocp.RestoreArgs(restore_type=np.ndarray), like)
+  try:
+    restored = manager.restore(step, args=ocp.args.PyTreeRestore(
+        item={'params': like}, restore_args={'params': restore_args},
+        partial_restore=True))
+  except Exception as e:  # pylint: disable=broad-except
+    # Whatever orbax or tensorstore raise: the checkpoint is unusable.
+    raise ValueError(f'Checkpoint {directory / str(step)} cannot be read as '
+                     f'this run\'s params ({type(e).__name__}: '
+                     f'{" ".join(str(e).split())[:300]}).') from e
+  finally:
+    manager.close()
+  return restored['params'], step

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 from vit_jax import checkpoint
 from vit_jax import input_pipeline
 from vit_jax import models
+from vit_jax import remote
 from vit_jax import sharding
 
 _POSITIVE = ('total_steps', 'batch_size', 'eval_batch_size', 'log_every',
@@ -48,6 +49,10 @@ def _check_workdir(workdir):
 
 def validate(config, *, workdir: str, num_devices: int, num_processes: int):
   """Raises ValueError/FileNotFoundError on bad input; returns dataset info."""
+  # First: unreachable storage fails in seconds (remote.TIMEOUT_S).
+  for field in ('pretrained_path', 'data_dir'):
+    remote.check(config.get(field) or '', f'config.{field}')
+  remote.check(workdir, '--workdir', must_exist=False)
   for name in _POSITIVE:
     if config[name] <= 0:
       raise ValueError(f'config.{name}={config[name]} must be positive.')

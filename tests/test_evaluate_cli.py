@@ -1,0 +1,60 @@
+"""`python -m vit_jax.evaluate --workdir=DIR`: the trainer's own evaluation."""
+import json
+import subprocess
+import sys
+
+import jax
+import pytest
+
+from tests.conftest import ROOT, main_env, read_records
+from vit_jax import evaluate
+from vit_jax import run_dir
+from vit_jax import sharding
+
+
+def _evaluate(*args):
+  return subprocess.run([sys.executable, '-m', 'vit_jax.evaluate', *args],
+                        cwd=ROOT, env=main_env(devices=1), capture_output=True,
+                        text=True, timeout=300, check=False)
+
+
+def _eval_record(workdir, step):
+  return next(r for r in read_records(workdir)
+              if r['step'] == step and 'eval/accuracy' in r)
+
+
+def test_cli_reproduces_the_final_eval(trained_run):
+  proc = _evaluate(f'--workdir={trained_run}')
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  human, last = proc.stdout.splitlines()[-2:]
+  assert 'params.npz' in human and "split 'test'" in human
+  metrics = json.loads(last)
+  expected = _eval_record(trained_run, 6)
+  assert metrics['eval/accuracy'] == expected['eval/accuracy']
+  assert metrics['eval/num_examples'] == expected['eval/num_examples'] == 21
+  assert metrics['eval/loss'] == pytest.approx(expected['eval/loss'],
+                                               rel=1e-6)
+
+
+def test_checkpoint_reproduces_its_eval(trained_run):
+  """evaluate_split on checkpoint 3, in this process (one device, as the
+  run), gives the run's eval at step 3 exactly."""
+  run = run_dir.load(str(trained_run), step=3)
+  mesh = sharding.make_mesh(run.config.mesh, jax.devices()[:1])
+  metrics = evaluate.evaluate_split(
+      run.config, jax.jit(evaluate.make_eval_step(run.model)),
+      jax.device_put(run.params, sharding.state_shardings(mesh, run.params)),
+      mesh)
+  expected = _eval_record(trained_run, 3)
+  assert metrics['eval/accuracy'] == expected['eval/accuracy']
+  assert metrics['eval/loss'] == pytest.approx(expected['eval/loss'],
+                                               rel=1e-6)
+
+
+def test_cli_errors_are_one_line(trained_run):
+  proc = _evaluate(f'--workdir={trained_run}', '--split=nope')
+  assert proc.returncode == 1
+  lines = proc.stderr.strip().splitlines()
+  assert lines[-1].startswith('error: Image folder split ') and 'nope' in (
+      lines[-1])
+  assert 'Traceback' not in proc.stderr
