@@ -85,19 +85,6 @@ def _init_distributed():
                jax.local_device_count(), jax.device_count())
 
 
-def _quiet_orbax(record) -> bool:
-  """orbax logs every step of every save at INFO, and the tracebacks of its
-  failed background saves: keep its warnings and errors, as one line each.
-  The failure itself reaches `main` and is reported there."""
-  if 'orbax' not in record.pathname:
-    return True
-  if record.levelno < logging.converter.STANDARD_WARNING:
-    return False
-  record.msg, record.args = record.getMessage().splitlines()[0], None
-  record.exc_info = record.exc_text = None
-  return True
-
-
 def _parse_flags(argv):
   """absl flag parsing, with config-file errors as one line, no traceback."""
   try:
@@ -121,7 +108,6 @@ def _parse_flags(argv):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  logging.get_absl_handler().addFilter(_quiet_orbax)
   # Imported here so that `--help` and flag errors stay fast.
   # pylint: disable=g-import-not-at-top
   from vit_jax import console

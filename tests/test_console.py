@@ -1,8 +1,10 @@
 """The console of a run: our own lines, no library banners or probes."""
 import io
 import re
+import resource
+import subprocess
 
-from tests.conftest import read_records, run_main
+from tests.conftest import main_command, main_env, read_records, run_main
 from vit_jax import console
 
 _LIBRARY_NOISE = ('oneDNN', 'cuda', 'CUDA', 'libtpu', 'InitializeLog',
@@ -18,7 +20,7 @@ def test_short_run_prints_one_line_per_log_step(tmp_path, image_folder):
   lines = proc.stderr.splitlines()
   assert not [l for l in lines if any(n in l for n in _LIBRARY_NOISE)], lines
   assert re.fullmatch(
-      r'Starting at step 0 of 6: tiny \([\d.]+M params\) on 1 cpu device\(s\)'
+      r'Starting at step 0 of 6: tiny \([\d.]+M params\) on 1 devices \(cpu\)'
       r' in 1 process\(es\), mesh data=1 fsdp=1, data imagefolder \(.+\), '
       r'workdir .+', lines[0]), lines[0]
   step_lines = [l for l in lines if l.startswith('step ')]
@@ -58,3 +60,24 @@ def test_live_bar_only_on_a_terminal():
   quiet = io.StringIO()
   console.Progress(100, 0, False, stream=quiet).step(10, record)
   assert not quiet.getvalue()  # Processes other than 0 print nothing.
+
+
+def test_full_disk_is_one_error_line(tmp_path, image_folder):
+  """A checkpoint that cannot be written (files capped at 100 KB, as on a
+  full disk): one `error:` line, none of orbax's or tensorstore's
+  background-thread tracebacks."""
+  def cap_file_size():
+    resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
+  workdir = tmp_path / 'w'
+  proc = subprocess.run(
+      main_command(workdir, image_folder, '--config.image_size=32',
+                   '--config.model.hidden_size=64',
+                   '--config.model.transformer.mlp_dim=256',
+                   '--config.model.transformer.num_layers=4'),
+      env=main_env(), capture_output=True, text=True, timeout=300,
+      preexec_fn=cap_file_size)
+  assert proc.returncode == 1
+  errors = [l for l in proc.stderr.splitlines() if l.startswith('error:')]
+  assert len(errors) == 1 and 'Error writing' in errors[0], proc.stderr
+  assert 'Traceback' not in proc.stderr, proc.stderr[-3000:]
+  assert not (workdir / 'run.lock').exists()  # Released on errors too.

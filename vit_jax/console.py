@@ -14,6 +14,7 @@ import contextlib
 import logging as std_logging
 import os
 import sys
+import threading
 import time
 
 from absl import logging
@@ -45,6 +46,34 @@ class _PlainFormatter(std_logging.Formatter):
     return f'{record.levelname.lower()}: {record.getMessage()}'
 
 
+def _quiet_orbax(record) -> bool:
+  """orbax logs every step of every save at INFO, and each failed background
+  write of a failed save at ERROR (with its traceback); the failure itself
+  reaches `main`, which reports it in one line. Its warnings stay, one line
+  each."""
+  if 'orbax' not in record.pathname:
+    return True
+  if record.levelno != std_logging.WARNING:
+    return False
+  record.msg, record.args = record.getMessage().splitlines()[0], None
+  record.exc_info = record.exc_text = None
+  return True
+
+
+def _main_thread_only(hook):
+  """`sys.unraisablehook` for the main thread only.
+
+  When a checkpoint save fails (a full disk), tensorstore's threads report,
+  as "unraisable", a traceback for every pending write whose asyncio loop
+  orbax has closed: hundreds of them. The failure itself reaches the main
+  thread, and `main` reports it in one line.
+  """
+  def unraisablehook(unraisable):
+    if threading.current_thread() is threading.main_thread():
+      hook(unraisable)
+  return unraisablehook
+
+
 def quiet() -> None:
   """Silences library start-up and probing output for this process.
 
@@ -60,7 +89,11 @@ def quiet() -> None:
     tf.config.list_physical_devices('GPU')  # Its CUDA probe, while quiet.
   for name in _PROBING_LOGGERS:
     std_logging.getLogger(name).setLevel(std_logging.WARNING)
+  # A failed save's pending writes: "Future exception was never retrieved".
+  std_logging.getLogger('asyncio').setLevel(std_logging.CRITICAL)
+  sys.unraisablehook = _main_thread_only(sys.unraisablehook)
   logging.set_verbosity(logging.WARNING)
+  logging.get_absl_handler().addFilter(_quiet_orbax)
   logging.get_absl_handler().setFormatter(_PlainFormatter())
 
 

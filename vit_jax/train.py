@@ -152,8 +152,8 @@ def _start_line(config, workdir, start, params, mesh) -> str:
   data = config.dataset + (f' ({config.data_dir})' if config.data_dir else '')
   return (f"Starting at step {start} of {config.total_steps}: "
           f"{config.model.get('model_name', 'model')} "
-          f'({count / 1e6:.3g}M params) on {jax.device_count()} '
-          f'{jax.default_backend()} device(s) in {jax.process_count()} '
+          f'({count / 1e6:.3g}M params) on {jax.device_count()} devices '
+          f'({jax.default_backend()}) in {jax.process_count()} '
           'process(es), mesh ' + ' '.join(f'{k}={v}' for k, v in
                                           mesh.shape.items()) +
           f', data {data}, workdir {workdir}')
