@@ -27,7 +27,7 @@ import sys
 from typing import Optional
 
 from absl import logging
-from jax._src import distributed
+import jax
 from jax.experimental import multihost_utils
 
 _SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -46,7 +46,8 @@ class Stopped(Exception):
 
 def _preemption_service() -> bool:
   """Whether jax.distributed runs with its preemption sync manager."""
-  return distributed.global_state.preemption_sync_manager is not None
+  return (jax.distributed.is_initialized() and
+          jax.config.jax_enable_preemption_service)
 
 
 class StopRequests:

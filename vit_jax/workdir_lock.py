@@ -132,7 +132,7 @@ def acquire(workdir: str) -> dict:
     stale = path.parent / f'.{LOCK_NAME}.stale-{uuid.uuid4().hex}'
     try:
       path.rename(stale)
-    except (FileNotFoundError, OSError):
+    except OSError:  # Gone: another run moved it first.
       continue
     if _read(stale) != holder:  # Someone else's fresh lock: put it back.
       stale.rename(path)
