@@ -137,9 +137,10 @@ class Progress:
     print(text, file=self.stream, flush=True)
 
   def step(self, step: int, record: dict) -> None:
+    """The log step's line from its metrics record (`train/lr` optional)."""
+    lr = f"lr {record['train/lr']:.3g}  " if 'train/lr' in record else ''
     self.line(f"step {step}/{self.total}  loss {record['train/loss']:.4f}  "
-              f"lr {record['train/lr']:.3g}  "
-              f"{record['train/images_per_sec']:.0f} img/s  "
+              f"{lr}{record['train/images_per_sec']:.0f} img/s  "
               f'ETA {self.eta(step)}')
 
   def eval(self, step: int, metrics: dict) -> None:
