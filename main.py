@@ -2,9 +2,19 @@
 
 Any config field can be overridden: `--config.total_steps=100`. Without
 `--config` the offline default job (configs/default.py) runs. Re-running the
-same command resumes from the newest checkpoint in DIR.
+same command resumes from the newest checkpoint in DIR; one run at a time
+holds DIR (DIR/run.lock, vit_jax/workdir_lock.py).
+
+On SIGTERM or Ctrl-C (SIGINT) the run finishes its step, saves a checkpoint
+there and exits (vit_jax/preemption.py); a second Ctrl-C aborts at once.
+Exit codes: 0 done; 1 bad input, a workdir in use, a non-finite loss or an
+I/O error (one `error:` line); 2 a bad flag or config field; 128 + signal
+when stopped by one (143 SIGTERM, 130 SIGINT): re-run to resume.
+
+The console shows our own lines only; `--verbose` adds the libraries' logs.
 """
 import os
+import signal
 import sys
 
 from absl import app
@@ -42,6 +52,9 @@ _PROCESS_ID = flags.DEFINE_integer('process_id', None,
                                    'Index of this process.')
 _TRACEBACK = flags.DEFINE_bool('traceback', False,
                                'Show tracebacks for input errors too.')
+_VERBOSE = flags.DEFINE_bool('verbose', False,
+                             'Show the INFO logs and start-up output of '
+                             'TensorFlow, JAX, absl, clu and orbax.')
 
 
 def _explicit_distributed() -> bool:
@@ -72,19 +85,6 @@ def _init_distributed():
                jax.local_device_count(), jax.device_count())
 
 
-def _quiet_orbax(record) -> bool:
-  """orbax logs every step of every save at INFO, and the tracebacks of its
-  failed background saves: keep its warnings and errors, as one line each.
-  The failure itself reaches `main` and is reported there."""
-  if 'orbax' not in record.pathname:
-    return True
-  if record.levelno < logging.converter.STANDARD_WARNING:
-    return False
-  record.msg, record.args = record.getMessage().splitlines()[0], None
-  record.exc_info = record.exc_text = None
-  return True
-
-
 def _parse_flags(argv):
   """absl flag parsing, with config-file errors as one line, no traceback."""
   try:
@@ -108,10 +108,13 @@ def _parse_flags(argv):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  logging.get_absl_handler().addFilter(_quiet_orbax)
   # Imported here so that `--help` and flag errors stay fast.
   # pylint: disable=g-import-not-at-top
+  from vit_jax import console
+  if not _VERBOSE.value:
+    console.quiet()  # Before anything imports TensorFlow.
   from vit_jax import cpu_devices
+  from vit_jax import preemption
   from vit_jax import train
   # pylint: enable=g-import-not-at-top
   try:
@@ -127,6 +130,11 @@ def main(argv):
       raise
     print(f'error: {e}', file=sys.stderr)
     sys.exit(1)
+  except preemption.Stopped as e:
+    print(e, file=sys.stderr)
+    sys.exit(e.exit_code)
+  except KeyboardInterrupt:  # Ctrl-C outside the training loop.
+    sys.exit(128 + signal.SIGINT)
   if jax.process_index() == 0:
     print(' '.join(f'{k}={v:.4f}' if isinstance(v, float) else f'{k}={v}'
                    for k, v in metrics.items()))

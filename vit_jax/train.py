@@ -10,11 +10,9 @@ metrics.jsonl, TensorBoard and stderr -> an orbax checkpoint every
 """
 import json
 import os
-import sys
 import time
 from typing import Any, Dict
 
-from absl import logging
 from clu import metric_writers
 from etils import epath
 import jax
@@ -23,14 +21,18 @@ import ml_collections
 import numpy as np
 
 from vit_jax import checkpoint
-from vit_jax import train_checkpoints
+from vit_jax import console
 from vit_jax import evaluate
 from vit_jax import fewshot
 from vit_jax import input_pipeline
+from vit_jax import metrics_file
 from vit_jax import optim
+from vit_jax import preemption
 from vit_jax import sharding
 from vit_jax import steps
+from vit_jax import train_checkpoints
 from vit_jax import validate
+from vit_jax import workdir_lock
 
 State = Dict[str, Any]
 
@@ -50,37 +52,28 @@ def _write_atomically(path: epath.Path, text: str) -> None:
 
 
 class _Outputs:
-  """metrics.jsonl + clu writers (TensorBoard) + the stderr progress line.
+  """metrics.jsonl + clu writers (TensorBoard) + the stderr progress lines.
 
   Only process 0 writes files; every process keeps quiet otherwise.
   """
 
   def __init__(self, workdir, total_steps, start_step, active):
-    self.active, self.total, self.start = active, total_steps, start_step
+    self.active = active
     self.path = epath.Path(workdir) / 'metrics.jsonl'
     self.writer = metric_writers.create_default_writer(
         workdir, just_logging=not active, asynchronous=False)
     if active and self.path.exists():
       # Steps after the restored checkpoint are re-run: drop their records.
-      keep = [l for l in self.path.read_text().splitlines(keepends=True)
-              if l.strip() and json.loads(l)['step'] <= start_step]
+      keep = [json.dumps(r) + '\n' for r in metrics_file.read(self.path)
+              if r['step'] <= start_step]
       _write_atomically(self.path, ''.join(keep))
-    self.t0 = time.time()
+    self.console = console.Progress(total_steps, start_step, active)
 
   def write(self, step, metrics):
     self.writer.write_scalars(step, metrics)
     if self.active:
       with self.path.open('a') as f:
         f.write(json.dumps({'step': step, **metrics}) + '\n')
-
-  def progress(self, step, loss, images_per_sec):
-    if not self.active:
-      return
-    done = step - self.start
-    eta = (time.time() - self.t0) / max(done, 1) * (self.total - step)
-    print(f'step {step}/{self.total}  loss {loss:.4f}  {images_per_sec:.0f} '
-          f'img/s  ETA {eta // 60:.0f}m{eta % 60:02.0f}s', file=sys.stderr,
-          flush=True)
 
   def close(self):
     self.writer.flush()
@@ -122,10 +115,33 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   """Trains `config` in `workdir`, resuming from its latest checkpoint.
 
   Returns the final eval metrics.
+
+  Raises:
+    workdir_lock.WorkdirInUse: another run holds `workdir`.
+    preemption.Stopped: a signal stopped the run (a checkpoint is saved).
   """
   info = validate.validate(config, workdir=workdir,
                            num_devices=jax.device_count(),
                            num_processes=jax.process_count())
+  with workdir_lock.hold(workdir), preemption.StopRequests(
+      jax.process_count()) as stop_requests:
+    return _train(config, workdir, info, stop_requests)
+
+
+def _start_line(config, workdir, start, params, mesh) -> str:
+  count = sum(x.size for x in jax.tree.leaves(params))
+  data = config.dataset + (f' ({config.data_dir})' if config.data_dir else '')
+  return (f"Starting at step {start} of {config.total_steps}: "
+          f"{config.model.get('model_name', 'model')} "
+          f'({count / 1e6:.3g}M params) on {jax.device_count()} devices '
+          f'({jax.default_backend()}) in {jax.process_count()} '
+          'process(es), mesh ' + ' '.join(f'{k}={v}' for k, v in
+                                          mesh.shape.items()) +
+          f', data {data}, workdir {workdir}')
+
+
+def _train(config, workdir, info, stop_requests):
+  """The body of `train_and_evaluate`, with the workdir locked."""
   is_main = jax.process_index() == 0
   mesh = sharding.make_mesh(config.mesh)
   model = steps.create_model(config, info.num_classes)
@@ -140,8 +156,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   state, state_sh = steps.init_state(config, model, tx, init_key, mesh)
   state = manager.restore_latest(state) or state
   start = int(state['step'])
-  logging.info('Starting at step %d of %d on %d devices (%s).', start,
-               config.total_steps, jax.device_count(), mesh.shape)
 
   batch_sh = sharding.batch_sharding(mesh)
   train_step = jax.jit(
@@ -159,6 +173,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
     return metrics
 
   out = _Outputs(workdir, config.total_steps, start, is_main)
+  out.console.line(_start_line(config, workdir, start, state['params'], mesh))
   batches = sharding.on_mesh(mesh, input_pipeline.train_iterator(
       config, start_step=start, process_index=jax.process_index(),
       process_count=jax.process_count()), config.batch_size,
@@ -167,8 +182,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   for step in range(start + 1, config.total_steps + 1):
     state, metrics = train_step(state, next(batches))
     pending.append(metrics)
+    out.console.tick(step)
     at_end = step == config.total_steps
-    save = at_end or step % config.checkpoint_every == 0
+    stop = stop_requests.should_stop(step)  # Each step, on every process.
+    save = at_end or step % config.checkpoint_every == 0 or stop
     if step % config.log_every == 0 or save:
       # Fetching the losses also checks them before anything is saved.
       values = jax.device_get(pending)
@@ -188,15 +205,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
         record['train/lr'] = float(values[-1]['train/lr'])
         record['train/images_per_sec'] = ips
         out.write(step, record)
-        out.progress(step, record['train/loss'], ips)
+        out.console.step(step, record)
         pending, t_log = [], now
     if save:
       manager.save(step, state)
+    if stop and not at_end:
+      batches.close()
+      manager.close()  # Waits for the save.
+      out.close()
+      raise stop_requests.stopped(step, manager.directory)
     if at_end or step % config.eval_every == 0:
       t_eval = time.time()
       eval_metrics = run_eval()
       out.write(step, eval_metrics)
-      logging.info('step %d: %s', step, eval_metrics)
+      out.console.eval(step, eval_metrics)
       t_log += time.time() - t_eval  # Throughput counts training time only.
 
   # Ends the input stream (tf.data threads) now, not at interpreter exit:

@@ -7,7 +7,6 @@ back is used; one that is truncated or corrupt is reported by name and the
 previous one is tried.
 """
 import os
-import sys
 from typing import Optional, Tuple
 
 from absl import logging
@@ -53,7 +52,6 @@ class Manager:
                    f'unreadable ({type(e).__name__}: {str(e)[:200]}); falling'
                    ' back to the previous one.')
         logging.warning(message)
-        print(f'WARNING: {message}', file=sys.stderr)
     if steps:
       raise ValueError(
           f'None of the checkpoints {steps} in {self.directory} can be '

@@ -21,7 +21,6 @@ import re
 import time
 from typing import Any, Dict, List, Sequence
 
-from absl import logging
 from etils import epath
 import flax
 import jax
@@ -33,9 +32,11 @@ from vit_jax import checkpoint
 from vit_jax import input_pipeline
 from vit_jax import models_lit
 from vit_jax import optim
+from vit_jax import preemption
 from vit_jax import sharding
 from vit_jax import train
 from vit_jax import train_checkpoints
+from vit_jax import workdir_lock
 from vit_jax import zeroshot
 
 RANDOM_IMAGE_TOWER = 'random'
@@ -185,9 +186,17 @@ def make_train_step(config, model, tx, caption_tokens, frozen, key):
 def train_and_evaluate(config, workdir: str) -> Dict[str, float]:
   """Tunes `config` in `workdir`, resuming from its latest checkpoint.
 
-  Returns the final zero-shot eval metrics.
+  Returns the final zero-shot eval metrics. The workdir lock and the
+  graceful stop on SIGTERM/SIGINT are the classification trainer's.
   """
   names = _validate(config, workdir)
+  with workdir_lock.hold(workdir), preemption.StopRequests(
+      jax.process_count()) as stop_requests:
+    return _tune(config, workdir, names, stop_requests)
+
+
+def _tune(config, workdir: str, names, stop_requests) -> Dict[str, float]:
+  """The body of `train_and_evaluate`, with the workdir locked."""
   templates = tuple(config.captions.templates)
   prompts = tuple(config.zeroshot_templates)
   vocab = _vocab_path(config, workdir, [t.format(n) for n in names
@@ -214,7 +223,6 @@ def train_and_evaluate(config, workdir: str) -> Dict[str, float]:
   manager = train_checkpoints.Manager(workdir, config)
   state = manager.restore_latest(state) or state
   start = int(state['step'])
-  logging.info('LiT tuning from step %d of %d.', start, config.total_steps)
 
   batch_sh = sharding.batch_sharding(mesh)
   train_step = jax.jit(
@@ -233,7 +241,9 @@ def train_and_evaluate(config, workdir: str) -> Dict[str, float]:
 
   out = train._Outputs(  # pylint: disable=protected-access
       workdir, config.total_steps, start, is_main)
-  batches = train._on_mesh(  # pylint: disable=protected-access
+  out.console.line(f'LiT tuning from step {start} of {config.total_steps} '
+                   f'on {jax.device_count()} devices, workdir {workdir}')
+  batches = sharding.on_mesh(
       mesh, input_pipeline.train_iterator(
           config, start_step=start, process_index=jax.process_index(),
           process_count=jax.process_count()), config.batch_size, ahead=2)
@@ -242,8 +252,11 @@ def train_and_evaluate(config, workdir: str) -> Dict[str, float]:
   for step in range(start + 1, config.total_steps + 1):
     state, metrics = train_step(state, next(batches))
     pending.append(metrics)
+    out.console.tick(step)
     at_end = step == config.total_steps
-    if step % config.log_every == 0 or at_end:
+    stop = stop_requests.should_stop(step)  # Each step, on every process.
+    save = at_end or step % config.checkpoint_every == 0 or stop
+    if step % config.log_every == 0 or save:
       values = jax.device_get(pending)
       if not all(np.isfinite(v['train/loss']) for v in values):
         manager.close()
@@ -255,15 +268,20 @@ def train_and_evaluate(config, workdir: str) -> Dict[str, float]:
       record['train/images_per_sec'] = (len(values) * config.batch_size /
                                         (now - t_log))
       out.write(step, record)
-      out.progress(step, record['train/loss'], record['train/images_per_sec'])
+      out.console.step(step, record)
       pending, t_log = [], now
-    if at_end or step % config.checkpoint_every == 0:
+    if save:
       manager.save(step, state)
+    if stop and not at_end:
+      batches.close()
+      manager.close()  # Waits for the save.
+      out.close()
+      raise stop_requests.stopped(step, manager.directory)
     if at_end or step % config.eval_every == 0:
       t_eval = time.time()
       eval_metrics = run_eval()
       out.write(step, eval_metrics)
-      logging.info('step %d: %s', step, eval_metrics)
+      out.console.eval(step, eval_metrics)
       t_log += time.time() - t_eval
   batches.close()
   if eval_metrics is None:  # Resumed after the last step: just report.
