@@ -138,8 +138,9 @@ def load_npz(path: str) -> Params:
 load = load_npz
 
 
-def npz_shapes(path: str) -> Dict[str, Tuple[int, ...]]:
-  """{published key: shape} of a .npz, from its array headers alone.
+def npz_shapes(path: str) -> Params:
+  """The tree of shapes (as stored) `load_npz(path)` would return, read from
+  the array headers alone.
 
   Reads the zip directory and each array's header, not the data: a cheap
   up-front check (before anything compiles) that a checkpoint, possibly
@@ -155,32 +156,42 @@ def npz_shapes(path: str) -> Dict[str, Tuple[int, ...]]:
           read_header = (np.lib.format.read_array_header_1_0
                          if version == (1, 0) else
                          np.lib.format.read_array_header_2_0)
-          shapes[name.removesuffix('.npy')] = tuple(read_header(member)[0])
+          key = tuple(name.removesuffix('.npy').split('/'))
+          shapes[_rename_block_children(key, _BLOCK_CHILDREN)] = tuple(
+              read_header(member)[0])
   except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
     raise _unreadable(path, e) from e
   if not shapes:
     raise ValueError(f'Checkpoint file {path!r} holds no arrays.')
-  return shapes
+  return flax.traverse_util.unflatten_dict(shapes)
 
 
 # A Mixer's first token-mixing kernel: [tokens, tokens_mlp_dim].
 _MIXER_TOKENS = ('MixerBlock_0', 'token_mixing', 'Dense_0', 'kernel')
 
 
-def check_token_count(checkpoint_shapes, model_shapes, path: str,
-                      model_config=None) -> None:
+def mixer_tokens(params: Params) -> Optional[int]:
+  """The token count a Mixer's params are made for; None if not a Mixer.
+
+  Leaves may be arrays, shape structs or shapes (`npz_shapes`).
+  """
+  kernel = _subtree(params, _MIXER_TOKENS[:-1]).get(_MIXER_TOKENS[-1])
+  return None if kernel is None else tuple(getattr(kernel, 'shape',
+                                                   kernel))[-2]
+
+
+def check_token_count(checkpoint_params: Params, model_params: Params,
+                      path: str, model_config=None) -> None:
   """Refuses a Mixer checkpoint made for another number of tokens.
 
   A Mixer's token-mixing weights are [tokens, tokens_mlp_dim]: unlike ViT
   position embeddings they cannot be resized to another token count (the
   original does not try either), so fine-tuning must keep the image size.
-  Shapes are {path tuple: shape} in module naming; not a Mixer: no check.
+  Not a Mixer (or an unrolled model against a scanned one): no check.
   """
-  old = checkpoint_shapes.get(_MIXER_TOKENS)
-  new = model_shapes.get(_MIXER_TOKENS)
-  if old is None or new is None or old[-2] == new[-2]:
+  old, new = mixer_tokens(checkpoint_params), mixer_tokens(model_params)
+  if old is None or new is None or old == new:
     return
-  old, new = old[-2], new[-2]
   hint = ''
   side = int(round(np.sqrt(old)))
   if model_config is not None and side * side == old:
@@ -389,7 +400,9 @@ def load_pretrained(*, pretrained_path: str, init_params: Params,
   """
   stacked = has_stacked_blocks(init_params)
   init_params = unstack_blocks(dict(init_params))
-  restored = flax.traverse_util.flatten_dict(load_npz(pretrained_path))
+  loaded = load_npz(pretrained_path)
+  check_token_count(loaded, init_params, pretrained_path, model_config)
+  restored = flax.traverse_util.flatten_dict(loaded)
   expected = flax.traverse_util.flatten_dict(dict(init_params))
 
   if model_config.get('representation_size') is None:
@@ -397,9 +410,6 @@ def load_pretrained(*, pretrained_path: str, init_params: Params,
   restored = {k: v for k, v in restored.items() if k[0] != 'head'}
   restored.update({k: v for k, v in expected.items() if k[0] == 'head'})
 
-  check_token_count({k: v.shape for k, v in restored.items()},
-                    {k: v.shape for k, v in expected.items()},
-                    pretrained_path, model_config)
   key = ('Transformer', 'posembed_input', 'pos_embedding')
   if key in restored and key in expected:
     old, new = restored[key], expected[key]

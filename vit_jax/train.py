@@ -23,6 +23,7 @@ from jax.experimental import multihost_utils
 import ml_collections
 import numpy as np
 
+from vit_jax import augreg
 from vit_jax import checkpoint
 from vit_jax import train_checkpoints
 from vit_jax import evaluate
@@ -142,6 +143,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
 
   Returns the final eval metrics.
   """
+  config = augreg.resolve(config)  # An AugReg name -> pretrained_path.
   info = validate.validate(config, workdir=workdir,
                            num_devices=jax.device_count(),
                            num_processes=jax.process_count())

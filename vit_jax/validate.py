@@ -7,7 +7,6 @@ import os
 import uuid
 
 from etils import epath
-import flax.traverse_util
 import jax
 import jax.numpy as jnp
 
@@ -40,12 +39,8 @@ def _check_pretrained(config, model_shapes):
   """The checkpoint's headers are readable, and a Mixer checkpoint was made
   for the model's token count (it cannot be adapted to another one)."""
   path = config.pretrained_path
-  shapes = {tuple(k.split('/')): v
-            for k, v in checkpoint.npz_shapes(path).items()}
-  checkpoint.check_token_count(
-      shapes, {k: v.shape for k, v in
-               flax.traverse_util.flatten_dict(model_shapes).items()},
-      path, config.model)
+  checkpoint.check_token_count(checkpoint.npz_shapes(path), model_shapes,
+                               path, config.model)
 
 
 def _check_workdir(workdir):
