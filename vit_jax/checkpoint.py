@@ -1,10 +1,9 @@
 """Published ViT checkpoints (.npz) <-> Flax params, and fine-tuning init.
 
 The published files (original ViT release, AugReg, hybrids, MLP-Mixer) store
-a flat
-mapping from `/`-joined parameter paths to arrays. Three conversions separate
-that layout from the module tree of `models_vit.py` (Mixer files: only the
-last two), all made here:
+a flat mapping from `/`-joined parameter paths to arrays. Three conversions
+separate that layout from the module tree of `models_vit.py` (Mixer files,
+written by linen, need only 2 and 3), all made here:
 
 1. Block children. The files were written by pre-linen Flax, which numbered
    the children of `Transformer/encoderblock_N` by their position in the block
