@@ -3,6 +3,7 @@ file, every error, and main.py fine-tuning one (all offline, from files
 made here)."""
 import json
 
+from etils import epath
 import jax
 import ml_collections
 import numpy as np
@@ -190,3 +191,16 @@ def test_main_errors_are_one_line(tmp_path):
   assert proc.stderr.startswith('error: ')  # main.py's config-file error.
   assert "Unknown AugReg model 'Q_16'" in proc.stderr
   assert 'Traceback' not in proc.stderr
+
+
+def test_unreachable_directory_is_one_error(tmp_path, monkeypatch):
+  """Remote file systems raise their own errors (tf.errors when offline):
+  they become an OSError that says what to do (no network touched here)."""
+
+  def unreachable(self):
+    raise RuntimeError(f'Could not resolve host for {self}\nmore detail')
+
+  monkeypatch.setattr(type(epath.Path(tmp_path)), 'exists', unreachable)
+  with pytest.raises(OSError, match=r"Cannot reach .*index.csv.*\(RuntimeError"
+                     r": Could not resolve host .*\). Offline, copy"):
+    augreg.read_index(str(tmp_path))

@@ -7,6 +7,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from configs import finetune
 from tests.conftest import REFERENCE, read_records, run_main
 from vit_jax import benchmark
 from vit_jax import checkpoint
@@ -160,11 +161,14 @@ def test_token_count_change_is_refused(reference, tmp_path):
   trainer's validation refuses it before compiling, naming both counts;
   load_pretrained and predict refuse it too."""
   case, path, _, _ = _case(reference)
-  config = ml_collections.ConfigDict(dict(
-      model=case['model'], image_size=160, pretrained_path=str(path)))
+  config = finetune.get_config('model=Mixer-B_16,image_size=160')
+  config.model.update({k: v for k, v in case['model'].items()
+                       if k != 'patches'})
+  config.pretrained_path = str(path)
   want = r"Mixer for 196 tokens .* model has 100 tokens .*\(224x224 px"
   with pytest.raises(checkpoint.CheckpointMismatchError, match=want):
-    validate._check_pretrained(config, validate._check_model(config))  # pylint: disable=protected-access
+    validate.validate(config, workdir=str(tmp_path), num_devices=1,
+                      num_processes=1)
   model = models.create(config.model, 4)
   with pytest.raises(checkpoint.CheckpointMismatchError, match=want):
     checkpoint.load_pretrained(pretrained_path=str(path),
@@ -212,11 +216,13 @@ def test_trains_from_scratch_and_resumes(tmp_path, image_folder):
   back to its step-3 checkpoint and re-run: it resumes there and ends with
   the same params, bit for bit."""
   config = 'configs/pretrain.py:variant=Mixer-B_16'
-  proc = run_main(tmp_path, image_folder, *_TINY_ARGS, config=config)
+  proc = run_main(tmp_path, image_folder, *_TINY_ARGS,
+                  '--config.fewshot.shots=(1, 5)', config=config)
   assert proc.returncode == 0, proc.stderr[-3000:]
-  losses = [r['train/loss'] for r in read_records(tmp_path)
-            if 'train/loss' in r]
+  records = read_records(tmp_path)
+  losses = [r['train/loss'] for r in records if 'train/loss' in r]
   assert len(losses) == 6 and losses[-1] < losses[0]
+  assert [r['step'] for r in records if 'fewshot/5shot' in r] == [3, 6]
   first = dict(np.load(tmp_path / 'params.npz'))
   assert first['MixerBlock_1/token_mixing/Dense_0/kernel'].shape == (16, 8)
   assert first['head/kernel'].shape == (16, 3)
@@ -225,7 +231,8 @@ def test_trains_from_scratch_and_resumes(tmp_path, image_folder):
   import shutil  # pylint: disable=g-import-not-at-top
   shutil.rmtree(tmp_path / 'checkpoints' / '6')
   (tmp_path / 'params.npz').unlink()
-  proc = run_main(tmp_path, image_folder, *_TINY_ARGS, config=config)
+  proc = run_main(tmp_path, image_folder, *_TINY_ARGS,
+                  '--config.fewshot.shots=(1, 5)', config=config)
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert 'Starting at step 3' in proc.stderr
   with np.load(tmp_path / 'params.npz') as resumed:
@@ -236,7 +243,8 @@ def test_trains_from_scratch_and_resumes(tmp_path, image_folder):
 def test_finetunes_published_mixer_with_scan(tmp_path, image_folder,
                                              reference):
   """configs/finetune.py:model=Mixer-B_16 shrunk to the reference case,
-  from its checkpoint, blocks scanned: a new 3-class head, the layout kept."""
+  from its checkpoint, blocks scanned, params sharded FSDP over 2 devices:
+  a new 3-class head, the published layout kept."""
   case, path, _, _ = _case(reference)
   m = case['model']
   proc = run_main(
@@ -245,9 +253,9 @@ def test_finetunes_published_mixer_with_scan(tmp_path, image_folder,
       f'--config.model.num_blocks={m["num_blocks"]}',
       f'--config.model.tokens_mlp_dim={m["tokens_mlp_dim"]}',
       f'--config.model.channels_mlp_dim={m["channels_mlp_dim"]}',
-      '--config.scan=True', '--config.batch_size=4',
-      '--config.eval_batch_size=8', '--config.log_every=1',
-      '--config.lr.warmup_steps=1',
+      '--config.scan=True', "--config.mesh=(('data', -1), ('fsdp', 2))",
+      '--config.batch_size=4', '--config.eval_batch_size=8',
+      '--config.log_every=1', '--config.lr.warmup_steps=1', devices=2,
       config='configs/finetune.py:model=Mixer-B_16,image_size=224,steps=3')
   assert proc.returncode == 0, proc.stderr[-3000:]
   params = checkpoint.load_npz(str(tmp_path / 'params.npz'))

@@ -13,6 +13,7 @@ do_0.0-sd_0.0`): a preset name spelled URI-safe (`configs.models.augreg_name`).
 file name (it has a '-'); `resolve` turns that into `config.pretrained_path`
 when training starts, so `--config.pretrained_dir` overrides still apply.
 """
+import contextlib
 import os
 from typing import Tuple
 
@@ -58,6 +59,21 @@ def model_config(model_or_filename: str) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(configs[name].to_dict())
 
 
+@contextlib.contextmanager
+def _reaching(path: str):
+  """Remote file systems (tf.io.gfile under etils) raise their own errors,
+  e.g. offline; as an OSError they end in one `error:` line in main.py."""
+  try:
+    yield
+  except (OSError, ValueError):
+    raise
+  except Exception as e:  # pylint: disable=broad-except
+    first_line = str(e).strip().splitlines()[0] if str(e).strip() else ''
+    raise OSError(f'Cannot reach {path!r} ({type(e).__name__}: {first_line}).'
+                  ' Offline, copy index.csv and the .npz files you need into '
+                  'a directory and set --config.pretrained_dir to it.') from e
+
+
 def read_index(directory: str = DEFAULT_DIR) -> pd.DataFrame:
   """`directory`/index.csv as a DataFrame with the columns of INDEX_COLUMNS.
 
@@ -67,15 +83,16 @@ def read_index(directory: str = DEFAULT_DIR) -> pd.DataFrame:
         'final_val', ascending=False)
   """
   path = epath.Path(directory) / 'index.csv'
-  if not path.exists():
-    raise FileNotFoundError(
-        f'AugReg index {os.fspath(path)!r} does not exist; set '
-        '--config.pretrained_dir to the directory that holds index.csv and '
-        f'the .npz files (default {DEFAULT_DIR}).')
+  with _reaching(os.fspath(path)):
+    if not path.exists():
+      raise FileNotFoundError(
+          f'AugReg index {os.fspath(path)!r} does not exist; set '
+          '--config.pretrained_dir to the directory that holds index.csv and '
+          f'the .npz files (default {DEFAULT_DIR}).')
   try:
-    with path.open() as f:
+    with _reaching(os.fspath(path)), path.open() as f:
       df = pd.read_csv(f)
-  except (OSError, ValueError, UnicodeDecodeError) as e:  # ParserError too.
+  except (ValueError, UnicodeDecodeError) as e:  # ParserError too.
     raise ValueError(f'AugReg index {os.fspath(path)!r} is not a readable '
                      f'CSV file ({type(e).__name__}: {e}).') from e
   missing = [c for c in _NEEDED_COLUMNS if c not in df.columns]
@@ -117,7 +134,9 @@ def checkpoint_path(model_or_filename: str,
     logging.info('AugReg: selected %s for %s (best i21k final_val=%.4f).',
                  filename, model_or_filename, final_val)
   path = os.path.join(directory, f'{filename}.npz')
-  if not epath.Path(path).exists():
+  with _reaching(path):
+    found = epath.Path(path).exists()
+  if not found:
     raise FileNotFoundError(
         f'AugReg checkpoint {path!r} does not exist; check the name, or set '
         '--config.pretrained_dir to the directory that holds it.')

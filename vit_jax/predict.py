@@ -10,7 +10,8 @@ shared/reference/cases.json and param_layout.json do. What a preset leaves
 open is read from the checkpoint: the class count (`head`), the pre-logits
 size, and the image size its position embeddings were trained at. With
 `--image_size` the images are resized to that size instead and the position
-embeddings interpolated to the new grid.
+embeddings interpolated to the new grid. A Mixer's image size comes from its
+token-mixing weights, which allow no other token count.
 
 `--labels=imagenet2012` names the 1000 ImageNet classes from the list that
 tensorflow-datasets installs; `--labels=FILE` reads one name per line; without
