@@ -124,6 +124,27 @@ def _resnet_macs(resnet, image_size):
   return macs, c_in
 
 
+def _mixer_flops(model_config, image_size: int, num_classes: int) -> int:
+  """Analytic FLOPs of one image through an MLP-Mixer, counted as for ViT.
+
+  With g patches of ph x pw pixels, C input channels, hidden size D, token
+  MLP width S, channel MLP width Dc, L blocks and K classes:
+    stem        g * ph * pw * C * D
+    per block   2 * D * g * S      token mixing (two Dense over the tokens)
+              + 2 * g * D * Dc     channel mixing
+    head        D * K
+  """
+  rows, cols = models.token_grid(model_config, image_size)
+  size = model_config['patches']['size']
+  ph, pw = (size, size) if isinstance(size, int) else tuple(size)
+  g, d = rows * cols, model_config['hidden_dim']
+  macs = g * ph * pw * 3 * d + d * num_classes
+  macs += model_config['num_blocks'] * (
+      2 * d * g * model_config['tokens_mlp_dim'] +
+      2 * g * d * model_config['channels_mlp_dim'])
+  return 2 * macs
+
+
 def forward_flops(model_config, image_size: int, num_classes: int) -> int:
   """Analytic FLOPs (2 x multiply-adds) of one image's forward pass.
 
@@ -137,8 +158,10 @@ def forward_flops(model_config, image_size: int, num_classes: int) -> int:
     head             D * K, or D * R + R * K with a pre-logits layer of R.
   Hybrids add every convolution of the ResNet stem, and C is then the
   stem's output width. Norms, softmax, GELU, biases and position embeddings
-  are left out (a few percent at most), as is usual.
+  are left out (a few percent at most), as is usual. Mixers: `_mixer_flops`.
   """
+  if models.model_class(model_config) is models.MlpMixer:
+    return _mixer_flops(model_config, image_size, num_classes)
   macs, channels = 0, 3
   resnet = model_config.get('resnet')
   if resnet is not None:

@@ -1,8 +1,9 @@
 """Published ViT checkpoints (.npz) <-> Flax params, and fine-tuning init.
 
-The published files (original ViT release, AugReg, hybrids) store a flat
-mapping from `/`-joined parameter paths to arrays. Three conversions separate
-that layout from the module tree of `models_vit.py`, all made here:
+The published files (original ViT release, AugReg, hybrids, MLP-Mixer) store
+a flat mapping from `/`-joined parameter paths to arrays. Three conversions
+separate that layout from the module tree of `models_vit.py` (Mixer files,
+written by linen, need only 2 and 3), all made here:
 
 1. Block children. The files were written by pre-linen Flax, which numbered
    the children of `Transformer/encoderblock_N` by their position in the block
@@ -15,10 +16,11 @@ that layout from the module tree of `models_vit.py`, all made here:
    brought to the rank its kind has (`_leaf_rank`) by dropping leading, then
    trailing, size-1 dimensions, or by adding leading ones.
 3. Stacked blocks. A model built with `scan=True` keeps its blocks as one
-   `Transformer/encoderblocks/block` subtree whose leaves have a leading
-   layer axis; `to_published` (so `save_npz`) and `load_pretrained` convert
-   between that and the per-block `encoderblock_N` of the files
-   (`unstack_blocks`, `stack_blocks`).
+   `Transformer/encoderblocks/block` (Mixer: `MixerBlocks/block`) subtree
+   whose leaves have a leading layer axis; `to_published` (so `save_npz`)
+   and `load_pretrained` convert between that and the per-block
+   `encoderblock_N` (`MixerBlock_N`) of the files (`unstack_blocks`,
+   `stack_blocks`).
 4. Nothing else: kernels keep their layout ([in, out], [kh, kw, in, out],
    [hidden, heads, head_dim] for query/key/value, [heads, head_dim, hidden]
    for out).
@@ -40,6 +42,7 @@ import jax
 import numpy as np
 import scipy.ndimage
 
+from vit_jax import models_mixer
 from vit_jax import models_vit
 
 Params = Dict[str, Any]
@@ -53,7 +56,7 @@ _BLOCK_CHILDREN = {
 }
 _BLOCK_CHILDREN_PUBLISHED = {v: k for k, v in _BLOCK_CHILDREN.items()}
 _BLOCK = re.compile(r'encoderblock_\d+$')
-_CONV = re.compile(r'(embedding|conv_root|conv\d+|conv_proj)$')
+_CONV = re.compile(r'(embedding|stem|conv_root|conv\d+|conv_proj)$')
 
 
 class CheckpointMismatchError(ValueError):
@@ -110,18 +113,26 @@ def _open(path: str, mode: str):
   return open(path, mode)
 
 
-def load_npz(path: str) -> Params:
-  """Reads a published-layout .npz into a nested dict of numpy arrays."""
+def _check_exists(path: str) -> None:
   if '://' not in path and not os.path.isfile(path):
     raise FileNotFoundError(f'Checkpoint file {path!r} does not exist.')
+
+
+def _unreadable(path: str, e: Exception) -> ValueError:
+  return ValueError(f'Checkpoint file {path!r} is not a readable .npz '
+                    f'archive ({type(e).__name__}: {e}); it may be truncated'
+                    ' or corrupt. Re-download or re-export it.')
+
+
+def load_npz(path: str) -> Params:
+  """Reads a published-layout .npz into a nested dict of numpy arrays."""
+  _check_exists(path)
   try:
     with _open(path, 'rb') as f:
       with np.load(io.BytesIO(f.read()), allow_pickle=False) as npz:
         flat = {k: npz[k] for k in npz.files}
   except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-    raise ValueError(f'Checkpoint file {path!r} is not a readable .npz '
-                     f'archive ({type(e).__name__}: {e}); it may be truncated'
-                     ' or corrupt. Re-download or re-export it.') from e
+    raise _unreadable(path, e) from e
   if not flat:
     raise ValueError(f'Checkpoint file {path!r} holds no arrays.')
   params = {}
@@ -135,36 +146,127 @@ def load_npz(path: str) -> Params:
 load = load_npz
 
 
-_SCAN, _SCAN_BLOCK = models_vit.SCANNED_BLOCKS
+def npz_shapes(path: str) -> Params:
+  """The tree of shapes (as stored) `load_npz(path)` would return, read from
+  the array headers alone.
+
+  Reads the zip directory and each array's header, not the data: a cheap
+  up-front check (before anything compiles) that a checkpoint, possibly
+  remote and large, is there and readable, and of what it holds.
+  """
+  _check_exists(path)
+  shapes = {}
+  try:
+    with _open(path, 'rb') as f, zipfile.ZipFile(f) as archive:
+      for name in archive.namelist():
+        with archive.open(name) as member:
+          version = np.lib.format.read_magic(member)
+          read_header = (np.lib.format.read_array_header_1_0
+                         if version == (1, 0) else
+                         np.lib.format.read_array_header_2_0)
+          key = tuple(name.removesuffix('.npy').split('/'))
+          shapes[_rename_block_children(key, _BLOCK_CHILDREN)] = tuple(
+              read_header(member)[0])
+  except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+    raise _unreadable(path, e) from e
+  if not shapes:
+    raise ValueError(f'Checkpoint file {path!r} holds no arrays.')
+  return flax.traverse_util.unflatten_dict(shapes)
+
+
+# A Mixer's first token-mixing kernel: [tokens, tokens_mlp_dim].
+_MIXER_TOKENS = ('MixerBlock_0', 'token_mixing', 'Dense_0', 'kernel')
+
+
+def mixer_tokens(params: Params) -> Optional[int]:
+  """The token count a Mixer's params are made for; None if not a Mixer.
+
+  Leaves may be arrays, shape structs or shapes (`npz_shapes`).
+  """
+  kernel = _subtree(params, _MIXER_TOKENS[:-1]).get(_MIXER_TOKENS[-1])
+  return None if kernel is None else tuple(getattr(kernel, 'shape',
+                                                   kernel))[-2]
+
+
+def check_token_count(checkpoint_params: Params, model_params: Params,
+                      path: str, model_config=None) -> None:
+  """Refuses a Mixer checkpoint made for another number of tokens.
+
+  A Mixer's token-mixing weights are [tokens, tokens_mlp_dim]: unlike ViT
+  position embeddings they cannot be resized to another token count (the
+  original does not try either), so fine-tuning must keep the image size.
+  Not a Mixer (or an unrolled model against a scanned one): no check.
+  """
+  old, new = mixer_tokens(checkpoint_params), mixer_tokens(model_params)
+  if old is None or new is None or old == new:
+    return
+  hint = ''
+  side = int(round(np.sqrt(old)))
+  if model_config is not None and side * side == old:
+    ph, pw = models_vit._size(model_config['patches'])  # pylint: disable=protected-access
+    hint = f' ({side * ph}x{side * pw} px with {ph}x{pw} patches)'
+  raise CheckpointMismatchError(
+      f'Checkpoint {path!r} is a Mixer for {old} tokens (patches per image), '
+      f'but the model has {new} tokens at this image size. Mixer '
+      'token-mixing weights are tied to the token count and cannot be '
+      'resized: fine-tune at the image size the checkpoint was trained '
+      f'at{hint}.')
+
+
+# Where each model family keeps its blocks: (the module holding them, the
+# name of block N without N, the scanned subtree `<scan>/<block>`).
+_BLOCK_STACKS = (
+    (('Transformer',), 'encoderblock_', models_vit.SCANNED_BLOCKS),
+    ((), 'MixerBlock_', models_mixer.SCANNED_BLOCKS),
+)
+
+
+def _subtree(params: Params, path: Tuple[str, ...]) -> Params:
+  for name in path:
+    params = params.get(name, {})
+  return params
+
+
+def _with_subtree(params: Params, path: Tuple[str, ...], subtree) -> Params:
+  if not path:
+    return subtree
+  return {**params, path[0]: _with_subtree(params[path[0]], path[1:], subtree)}
 
 
 def has_stacked_blocks(params: Params) -> bool:
   """Whether `params` are those of a `scan=True` model (see stack_blocks)."""
-  return _SCAN in params.get('Transformer', {})
+  return any(scan in _subtree(params, parent)
+             for parent, _, (scan, _) in _BLOCK_STACKS)
 
 
 def stack_blocks(params: Params) -> Params:
-  """Per-block `Transformer/encoderblock_N` -> the stacked tree of a `scan`
-  model (each leaf gains a leading layer axis, block 0 first)."""
-  transformer = dict(params['Transformer'])
-  num_layers = sum(1 for name in transformer if _BLOCK.match(name))
-  blocks = [transformer.pop(f'encoderblock_{i}') for i in range(num_layers)]
-  stacked = jax.tree.map(lambda *leaves: np.stack(leaves), *blocks)
-  transformer[_SCAN] = {_SCAN_BLOCK: stacked}
-  return {**params, 'Transformer': transformer}
+  """Per-block `Transformer/encoderblock_N` (`MixerBlock_N`) -> the stacked
+  tree of a `scan` model (each leaf gains a leading layer axis, block 0
+  first)."""
+  for parent, prefix, (scan, block) in _BLOCK_STACKS:
+    holder = dict(_subtree(params, parent))
+    num_layers = sum(1 for name in holder
+                     if re.fullmatch(re.escape(prefix) + r'\d+', name))
+    if num_layers:
+      blocks = [holder.pop(f'{prefix}{i}') for i in range(num_layers)]
+      holder[scan] = {block: jax.tree.map(lambda *leaves: np.stack(leaves),
+                                          *blocks)}
+      return _with_subtree(params, parent, holder)
+  return params
 
 
 def unstack_blocks(params: Params) -> Params:
   """The inverse of `stack_blocks`; other trees are returned unchanged."""
-  if not has_stacked_blocks(params):
-    return params
-  transformer = dict(params['Transformer'])
-  stacked = transformer.pop(_SCAN)[_SCAN_BLOCK]
-  num_layers = len(jax.tree.leaves(stacked)[0])
-  transformer.update({f'encoderblock_{i}': jax.tree.map(lambda x, i=i: x[i],
-                                                        stacked)
-                      for i in range(num_layers)})
-  return {**params, 'Transformer': transformer}
+  for parent, prefix, (scan, block) in _BLOCK_STACKS:
+    holder = dict(_subtree(params, parent))
+    if scan in holder:
+      stacked = holder.pop(scan)[block]
+      num_layers = len(jax.tree.leaves(stacked)[0])
+      holder.update({f'{prefix}{i}': jax.tree.map(lambda x, i=i: x[i],
+                                                  stacked)
+                     for i in range(num_layers)})
+      return _with_subtree(params, parent, holder)
+  return params
 
 
 def to_published(params: Params) -> Dict[str, Any]:
@@ -351,13 +453,15 @@ def load_pretrained(*, pretrained_path: str, init_params: Params,
     embeddings are resized in 2-D when the token grid changed.
 
   Raises:
-    CheckpointMismatchError: listing every missing, unexpected or
+    CheckpointMismatchError: for a Mixer made for another token count
+      (`check_token_count`), or listing every missing, unexpected or
       differently shaped key that remains after those adaptations.
   """
   stacked = has_stacked_blocks(init_params)
   init_params = unstack_blocks(dict(init_params))
-  restored = flax.traverse_util.flatten_dict(
-      load_params(pretrained_path, model_config))
+  loaded = load_params(pretrained_path, model_config)
+  check_token_count(loaded, init_params, pretrained_path, model_config)
+  restored = flax.traverse_util.flatten_dict(loaded)
   expected = flax.traverse_util.flatten_dict(dict(init_params))
 
   if model_config.get('representation_size') is None:

@@ -1,28 +1,54 @@
 """Public model API, as in the original release: `models.VisionTransformer`,
-`models.LitModel` (image-text towers).
+`models.MlpMixer`, `models.LitModel` (image-text towers).
 
-`get_model(name, num_classes)` builds a preset by name; `token_grid` says how
-many patches (rows, columns) a config cuts an image into.
+`create(model_config, num_classes)` builds the model a config describes,
+`get_model(name, num_classes)` a preset by name; `token_grid` says how many
+patches (rows, columns) a config cuts an image into.
 """
 import math
 from typing import Tuple
 
+import flax.linen as nn
+
 from vit_jax.configs import models as models_config
 from vit_jax.models_lit import LitModel
+from vit_jax.models_mixer import MlpMixer
 from vit_jax.models_vit import VisionTransformer
 
-__all__ = ['LitModel', 'VisionTransformer', 'get_model', 'token_grid']
+__all__ = ['LitModel', 'MlpMixer', 'VisionTransformer', 'create', 'get_model',
+           'model_class', 'token_grid']
+
+# Model families, each told apart by a config field only its configs have.
+FAMILIES = {'num_blocks': MlpMixer, 'transformer': VisionTransformer}
 
 
-def get_model(name: str, num_classes: int, **overrides) -> VisionTransformer:
-  """`VisionTransformer` for preset `name` (see `configs.models`)."""
+def model_class(model_config) -> type:
+  """The model class whose config `model_config` is (see `FAMILIES`)."""
+  for field, cls in FAMILIES.items():
+    if field in model_config:
+      return cls
+  raise ValueError(
+      f'config.model has none of the fields {", ".join(FAMILIES)} that tell '
+      'which model it configures; start from a preset in '
+      'vit_jax/configs/models.py.')
+
+
+def create(model_config, num_classes: int, **options) -> nn.Module:
+  """The model for `model_config` with `num_classes` outputs; `options` are
+  the compute settings every family takes (dtype, remat, scan)."""
+  return model_class(model_config)(num_classes=num_classes, **options,
+                                   **model_config)
+
+
+def get_model(name: str, num_classes: int, **overrides) -> nn.Module:
+  """The model of preset `name` (see `configs.models`)."""
   config = models_config.get_model_config(name).to_dict()
   if 'text_model' in config:
     raise ValueError(f'{name} is a LiT image-text model: build it with '
                      'models.LitModel(**configs.models.get_model_config('
                      f'{name!r})).')
   config.update(overrides)
-  return VisionTransformer(num_classes=num_classes, **config)
+  return create(config, num_classes)
 
 
 def token_grid(model_config, image_size) -> Tuple[int, int]:

@@ -1,4 +1,5 @@
-r"""Classifies images with a ViT checkpoint, or with a run of the trainer.
+r"""Classifies images with a ViT (or MLP-Mixer) checkpoint, or with a run of
+the trainer.
 
   python -m vit_jax.predict --model=ViT-B_16 --checkpoint=ViT-B_16.npz \
       --labels=imagenet2012 --top_k=5 [--json] photo.jpg ...
@@ -16,7 +17,8 @@ shared/reference/cases.json and param_layout.json do. What a preset leaves
 open is read from the checkpoint: the class count (`head`), the pre-logits
 size, and the image size its position embeddings were trained at. With
 `--image_size` the images are resized to that size instead and the position
-embeddings interpolated to the new grid.
+embeddings interpolated to the new grid. A Mixer's image size comes from its
+token-mixing weights, which allow no other token count.
 
 `--labels=imagenet2012` names the 1000 ImageNet classes from the list that
 tensorflow-datasets installs; `--labels=FILE` reads one name per line; without
@@ -31,7 +33,7 @@ import math
 import os
 import runpy
 import sys
-from typing import List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, List, NamedTuple, Optional, Sequence, Tuple
 
 from absl import app
 from absl import flags
@@ -51,7 +53,7 @@ FLAGS = flags.FLAGS
 
 class Loaded(NamedTuple):
   """A model with its params, config and the image size it runs at."""
-  model: models.VisionTransformer
+  model: Any  # models.VisionTransformer or models.MlpMixer.
   params: dict
   config: ml_collections.ConfigDict
   image_size: int
@@ -113,10 +115,11 @@ def config_from_json(spec: str) -> ml_collections.ConfigDict:
     obj = obj[key]
   if isinstance(obj, dict):
     obj = obj.get('model') or obj.get('config') or obj
-  if not (isinstance(obj, dict) and
-          {'patches', 'hidden_size', 'transformer'} <= set(obj)):
+  if not (isinstance(obj, dict) and 'patches' in obj and
+          any(field in obj for field in models.FAMILIES)):
     raise ValueError(f'{spec!r} is not a model config (an object with '
-                     'patches, hidden_size and transformer).')
+                     'patches, hidden_size and transformer for a ViT; '
+                     'patches, hidden_dim, num_blocks, ... for a Mixer).')
   return ml_collections.ConfigDict(obj)
 
 
@@ -164,28 +167,34 @@ def load_model(checkpoint_path: str, *, model_name: Optional[str] = None,
   prefix = int(config.get('classifier', 'token') == 'token')
   posemb = params.get('Transformer', {}).get('posembed_input', {}).get(
       'pos_embedding')
-  if posemb is None:
+  tokens = checkpoint.mixer_tokens(params)
+  if posemb is None and tokens is None:
     raise checkpoint.CheckpointMismatchError(
         f'Checkpoint {checkpoint_path!r} has no position embeddings; is it a '
-        'ViT checkpoint?')
-  trained = _trained_image_size(config, posemb.shape[1] - prefix)
+        'ViT (or Mixer) checkpoint?')
+  if tokens is None:
+    tokens = posemb.shape[1] - prefix
+  trained = _trained_image_size(config, tokens)
   if image_size is None:
     if trained is None:
       raise ValueError(
-          f'Cannot tell the image size from the {posemb.shape[1]} position '
-          'embeddings of the checkpoint; pass --image_size.')
+          f'Cannot tell the image size from the {tokens} tokens of the '
+          'checkpoint; pass --image_size.')
     image_size = trained
 
   try:
-    model = models.VisionTransformer(num_classes=num_classes, **config)
+    model = models.create(config, num_classes)
   except TypeError as e:  # An unknown field in a JSON config.
     raise ValueError(f'Bad model config: {e}') from e
   expected = jax.eval_shape(
       functools.partial(model.init, train=False), jax.random.key(0),
       jnp.zeros((1, image_size, image_size, 3)))['params']
-  new_posemb = expected['Transformer']['posembed_input']['pos_embedding']
-  if posemb.shape[1] != new_posemb.shape[1] and (
-      posemb.shape[2:] == new_posemb.shape[2:]):
+  checkpoint.check_token_count(params, expected, checkpoint_path, config)
+  new_posemb = expected.get('Transformer', {}).get('posembed_input', {}).get(
+      'pos_embedding')
+  if posemb is not None and new_posemb is not None and (
+      posemb.shape[1] != new_posemb.shape[1]) and (
+          posemb.shape[2:] == new_posemb.shape[2:]):
     params['Transformer']['posembed_input']['pos_embedding'] = (
         checkpoint.interpolate_posemb(
             posemb, new_posemb.shape[1], num_prefix_tokens=prefix,

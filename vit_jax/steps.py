@@ -16,11 +16,13 @@ from vit_jax import optim
 from vit_jax import sharding
 
 
-def create_model(config, num_classes: int) -> models.VisionTransformer:
-  return models.VisionTransformer(
-      num_classes=num_classes, dtype=jnp.dtype(config.get('dtype', 'float32')),
-      remat=config.get('remat', False), scan=config.get('scan', False),
-      **config.model)
+def create_model(config, num_classes: int):
+  """The model of `config.model` (ViT or Mixer: `models.create`) with the
+  config's compute settings."""
+  return models.create(
+      config.model, num_classes,
+      dtype=jnp.dtype(config.get('dtype', 'float32')),
+      remat=config.get('remat', False), scan=config.get('scan', False))
 
 
 def make_train_step(config, model, tx, dropout_key):

@@ -20,6 +20,7 @@ from jax.experimental import multihost_utils
 import ml_collections
 import numpy as np
 
+from vit_jax import augreg
 from vit_jax import checkpoint
 from vit_jax import console
 from vit_jax import evaluate
@@ -120,6 +121,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
     workdir_lock.WorkdirInUse: another run holds `workdir`.
     preemption.Stopped: a signal stopped the run (a checkpoint is saved).
   """
+  config = augreg.resolve(config)  # An AugReg name -> pretrained_path.
   info = validate.validate(config, workdir=workdir,
                            num_devices=jax.device_count(),
                            num_processes=jax.process_count())

@@ -22,16 +22,26 @@ _POSITIVE = ('total_steps', 'batch_size', 'eval_batch_size', 'log_every',
 
 def _check_model(config):
   """Traces the model's init (shapes only, nothing runs) to surface its own
-  errors: heads vs hidden size, patch size vs image size, classifier."""
-  model = models.VisionTransformer(num_classes=2, **config.model)
+  errors: heads vs hidden size, patch size vs image size, classifier.
+  Returns the params' shapes."""
   size = config.image_size
   try:
-    jax.eval_shape(
+    model = models.create(config.model, 2)
+    return jax.eval_shape(
         lambda: model.init(jax.random.PRNGKey(0),
-                           jnp.zeros((1, size, size, 3)), train=False))
+                           jnp.zeros((1, size, size, 3)), train=False)
+    )['params']
   except (TypeError, KeyError, AttributeError) as e:
     raise ValueError(f'config.model is not a valid model config ({e}); '
                      'start from a preset in vit_jax/configs/models.py.') from e
+
+
+def _check_pretrained(config, model_shapes):
+  """The checkpoint's headers are readable, and a Mixer checkpoint was made
+  for the model's token count (it cannot be adapted to another one)."""
+  path = config.pretrained_path
+  checkpoint.check_token_count(checkpoint.npz_shapes(path), model_shapes,
+                               path, config.model)
 
 
 def _check_workdir(workdir):
@@ -56,7 +66,7 @@ def validate(config, *, workdir: str, num_devices: int, num_processes: int):
   for name in _POSITIVE:
     if config[name] <= 0:
       raise ValueError(f'config.{name}={config[name]} must be positive.')
-  _check_model(config)
+  model_shapes = _check_model(config)
   try:
     sharding.check_split(config, num_devices, num_processes)
   except ValueError as e:
@@ -72,6 +82,8 @@ def validate(config, *, workdir: str, num_devices: int, num_processes: int):
   if (config.get('pretrained_path') or '').endswith('.safetensors'):
     # A timm / transformers ViT: its keys and architecture against the model.
     checkpoint.check_safetensors(config.pretrained_path, config.model)
+  elif config.get('pretrained_path'):
+    _check_pretrained(config, model_shapes)
   if config.get('nonfinite', 'stop') not in ('stop', 'skip'):
     raise ValueError(f"config.nonfinite={config.nonfinite!r}: use 'stop' or "
                      "'skip'.")

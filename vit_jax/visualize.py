@@ -221,6 +221,11 @@ def main(argv):
     loaded = predict.load_model(FLAGS.checkpoint, model_name=FLAGS.model,
                                 config_json=FLAGS.config_json,
                                 image_size=FLAGS.image_size)
+    if not isinstance(loaded.model, models.VisionTransformer):
+      raise ValueError(
+          f'{loaded.config.get("model_name") or "This model"} is an '
+          'MLP-Mixer: it has no attention and no position embeddings to '
+          'show; visualize takes ViT and hybrid checkpoints.')
     images = [predict.load_image(p, loaded.image_size) for p in FLAGS.image]
     os.makedirs(FLAGS.out_dir, exist_ok=True)
   except (OSError, ValueError) as e:

@@ -1,8 +1,10 @@
 """The named model presets: the one place where architectures are defined.
 
-Names are those of the published checkpoints (`ViT-B_16.npz`, ...).
-`MODEL_CONFIGS[name]` is a locked `ml_collections.ConfigDict`; use
-`get_model_config(name)` for an unlocked copy you may edit.
+Names are those of the published checkpoints (`ViT-B_16.npz`,
+`Mixer-B_16.npz`, ...). `MODEL_CONFIGS[name]` is a locked
+`ml_collections.ConfigDict`; use `get_model_config(name)` for an unlocked
+copy you may edit. AugReg checkpoints name their models in a URI-safe
+spelling of these names (`augreg_configs`).
 """
 import ml_collections
 
@@ -64,6 +66,25 @@ _vit('R26+ViT-S_32', **_sized('S', patch=1, resnet=(2, 2, 2, 2)))
 _vit('R50+ViT-L_32', **_sized('L', patch=1, resnet=(3, 4, 6, 3)))
 
 
+def _mixer(name, *, hidden, blocks, tokens_mlp, channels_mlp, patch):
+  config = ml_collections.ConfigDict()
+  config.model_name = name
+  config.patches = ml_collections.ConfigDict({'size': (patch, patch)})
+  config.hidden_dim = hidden
+  config.num_blocks = blocks
+  config.tokens_mlp_dim = tokens_mlp
+  config.channels_mlp_dim = channels_mlp
+  MODEL_CONFIGS[name] = config.lock()
+
+
+_mixer('Mixer-B_16', hidden=768, blocks=12, tokens_mlp=384, channels_mlp=3072,
+       patch=16)
+_mixer('Mixer-B_32', hidden=768, blocks=12, tokens_mlp=384, channels_mlp=3072,
+       patch=32)
+_mixer('Mixer-L_16', hidden=1024, blocks=24, tokens_mlp=512,
+       channels_mlp=4096, patch=16)
+
+
 def _lit(name, *, image, text_model, text, tokenizer, out_dim):
   """A LiT preset (models_lit.LitModel): `image` names the ViT preset of the
   image tower; the published files are gs://vit_models/lit/NAME.npz, with
@@ -90,6 +111,26 @@ for _name, _size in [('LiT-L16S', 'S'), ('LiT-L16Ti', 'Ti')]:
        text=dict(width=_hidden, mlp_dim=_mlp, num_heads=_heads,
                  num_layers=_layers, vocab_size=16_000),
        tokenizer='sentencepiece', out_dim=(None, 1024))
+
+
+# ViT presets without AugReg checkpoints (the original leaves out the same).
+_NOT_IN_AUGREG = ('ViT-L_32', 'R50+ViT-B_16', 'ViT-H_14', 'ViT-g_14',
+                  'ViT-G_14')
+
+
+def augreg_name(preset: str) -> str:
+  """'R26+ViT-S_32' -> 'R26_S_32': how AugReg file names spell a preset
+  (no 'ViT-', '_' for '+', so that they are valid URIs unescaped)."""
+  return preset.replace('ViT-', '').replace('+', '_')
+
+
+def augreg_configs():
+  """{AugReg model name: preset config} for every ViT/hybrid preset that has
+  AugReg checkpoints; the name is what AugReg file names start with, before
+  the first '-' (so presets whose spelling has a '-' have none)."""
+  return {augreg_name(name): config for name, config in MODEL_CONFIGS.items()
+          if 'ViT' in name and name not in _NOT_IN_AUGREG and
+          '-' not in augreg_name(name)}
 
 
 def get_model_config(name: str) -> ml_collections.ConfigDict:

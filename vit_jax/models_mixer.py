@@ -1,0 +1,112 @@
+"""MLP-Mixer (Tolstikhin et al., arXiv 2105.01601) in Flax linen.
+
+The param tree is that of the published checkpoints (gs://mixer_models):
+`stem`, `MixerBlock_{i}/{LayerNorm_0, token_mixing/Dense_{0,1}, LayerNorm_1,
+channel_mixing/Dense_{0,1}}`, `pre_head_layer_norm`, `head`; those files were
+written by linen already, so `checkpoint.load_npz` applies them as they are.
+Unlike ViT there are no position embeddings: the token-mixing weights
+themselves are [tokens, tokens_mlp_dim], so a model is tied to one token
+count (image size / patch size) and cannot change resolution.
+"""
+from typing import Any, Optional
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from vit_jax import models_vit
+
+Dtype = Any
+
+# Where a scanned Mixer keeps its blocks: `<scan>/<block>` at the top.
+SCANNED_BLOCKS = ('MixerBlocks', models_vit.SCANNED_BLOCKS[1])
+
+
+class MlpBlock(nn.Module):
+  """Dense -> GELU (tanh approximation, as the original) -> Dense, over the
+  last axis; initialised as the original's (lecun normal, zero biases)."""
+  mlp_dim: int
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    y = nn.Dense(self.mlp_dim, dtype=self.dtype, name='Dense_0')(x)
+    y = nn.gelu(y, approximate=True)
+    return nn.Dense(x.shape[-1], dtype=self.dtype, name='Dense_1')(y)
+
+
+class MixerBlock(nn.Module):
+  """x + token-MLP(LN(x)) over the tokens, then x + channel-MLP(LN(x)).
+
+  `deterministic` is unused (a Mixer has no dropout); it is there so the
+  block has the call signature that `models_vit`'s scan body expects.
+  """
+  tokens_mlp_dim: int
+  channels_mlp_dim: int
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, deterministic):
+    del deterministic
+    y = nn.LayerNorm(dtype=self.dtype, name='LayerNorm_0')(x)
+    y = jnp.swapaxes(y, 1, 2)  # [batch, channels, tokens]: mix the tokens.
+    y = MlpBlock(self.tokens_mlp_dim, dtype=self.dtype,
+                 name='token_mixing')(y)
+    x = x + jnp.swapaxes(y, 1, 2)
+    y = nn.LayerNorm(dtype=self.dtype, name='LayerNorm_1')(x)
+    return x + MlpBlock(self.channels_mlp_dim, dtype=self.dtype,
+                        name='channel_mixing')(y)
+
+
+class MlpMixer(nn.Module):
+  """Mixer classifier; fields as in `configs.models` (`Mixer-B_16`, ...).
+
+  Call with NHWC float images in [-1, 1]: `apply({'params': p}, x,
+  train=...)` (`train` changes nothing: there is no dropout). `remat`,
+  `scan` and `dtype` work as for `VisionTransformer`; a scanned model keeps
+  its blocks stacked under `MixerBlocks/block` (`checkpoint` converts).
+  With `num_classes` 0 or None the output is the pooled representation.
+  """
+  num_classes: Optional[int]
+  patches: Any
+  hidden_dim: int
+  num_blocks: int
+  tokens_mlp_dim: int
+  channels_mlp_dim: int
+  model_name: Optional[str] = None
+  dtype: Dtype = jnp.float32
+  remat: bool = False
+  scan: bool = False
+
+  @nn.compact
+  def __call__(self, inputs, *, train):
+    ph, pw = models_vit._size(self.patches)  # pylint: disable=protected-access
+    if inputs.shape[1] % ph or inputs.shape[2] % pw:
+      raise ValueError(
+          f'The image of size {inputs.shape[1]}x{inputs.shape[2]} is not '
+          f'divisible by the patch size {ph}x{pw}; pick an image size that '
+          'is.')
+    # The stem is the original's stride-(ph, pw) conv, computed as a matmul.
+    x = models_vit.PatchEmbedding(self.hidden_dim, (ph, pw), dtype=self.dtype,
+                                  name='stem')(inputs.astype(self.dtype))
+    n, h, w, c = x.shape
+    x = jnp.reshape(x, (n, h * w, c))
+
+    block_cls = nn.remat(MixerBlock, static_argnums=(2,)) if self.remat \
+        else MixerBlock
+    kwargs = dict(tokens_mlp_dim=self.tokens_mlp_dim,
+                  channels_mlp_dim=self.channels_mlp_dim, dtype=self.dtype)
+    if self.scan:
+      scanned = nn.scan(models_vit._ScanStep,  # pylint: disable=protected-access
+                        variable_axes={'params': 0},
+                        split_rngs={'params': True}, length=self.num_blocks)
+      x, _ = scanned(block_cls, kwargs, not train,
+                     name=SCANNED_BLOCKS[0])(x, None)
+    else:
+      for i in range(self.num_blocks):
+        x = block_cls(**kwargs, name=f'MixerBlock_{i}')(x, not train)
+    x = nn.LayerNorm(dtype=self.dtype, name='pre_head_layer_norm')(x)
+    x = jnp.mean(x, axis=1)
+    if self.num_classes:
+      x = nn.Dense(self.num_classes, dtype=self.dtype, name='head',
+                   kernel_init=nn.initializers.zeros)(x)
+    return x.astype(jnp.float32)
