@@ -41,21 +41,6 @@ def test_configure_leaves_explicit_settings_alone(monkeypatch):
     cpu_devices.configure(_config(cpu_devices=-2))
 
 
-def test_configure_raises_the_all_reduce_abort_timeout(monkeypatch):
-  """XLA:CPU's 40 s all-reduce abort killed loaded runs; an explicit value
-  and the other XLA flags are kept."""
-  monkeypatch.setenv('XLA_FLAGS', '--xla_force_host_platform_device_count=8')
-  cpu_devices.configure(_config())
-  assert os.environ['XLA_FLAGS'].split() == [
-      '--xla_force_host_platform_device_count=8',
-      '--xla_cpu_collective_call_terminate_timeout_seconds=1800']
-  monkeypatch.setenv(
-      'XLA_FLAGS', '--xla_cpu_collective_call_terminate_timeout_seconds=5')
-  cpu_devices.configure(_config(), multi_process=True)
-  assert os.environ['XLA_FLAGS'] == (
-      '--xla_cpu_collective_call_terminate_timeout_seconds=5')
-
-
 def test_usable_cores_without_an_affinity_mask(monkeypatch):
   monkeypatch.delattr(os, 'sched_getaffinity')  # As on macOS.
   monkeypatch.setattr(os, 'cpu_count', lambda: 6)

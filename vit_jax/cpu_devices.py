@@ -25,13 +25,6 @@ import jax
 from vit_jax import sharding
 
 _XLA_FLAG = 'xla_force_host_platform_device_count'
-# XLA:CPU aborts the process when one device waits longer than this (default
-# 40 s) for the others at an all-reduce. On a loaded machine (other jobs, or
-# the test suite's parallel runs) a device split of a few cores fell that far
-# behind and killed default-job runs at step 200-600; a real deadlock is still
-# caught, after half an hour.
-_COLLECTIVE_TIMEOUT_FLAG = '--xla_cpu_collective_call_terminate_timeout_seconds'
-_COLLECTIVE_TIMEOUT_S = 1800
 
 
 def usable_cores() -> int:
@@ -56,21 +49,12 @@ def fitting_count(config, cores: int) -> int:
   return 1
 
 
-def _patient_collectives() -> None:
-  """Raises XLA:CPU's all-reduce abort timeout (see above) unless set."""
-  xla_flags = os.environ.get('XLA_FLAGS', '')
-  if _COLLECTIVE_TIMEOUT_FLAG not in xla_flags:
-    os.environ['XLA_FLAGS'] = (
-        f'{xla_flags} {_COLLECTIVE_TIMEOUT_FLAG}={_COLLECTIVE_TIMEOUT_S}'.strip())
-
-
 def configure(config, *, multi_process: bool = False) -> Optional[int]:
   """Sets JAX's CPU device count for `config`; call before JAX's first op.
 
   Returns the count set, or None where it is left to XLA_FLAGS (or, in a
   multi-process run, to JAX's default of one).
   """
-  _patient_collectives()
   requested = config.get('cpu_devices', 0)
   if requested < 0:
     raise ValueError(f'config.cpu_devices={requested}: use 0 (one per core) '
