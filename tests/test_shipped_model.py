@@ -1,5 +1,5 @@
-"""The model shipped in notebooks/models/fashion_mnist_vit/: small, the
-default job's output, and as accurate as its README says."""
+"""The model shipped in notebooks/models/fashion_mnist_vit/: small, made by
+configs/fashion_mnist_vit.py, and as accurate as its README says."""
 import json
 from pathlib import Path
 import re
@@ -16,16 +16,17 @@ MODEL_DIR = (Path(__file__).resolve().parents[1] / 'notebooks' / 'models' /
              'fashion_mnist_vit')
 
 
-def test_small_and_made_by_the_default_job():
+def test_small_and_made_by_its_config():
   assert (MODEL_DIR / 'params.npz').stat().st_size < 3e6
   root = str(MODEL_DIR.parents[2])
   if root not in sys.path:
     sys.path.insert(0, root)
-  from configs import default  # pylint: disable=g-import-not-at-top
+  from configs import fashion_mnist_vit  # pylint: disable=g-import-not-at-top
   shipped = json.loads((MODEL_DIR / 'config.json').read_text())
-  assert shipped == json.loads(default.get_config().to_json_best_effort()), (
-      'configs/default.py changed: re-train the shipped model (README.md '
-      'beside it) or keep the config.')
+  assert shipped == json.loads(
+      fashion_mnist_vit.get_config().to_json_best_effort()), (
+      'configs/fashion_mnist_vit.py (or the default job it starts from) '
+      'changed: re-train the shipped model (README.md beside it).')
   labels = (MODEL_DIR / 'labels.txt').read_text().splitlines()
   assert labels[0] == 'T-shirt/top' and len(labels) == 10
 
