@@ -80,8 +80,8 @@ def test_notebook_runs(tmp_path, monkeypatch):
   out = tmp_path / 'figures'
   nb, text = _execute(tmp_path, monkeypatch, VIT_NOTEBOOK_OUT=str(out))
   _assert_figures(out)
-  # The shipped model on the whole test set, as its README says.
-  assert _number(text, r'test accuracy ([\d.]+)% on 10000 Fashion-MNIST') >= 90
+  # The shipped model on the whole test set (its README: 89.74%).
+  assert _number(text, r'test accuracy ([\d.]+)% on 10000 Fashion-MNIST') > 89
   assert 'most often mistaken for' in text
   # A trained model: rollout concentrated, position embeddings with 2-D
   # structure (same row or column more alike than neither).
@@ -102,4 +102,5 @@ def test_notebook_runs(tmp_path, monkeypatch):
           'ViT-Ti_16 on grace_hopper.jpg' in text), text
   images = [o for cell in nb.cells if cell.cell_type == 'code'
             for o in cell.get('outputs', []) if 'image/png' in o.get('data', {})]
-  assert len(images) >= len(FIGURES) + 3, len(images)
+  # Predictions, 4 rollouts, posemb, distance, filters, digits, losses.
+  assert len(images) >= 10, len(images)
