@@ -131,3 +131,34 @@ def test_unknown_model_is_a_value_error():
   with pytest.raises(ValueError, match='Unknown model'):
     benchmark.run('ViT-X_99', batch_size=2, image_size=32, mode='infer',
                   steps=1)
+
+
+def test_cli_times_an_experiment_config():
+  """--config times that experiment's step: its model, batch and image size,
+  with --config.FIELD overrides, as main.py would run it."""
+  proc = subprocess.run(
+      [sys.executable, '-m', 'vit_jax.benchmark',
+       '--config=configs/testing.py', '--config.batch_size=8',
+       '--config.model.hidden_size=12', '--num_classes=10', '--steps=2',
+       '--warmup=1'],
+      cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr
+  record = json.loads(proc.stdout.strip().splitlines()[-1])
+  assert (record['model'], record['batch_size'], record['image_size'],
+          record['mode'], record['steps']) == ('tiny', 8, 16, 'train', 2)
+  # configs/testing.py: 16 px / 4 px patches -> 16 patches + class token,
+  # hidden 12 (overridden), MLP 32, 2 layers, 10 classes.
+  macs = (16 * 4 * 4 * 3 * 12
+          + 2 * (4 * 17 * 12 * 12 + 2 * 17 * 17 * 12 + 2 * 17 * 12 * 32)
+          + 12 * 10)
+  assert record['gflops_per_image'] == pytest.approx(2 * macs / 1e9)
+
+
+def test_cli_config_with_a_preset_flag_is_a_usage_error():
+  proc = subprocess.run(
+      [sys.executable, '-m', 'vit_jax.benchmark',
+       '--config=configs/testing.py', '--model=ViT-B_16', '--batch_size=8'],
+      cwd=ROOT, capture_output=True, text=True, timeout=120)
+  assert proc.returncode != 0
+  assert ('--model, --batch_size with --config: the config sets these'
+          in proc.stderr), proc.stderr

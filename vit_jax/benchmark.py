@@ -3,12 +3,18 @@ r"""Speed, FLOPs and memory of the trainer's real train step (or inference).
   python -m vit_jax.benchmark --model=ViT-B_16 --batch_size=64 \
       --image_size=224 --mode=train --steps=20 [--dtype=bfloat16] [--remat]
       [--scan] [--cpu_devices=N]
+  python -m vit_jax.benchmark --config=configs/default.py[:ARG] \
+      [--config.batch_size=256] [--num_classes=10] [--mode=train] [--steps=20]
 
 Train mode times exactly what `train.train_and_evaluate` runs: the config is
 `configs/common.base_config()` with the preset as `config.model`, the model,
 optimizer (AdamW + clipping) and state come from `train` and `optim`, and the
 step is `steps.make_train_step` jitted with the same shardings over
-`sharding.make_mesh(config.mesh)` and the same buffer donation. Infer mode
+`sharding.make_mesh(config.mesh)` and the same buffer donation. With
+`--config` the whole experiment config comes from that file (model, batch
+and image size, dtype, remat, scan, mesh, CPU split; `--config.FIELD=VALUE`
+overrides a field), so any experiment, the default job included, is timed as
+`main.py` would run it; the preset flags are then not to be given. Infer mode
 times a jitted `model.apply(..., train=False)`. The batch is synthetic and
 already on the devices, so the input pipeline is not part of the figure.
 On a CPU the process is split into one JAX device per core, as `main.py`
@@ -40,6 +46,7 @@ from absl import app
 from absl import flags
 import jax
 import jax.numpy as jnp
+from ml_collections import config_flags
 
 from vit_jax import cpu_devices as cpu_split
 from vit_jax import models
@@ -48,6 +55,10 @@ from vit_jax import sharding
 from vit_jax import steps
 from vit_jax.configs import models as models_config
 
+_CONFIG = config_flags.DEFINE_config_file(
+    'config', None, 'Experiment config file, optionally with `:ARG` (e.g. '
+    'configs/default.py): time its train step instead of a preset\'s.',
+    lock_config=True)
 _MODEL = flags.DEFINE_string('model', 'ViT-B_16',
                              'Preset name from vit_jax/configs/models.py.')
 _BATCH_SIZE = flags.DEFINE_integer('batch_size', 32,
@@ -68,6 +79,10 @@ _NUM_CLASSES = flags.DEFINE_integer('num_classes', 1000, 'Classifier width.')
 _CPU_DEVICES = flags.DEFINE_integer(
     'cpu_devices', 0, 'JAX devices on a CPU: 0 = one per core where the batch '
     'splits over them, N = exactly N (config.cpu_devices).')
+
+# Flags that `--config` replaces by the config's own fields.
+_PRESET_FLAGS = ('model', 'batch_size', 'image_size', 'dtype', 'remat', 'scan',
+                 'cpu_devices')
 
 # Process settings that change the timings; recorded with the figures (see
 # benchmarks/README.md for the allocator setting on CPU).
@@ -182,14 +197,18 @@ def forward_flops(model_config, image_size: int, num_classes: int) -> int:
   return 2 * macs
 
 
+def _add_repo_root():
+  """configs/ is a top-level package beside vit_jax/, as main.py sees it."""
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  if root not in sys.path:
+    sys.path.insert(0, root)
+
+
 def make_config(model: str, *, batch_size: int, image_size: int,
                 dtype: str = 'float32', remat: bool = False,
                 scan: bool = False, cpu_devices: int = 0):
   """The trainer's default config (`configs/common.py`) for preset `model`."""
-  # configs/ is a top-level package beside vit_jax/, as main.py sees it.
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  if root not in sys.path:
-    sys.path.insert(0, root)
+  _add_repo_root()
   from configs import common  # pylint: disable=g-import-not-at-top
   config = common.base_config()
   config.model = models_config.get_model_config(model)
@@ -261,7 +280,7 @@ def run(model: str, *, batch_size: int, image_size: int, mode: str,
         steps: int, warmup: int = 2, dtype: str = 'float32',
         remat: bool = False, scan: bool = False, num_classes: int = 1000,
         cpu_devices: Optional[int] = None, log=print) -> dict:
-  """Compiles and times `steps` steps; returns the JSON record.
+  """Compiles and times `steps` steps of preset `model`; the JSON record.
 
   `cpu_devices` (`config.cpu_devices`) splits the CPU before JAX starts its
   backends; None leaves the devices as they are (JAX already running).
@@ -269,7 +288,24 @@ def run(model: str, *, batch_size: int, image_size: int, mode: str,
   config = make_config(model, batch_size=batch_size, image_size=image_size,
                        dtype=dtype, remat=remat, scan=scan,
                        cpu_devices=cpu_devices or 0)
-  if cpu_devices is not None:
+  return run_config(config, mode=mode, steps=steps, warmup=warmup,
+                    num_classes=num_classes,
+                    split_cpu=cpu_devices is not None, log=log, model=model)
+
+
+def run_config(config, *, mode: str, steps: int, warmup: int = 2,
+               num_classes: int = 1000, split_cpu: bool = True, log=print,
+               model: Optional[str] = None) -> dict:
+  """Compiles and times `steps` steps of an experiment config's step.
+
+  `split_cpu` sets the CPU device count from `config.cpu_devices`, as
+  main.py does (call it before JAX's first op); `model` names the record's
+  model (default: the config's `model.model_name`).
+  """
+  model = model or config.model.get('model_name', 'unnamed')
+  batch_size, image_size = config.batch_size, config.image_size
+  dtype, remat, scan = config.dtype, config.remat, config.scan
+  if split_cpu:
     cpu_split.configure(config)
   mesh = sharding.make_mesh(config.mesh)
   if batch_size % mesh.size:
@@ -324,14 +360,25 @@ def main(argv):
   for flag in (_BATCH_SIZE, _IMAGE_SIZE, _STEPS):
     if flag.value <= 0:
       raise app.UsageError(f'--{flag.name} must be positive.')
+  log = lambda line: print(line, file=sys.stderr, flush=True)
+  if _CONFIG.value is not None:
+    given = [f'--{name}' for name in _PRESET_FLAGS if flags.FLAGS[name].present]
+    if given:
+      raise app.UsageError(
+          f'{", ".join(given)} with --config: the config sets these; '
+          'override its fields as --config.FIELD=VALUE instead.')
   try:
-    record = run(_MODEL.value, batch_size=_BATCH_SIZE.value,
-                 image_size=_IMAGE_SIZE.value, mode=_MODE.value,
-                 steps=_STEPS.value, warmup=_WARMUP.value,
-                 dtype=_DTYPE.value, remat=_REMAT.value, scan=_SCAN.value,
-                 num_classes=_NUM_CLASSES.value,
-                 cpu_devices=_CPU_DEVICES.value,
-                 log=lambda line: print(line, file=sys.stderr, flush=True))
+    if _CONFIG.value is not None:
+      record = run_config(_CONFIG.value, mode=_MODE.value, steps=_STEPS.value,
+                          warmup=_WARMUP.value, num_classes=_NUM_CLASSES.value,
+                          log=log)
+    else:
+      record = run(_MODEL.value, batch_size=_BATCH_SIZE.value,
+                   image_size=_IMAGE_SIZE.value, mode=_MODE.value,
+                   steps=_STEPS.value, warmup=_WARMUP.value,
+                   dtype=_DTYPE.value, remat=_REMAT.value, scan=_SCAN.value,
+                   num_classes=_NUM_CLASSES.value,
+                   cpu_devices=_CPU_DEVICES.value, log=log)
   except ValueError as e:  # Unknown preset, sizes that do not fit.
     print(f'error: {e}', file=sys.stderr)
     sys.exit(1)
@@ -339,4 +386,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  _add_repo_root()  # Before flag parsing loads a --config file.
   app.run(main)

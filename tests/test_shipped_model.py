@@ -1,0 +1,51 @@
+"""The model shipped in notebooks/models/fashion_mnist_vit/: small, made by
+configs/fashion_mnist_vit.py, and as accurate as its README says."""
+import json
+from pathlib import Path
+import re
+import sys
+
+import ml_collections
+import numpy as np
+
+from tests.conftest import needs_fashion_mnist
+from vit_jax import data_sources
+from vit_jax import predict
+
+MODEL_DIR = (Path(__file__).resolve().parents[1] / 'notebooks' / 'models' /
+             'fashion_mnist_vit')
+
+
+def test_small_and_made_by_its_config():
+  assert (MODEL_DIR / 'params.npz').stat().st_size < 3e6
+  root = str(MODEL_DIR.parents[2])
+  if root not in sys.path:
+    sys.path.insert(0, root)
+  from configs import fashion_mnist_vit  # pylint: disable=g-import-not-at-top
+  shipped = json.loads((MODEL_DIR / 'config.json').read_text())
+  assert shipped == json.loads(
+      fashion_mnist_vit.get_config().to_json_best_effort()), (
+      'configs/fashion_mnist_vit.py (or the default job it starts from) '
+      'changed: re-train the shipped model (README.md beside it).')
+  labels = (MODEL_DIR / 'labels.txt').read_text().splitlines()
+  assert labels[0] == 'T-shirt/top' and len(labels) == 10
+
+
+@needs_fashion_mnist
+def test_test_accuracy_is_the_one_its_readme_states():
+  stated = float(re.search(r'Test accuracy: \*\*([\d.]+)%\*\*',
+                           (MODEL_DIR / 'README.md').read_text()).group(1))
+  loaded = predict.load_model(str(MODEL_DIR / 'params.npz'),
+                              config_json=str(MODEL_DIR / 'config.json'))
+  assert loaded.image_size == 28
+  job = ml_collections.ConfigDict(
+      json.loads((MODEL_DIR / 'config.json').read_text()))
+  test = data_sources.get_source(job, 'test')
+  batch = test.fetch(np.arange(test.num_examples))
+  images = np.repeat(batch['image'] / 127.5 - 1, 3, axis=-1).astype(np.float32)
+  _, top = predict.predict(loaded.model, loaded.params, images, top_k=1)
+  accuracy = 100 * np.mean(top[:, 0] == batch['label'])
+  # Same params, same images; 1 device here against the trainer's 2 may
+  # flip a borderline image or two.
+  assert abs(accuracy - stated) <= 0.03, (accuracy, stated)
+
