@@ -69,11 +69,17 @@ def test_stablehlo_round_trip(run, trained_run, test_images, tmp_path):
         _jax_probabilities(run, test_images[:batch]), atol=1e-5)
 
 
-def test_hybrid_exports(tmp_path):
-  """Another family through steps.create_model: a ResNet-stem hybrid (CPU
-  lowering only, to keep the test short)."""
-  config = tiny_config(patches={'size': (1, 1)},
-                       resnet=dict(num_layers=(1,), width_factor=0.5))
+_MIXER = ml_collections.ConfigDict(dict(
+    model_name='tiny-mixer', patches={'size': (8, 8)}, hidden_dim=8,
+    num_blocks=1, tokens_mlp_dim=4, channels_mlp_dim=8))
+
+
+@pytest.mark.parametrize('family', ['hybrid', 'mixer'])
+def test_other_families_export(family, tmp_path):
+  """The other families through steps.create_model: a ResNet-stem hybrid and
+  an MLP-Mixer (CPU lowering only, to keep the test short)."""
+  config = _MIXER if family == 'mixer' else tiny_config(
+      patches={'size': (1, 1)}, resnet=dict(num_layers=(1,), width_factor=0.5))
   config = ml_collections.ConfigDict(dict(model=config))
   model = steps.create_model(config, 4)
   params = jax.jit(functools.partial(model.init, train=False))(
