@@ -15,10 +15,11 @@ when training starts, so `--config.pretrained_dir` overrides still apply.
 """
 import contextlib
 import os
+import sys
 from typing import Tuple
 
-from absl import logging
 from etils import epath
+import jax
 import ml_collections
 import pandas as pd
 
@@ -131,8 +132,11 @@ def checkpoint_path(model_or_filename: str,
   else:
     filename, final_val = best_filename(read_index(directory),
                                         model_or_filename)
-    logging.info('AugReg: selected %s for %s (best i21k final_val=%.4f).',
-                 filename, model_or_filename, final_val)
+    # On the console too (the quiet console hides INFO logs): which of the
+    # model's many checkpoints the run starts from.
+    if jax.process_index() == 0:
+      print(f'AugReg: selected {filename} for {model_or_filename} (best i21k '
+            f'final_val={final_val:.4f}).', file=sys.stderr, flush=True)
   path = os.path.join(directory, f'{filename}.npz')
   with _reaching(path):
     found = epath.Path(path).exists()
