@@ -30,17 +30,23 @@ import optax
 from vit_jax import sharding
 
 
+def masked_sums(logits, batch) -> Dict[str, jnp.ndarray]:
+  """Sums of correct predictions, loss and examples over a batch's real
+  (mask=True) examples: what `evaluate` adds up and divides."""
+  mask = batch['mask'].astype(jnp.float32)
+  loss = optax.softmax_cross_entropy_with_integer_labels(logits,
+                                                         batch['label'])
+  correct = jnp.argmax(logits, -1) == batch['label']
+  return {'correct': jnp.sum(correct * mask), 'loss': jnp.sum(loss * mask),
+          'count': jnp.sum(mask)}
+
+
 def make_eval_step(model) -> Callable:
-  """(params, batch) -> sums of correct predictions, loss and examples."""
+  """(params, batch) -> `masked_sums` of the model's logits."""
 
   def eval_step(params, batch):
     logits = model.apply({'params': params}, batch['image'], train=False)
-    mask = batch['mask'].astype(jnp.float32)
-    loss = optax.softmax_cross_entropy_with_integer_labels(
-        logits, batch['label'])
-    correct = jnp.argmax(logits, -1) == batch['label']
-    return {'correct': jnp.sum(correct * mask), 'loss': jnp.sum(loss * mask),
-            'count': jnp.sum(mask)}
+    return masked_sums(logits, batch)
 
   return eval_step
 

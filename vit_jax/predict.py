@@ -99,8 +99,9 @@ def _one_model_source(f) -> bool:
           (f['model'] is None or f['config_json'] is None))
 
 
-def config_from_json(spec: str) -> ml_collections.ConfigDict:
-  """Model config from `FILE[:KEY]` (see the module docstring)."""
+def read_json_entry(spec: str):
+  """The JSON value of `FILE[:KEY]`: the file's object at KEY, or the whole
+  file (a path that exists is never split at a colon)."""
   path, key = spec, None
   if not os.path.isfile(spec) and ':' in spec:
     path, key = spec.rsplit(':', 1)
@@ -113,6 +114,12 @@ def config_from_json(spec: str) -> ml_collections.ConfigDict:
     if not isinstance(obj, dict) or key not in obj:
       raise ValueError(f'{path!r} has no entry {key!r}.')
     obj = obj[key]
+  return obj
+
+
+def config_from_json(spec: str) -> ml_collections.ConfigDict:
+  """Model config from `FILE[:KEY]` (see the module docstring)."""
+  obj = read_json_entry(spec)
   if isinstance(obj, dict):
     obj = obj.get('model') or obj.get('config') or obj
   if not (isinstance(obj, dict) and 'patches' in obj and

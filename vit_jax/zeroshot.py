@@ -35,11 +35,11 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 
 from vit_jax import checkpoint
 from vit_jax import evaluate
 from vit_jax import models_lit
+from vit_jax import predict
 from vit_jax.configs import models as models_config
 
 # Prompts in the style of the LiT paper / CLIP's ImageNet prompts.
@@ -105,13 +105,7 @@ def make_eval_step(model, classes: np.ndarray) -> Callable:
 
   def eval_step(params, batch):
     zimg, _, out = model.apply({'params': params}, images=batch['image'])
-    logits = out['t'] * zimg @ classes.T
-    mask = batch['mask'].astype(jnp.float32)
-    loss = optax.softmax_cross_entropy_with_integer_labels(
-        logits, batch['label'])
-    correct = jnp.argmax(logits, -1) == batch['label']
-    return {'correct': jnp.sum(correct * mask), 'loss': jnp.sum(loss * mask),
-            'count': jnp.sum(mask)}
+    return evaluate.masked_sums(out['t'] * zimg @ classes.T, batch)
 
   return eval_step
 
@@ -133,18 +127,7 @@ def classify(model, params, images: np.ndarray, classes: np.ndarray):
 
 def lit_config_from_json(spec: str) -> ml_collections.ConfigDict:
   """A LitModel config from FILE[:KEY] (see the module docstring)."""
-  path, key = spec, None
-  if not os.path.isfile(spec) and ':' in spec:
-    path, key = spec.rsplit(':', 1)
-  try:
-    with open(path) as f:
-      obj = json.load(f)
-  except (OSError, ValueError) as e:
-    raise ValueError(f'Cannot read model config {path!r}: {e}') from e
-  if key is not None:
-    if not isinstance(obj, dict) or key not in obj:
-      raise ValueError(f'{path!r} has no entry {key!r}.')
-    obj = obj[key]
+  obj = predict.read_json_entry(spec)
   if isinstance(obj, dict) and 'text_model' not in obj:
     obj = obj.get('model')
   if not (isinstance(obj, dict) and {'image', 'text_model', 'text', 'pp',
