@@ -15,6 +15,24 @@ which is a training template.
 `image_checkpoint='random'` keeps the randomly initialised image tower (for
 tests and baselines). Without `vocab_path` a BERT WordPiece vocabulary of
 the caption and prompt words is written to WORKDIR/vocab.txt.
+
+Real image-text pairs instead of the templates (vit_jax/caption_data.py):
+- `captions.folder=DIR`: an image folder with captions, either
+  DIR/metadata.jsonl (Hugging Face imagefolder: lines of {"file_name":
+  "x/1.jpg", "text": "a caption" or [several]}) or a caption file beside
+  each image (x/1.jpg + x/1.txt, one caption a line).
+- `captions.tfds=NAME`: a prepared TFDS dataset, split `captions.split`,
+  its image at `captions.image_key` and caption(s) at `captions.text_key`
+  (default: coco_captions' 'captions/text'); `captions.data_dir` is its
+  TFDS data dir.
+Each step takes one caption per image, picked from (seed, position). The
+last `captions.holdout` pairs are held out: each eval reports image->text
+and text->image recall@1 among them (eval/retrieval_*). `dataset` then only
+names the zero-shot eval (its eval split); set it to '' for none:
+
+  python main.py --config=configs/lit.py --workdir=WORKDIR \
+      --config.image_checkpoint=VIT.npz --config.captions.folder=DIR \
+      --config.captions.holdout=500 --config.dataset=
 """
 import ml_collections
 from ml_collections import config_dict
@@ -42,9 +60,15 @@ def get_config(arg=None):
   config.image_checkpoint = config_dict.placeholder(str)
   config.vocab_path = config_dict.placeholder(str)
   config.temperature_init = 10.0
-  config.captions = ml_collections.ConfigDict(dict(templates=(
-      'a product photo of a {}.', 'a picture of a {}.', 'an image of the {}.',
-      'a {} in grayscale.', 'a small photo of a {}.', 'this is a {}.')))
+  config.captions = ml_collections.ConfigDict(dict(
+      templates=(
+          'a product photo of a {}.', 'a picture of a {}.',
+          'an image of the {}.', 'a {} in grayscale.',
+          'a small photo of a {}.', 'this is a {}.'),
+      folder=config_dict.placeholder(str),
+      tfds=config_dict.placeholder(str), data_dir=config_dict.placeholder(str),
+      split='train', image_key='image', text_key='captions/text',
+      holdout=1000))
   config.zeroshot_templates = zeroshot.TEMPLATES
 
   config.dataset = 'fashion_mnist'

@@ -37,7 +37,7 @@ _FASHION_MNIST_DIR = '/usr/share/datasets/fashion-mnist'
 _FASHION_MNIST_CLASSES = 10
 
 # What `tf.io.decode_image` reads, by file extension and by PIL's format name.
-_IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.gif', '.bmp', '.webp')
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.gif', '.bmp', '.webp')
 _DECODABLE_FORMATS = ('JPEG', 'PNG', 'GIF', 'BMP', 'WEBP')
 
 
@@ -93,13 +93,13 @@ def _list_image_folder(root: str, split: str) -> Dict[str, List[str]]:
   return {
       entry.name: sorted(
           os.path.join(entry.path, name) for name in os.listdir(entry.path)
-          if name.lower().endswith(_IMAGE_EXTENSIONS))
+          if name.lower().endswith(IMAGE_EXTENSIONS))
       for entry in sorted(os.scandir(split_dir), key=lambda e: e.name)
       if entry.is_dir()
   }
 
 
-def _check_decodable(paths: List[str]) -> None:
+def check_decodable(paths: List[str]) -> None:
   """Raises a ValueError naming every file that TF could not decode.
 
   A full decode by PIL (JPEGs at 1/8 scale, which is quick) rather than
@@ -138,7 +138,7 @@ def _image_folder_source(config, split: str) -> Source:
   if split == config.train_split and (not classes or empty):
     raise ValueError(
         f'{os.path.join(root, split)} needs one folder of '
-        f'{"/".join(_IMAGE_EXTENSIONS)} images per class; '
+        f'{"/".join(IMAGE_EXTENSIONS)} images per class; '
         + (f'these have none: {empty}' if empty else 'it has no folders.'))
   unknown = sorted(set(files) - set(classes))
   if unknown:
@@ -147,7 +147,7 @@ def _image_folder_source(config, split: str) -> Source:
   paths = [p for c in classes for p in files.get(c, [])]
   if not paths:
     raise ValueError(f'{os.path.join(root, split)} has no images.')
-  _check_decodable(paths)
+  check_decodable(paths)
   labels = [i for i, c in enumerate(classes) for _ in files.get(c, [])]
   return _array_source(np.array(paths, object), np.array(labels), len(classes),
                        'path')

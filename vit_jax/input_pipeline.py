@@ -45,7 +45,8 @@ class DatasetInfo:
   num_eval: int
 
 
-def _check_config(config) -> None:
+def check_config(config) -> None:
+  """Raises a ValueError for preprocessing settings it does not know."""
   if config.pp.train not in TRAIN_PREPROCESSING:
     raise ValueError(f'config.pp.train={config.pp.train!r} is not one of '
                      f'{TRAIN_PREPROCESSING}.')
@@ -62,7 +63,7 @@ def _check_config(config) -> None:
 
 def _source(config, split: str) -> data_sources.Source:
   """The split's source, once the preprocessing config has been checked."""
-  _check_config(config)
+  check_config(config)
   return data_sources.get_source(config, split)
 
 
@@ -161,8 +162,8 @@ def _to_model_input(images):
   return images / 127.5 - 1
 
 
-def _splitmix64(x: np.ndarray) -> np.ndarray:
-  """SplitMix64's output function, on uint64 arrays."""
+def splitmix64(x: np.ndarray) -> np.ndarray:
+  """SplitMix64's output function, on uint64 arrays (a good 64-bit hash)."""
   x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
   x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
   return x ^ (x >> np.uint64(31))
@@ -177,10 +178,10 @@ def _uniforms(seed: int, positions: np.ndarray) -> np.ndarray:
   process it lands in, and a whole batch is computed at once in numpy (TF's
   stateless ops would need one op per example to achieve that).
   """
-  state = _splitmix64(np.array([seed], np.uint64))  # Arrays wrap silently.
+  state = splitmix64(np.array([seed], np.uint64))  # Arrays wrap silently.
   counters = (positions.astype(np.uint64)[:, None] * np.uint64(_NUM_UNIFORMS) +
               np.arange(1, _NUM_UNIFORMS + 1, dtype=np.uint64))
-  bits = _splitmix64(state + counters * _SPLITMIX64_GAMMA)
+  bits = splitmix64(state + counters * _SPLITMIX64_GAMMA)
   return (bits >> np.uint64(40)).astype(np.float32) * np.float32(2**-24)
 
 
@@ -242,7 +243,7 @@ def _to_numpy_iterator(make_batch: Callable[[int], Batch], start: int,
     ds = ds.map(preprocess)
   else:
     ds = ds.unbatch().map(preprocess_one, num_parallel_calls=threads)
-    ds = ds.batch(len(first['label']), drop_remainder=True)
+    ds = ds.batch(len(first[keys[0]]), drop_remainder=True)
   options = tf.data.Options()
   options.threading.private_threadpool_size = threads
   options.threading.max_intra_op_parallelism = 1
@@ -255,16 +256,22 @@ def _to_numpy_iterator(make_batch: Callable[[int], Batch], start: int,
 
 
 def train_iterator(config, *, start_step: int, process_index: int = 0,
-                   process_count: int = 1) -> Iterator[Batch]:
+                   process_count: int = 1,
+                   source: Optional[data_sources.Source] = None,
+                   extra: Optional[Callable[[np.ndarray, np.ndarray], Batch]]
+                   = None) -> Iterator[Batch]:
   """This process's slice of every global train batch from `start_step` on.
 
   Yields {'image': float32[L, S, S, 3] in [-1, 1], 'label': int32[L]} forever,
   L = batch_size / process_count, S = image_size. See the module docstring
   for which examples, in which order; the result depends only on the config,
-  the step and the process's slice.
+  the step and the process's slice. `source` replaces the config's train
+  split (with its own keys: LiT's image-text pairs have no label), and
+  `extra(indices, positions)` adds arrays to each batch (LiT: the tokens of
+  the caption picked for each example).
   """
   local = _local_size(config, 'batch_size', process_index, process_count)
-  source = _source(config, config.train_split)
+  source = source or _source(config, config.train_split)
   seed = config.seed % 2**64  # Seed sequences want non-negative seeds.
   permutation = functools.lru_cache(maxsize=2)(
       functools.partial(_permutation, seed, source.num_examples))
@@ -275,7 +282,8 @@ def train_iterator(config, *, start_step: int, process_index: int = 0,
     epochs, offsets = np.divmod(positions, source.num_examples)
     indices = np.concatenate(  # `epochs` is sorted, as np.unique's result.
         [permutation(e)[offsets[epochs == e]] for e in np.unique(epochs)])
-    return dict(source.fetch(indices), rand=_uniforms(seed, positions))
+    batch = dict(source.fetch(indices), rand=_uniforms(seed, positions))
+    return dict(batch, **extra(indices, positions)) if extra else batch
 
   return _to_numpy_iterator(
       make_batch, start_step, None,
@@ -283,17 +291,19 @@ def train_iterator(config, *, start_step: int, process_index: int = 0,
       config.get('data_threads', 1))
 
 
-def eval_iterator(config, *, process_index: int = 0,
-                  process_count: int = 1) -> Iterator[Batch]:
+def eval_iterator(config, *, process_index: int = 0, process_count: int = 1,
+                  source: Optional[data_sources.Source] = None
+                  ) -> Iterator[Batch]:
   """This process's slice of each global batch over the whole eval split.
 
   Global batch j is examples [j*E, (j+1)*E) in dataset order (E =
   eval_batch_size), padded past the end with example 0 and 'mask' False;
   every process yields ceil(num_eval / E) batches of {'image', 'label',
-  'mask': bool[L]}, L = E / process_count.
+  'mask': bool[L]}, L = E / process_count. `source` replaces the config's
+  eval split.
   """
   local = _local_size(config, 'eval_batch_size', process_index, process_count)
-  source = _source(config, config.eval_split)
+  source = source or _source(config, config.eval_split)
 
   def make_batch(j):
     positions = (j * config.eval_batch_size + process_index * local +
@@ -315,5 +325,5 @@ def _eval_images(images, config):
 def eval_model_input(images: np.ndarray, config) -> np.ndarray:
   """uint8 images [n, H, W, C] (C: 1 or 3) -> the model input that
   `eval_iterator` makes of them: float32 [n, S, S, 3] in [-1, 1]."""
-  _check_config(config)
+  check_config(config)
   return _to_model_input(_eval_images(tf.constant(images), config)).numpy()

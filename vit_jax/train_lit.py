@@ -2,18 +2,23 @@
 
 LiT (Zhai et al., arXiv 2111.07991) trains a text tower to embed captions
 next to the embeddings of a frozen ("locked") image tower. Here the image
-tower is any published-layout ViT checkpoint (`config.image_checkpoint`),
-and the image-text pairs are the images of a classification dataset with
-captions made from their class names and `config.captions.templates`.
+tower is any published-layout ViT checkpoint (`config.image_checkpoint`).
+The image-text pairs are either the images of a classification dataset with
+captions made from their class names and `config.captions.templates` (the
+offline default), or real captioned images: a folder or a TFDS dataset
+(`caption_data`).
 
 One batch, end to end: `input_pipeline.train_iterator` yields images and
 labels (order = f(seed, step)) -> on the mesh -> the jitted step picks a
 template per example (rng = fold_in(key, step)) and looks its caption's
-tokens up in a table tokenized once -> symmetric contrastive loss on
+tokens up in a table tokenized once; with real captions the iterator
+brings each example's tokens instead (`caption_data.Tokens.pick`, on the
+host) -> symmetric contrastive loss on
 t * zimg @ ztxt.T -> gradients reach the text tower, the heads and t only
 (the image tower's params sit behind stop_gradient and get no updates nor
 optimizer state) -> orbax checkpoints (resume by re-running) -> zero-shot
-accuracy on the eval split -> WORKDIR/{params.npz, config.json, vocab.txt}:
+accuracy on `config.dataset`'s eval split and/or image<->text retrieval
+recall@1 on the held-out pairs -> WORKDIR/{params.npz, config.json, vocab.txt}:
 what `python -m vit_jax.zeroshot --workdir=WORKDIR` reads.
 """
 import os
@@ -25,9 +30,11 @@ from etils import epath
 import flax
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 
+from vit_jax import caption_data
 from vit_jax import checkpoint
 from vit_jax import input_pipeline
 from vit_jax import models_lit
@@ -71,7 +78,11 @@ def _vocab_path(config, workdir: str, texts: Sequence[str]) -> str:
 
 
 def _validate(config, workdir: str):
-  """Bad-input errors before anything compiles; returns the class names."""
+  """Bad-input errors before anything compiles.
+
+  Returns (class names for zero-shot eval or None, image-text pairs or None
+  for template captions).
+  """
   for name in ('total_steps', 'batch_size', 'eval_batch_size', 'log_every',
                'eval_every', 'checkpoint_every', 'image_size'):
     if config[name] <= 0:
@@ -96,18 +107,34 @@ def _validate(config, workdir: str):
   if config.model.pp.size != config.image_size:
     raise ValueError(f'config.model.pp.size={config.model.pp.size} differs '
                      f'from config.image_size={config.image_size}.')
-  for templates in (config.captions.templates, config.zeroshot_templates):
+  pairs = caption_data.is_configured(config)
+  template_sets = [config.zeroshot_templates] if config.dataset else []
+  if not pairs:
+    template_sets.append(config.captions.templates)
+  for templates in template_sets:
     if not templates or any('{}' not in t for t in templates):
       raise ValueError(f'Templates need a {{}} for the class name: '
                        f'{tuple(templates)}.')
   sharding.check_split(config, jax.device_count(), jax.process_count())
-  info = input_pipeline.get_info(config)
-  names = zeroshot.dataset_class_names(config)
-  if len(names) != info.num_classes:
-    raise ValueError(f'{len(names)} class names for {info.num_classes} '
-                     'classes.')
+  input_pipeline.check_config(config)
+  names = None
+  if config.dataset:
+    info = input_pipeline.get_info(config)
+    names = zeroshot.dataset_class_names(config)
+    if len(names) != info.num_classes:
+      raise ValueError(f'{len(names)} class names for {info.num_classes} '
+                       'classes.')
+  elif not pairs:
+    raise ValueError('Set config.dataset: its class names make the captions '
+                     'unless config.captions.folder or .tfds names real ones.')
+  if pairs:
+    pairs = caption_data.split_holdout(caption_data.load(config),
+                                       config.captions.holdout)
+    if not names and not pairs[1]:
+      raise ValueError('Nothing to evaluate: set config.captions.holdout > 0 '
+                       '(retrieval) and/or config.dataset (zero-shot).')
   epath.Path(workdir).mkdir(parents=True, exist_ok=True)
-  return names
+  return names, pairs or None
 
 
 def _init_params(config, model, key) -> Dict[str, Any]:
@@ -152,8 +179,9 @@ def contrastive_loss(zimg, ztxt, t):
 
 def make_train_step(config, model, tx, caption_tokens, frozen, key):
   """(state, batch) -> (state, metrics); `caption_tokens` [classes,
-  templates, max_len] is each class's captions, tokenized."""
-  table = jnp.asarray(caption_tokens)
+  templates, max_len] is each class's captions, tokenized, or None when the
+  batches bring their own 'tokens'."""
+  table = None if caption_tokens is None else jnp.asarray(caption_tokens)
   schedule = optim.lr_schedule(config)
 
   def loss_fn(params, images, tokens, rng):
@@ -167,9 +195,12 @@ def make_train_step(config, model, tx, caption_tokens, frozen, key):
   def train_step(state, batch):
     params, step = state['params'], state['step']
     rng_caption, rng_dropout = jax.random.split(jax.random.fold_in(key, step))
-    template = jax.random.randint(rng_caption, batch['label'].shape, 0,
-                                  table.shape[1])
-    tokens = table[batch['label'], template]
+    if table is None:
+      tokens = batch['tokens']
+    else:
+      template = jax.random.randint(rng_caption, batch['label'].shape, 0,
+                                    table.shape[1])
+      tokens = table[batch['label'], template]
     loss, grads = jax.value_and_grad(loss_fn)(params, batch['image'], tokens,
                                               rng_dropout)
     updates, opt_state = tx.update(grads, state['opt_state'], params)
@@ -183,27 +214,51 @@ def make_train_step(config, model, tx, caption_tokens, frozen, key):
   return train_step
 
 
+def _retrieval(config, model, params, holdout, tokenizer) -> Dict[str, float]:
+  """Image<->text recall@1 among the held-out pairs (each image's first
+  caption), every process over all of them."""
+  ztxt = zeroshot.embed_texts(
+      model, params, caption_data.tokenize(tokenizer, holdout.captions).first())
+  config = ml_collections.ConfigDict(config.to_dict())
+  # Batches no bigger than the pairs: padding decodes example 0 again.
+  config.eval_batch_size = min(config.eval_batch_size,
+                               holdout.images.num_examples)
+  zimg = zeroshot.embed_images(model, params, input_pipeline.eval_iterator(
+      config, source=holdout.images))
+  return zeroshot.retrieval_recall(zimg, ztxt)
+
+
 def train_and_evaluate(config, workdir: str) -> Dict[str, float]:
   """Tunes `config` in `workdir`, resuming from its latest checkpoint.
 
   Returns the final zero-shot eval metrics. The workdir lock and the
   graceful stop on SIGTERM/SIGINT are the classification trainer's.
   """
-  names = _validate(config, workdir)
+  names, pairs = _validate(config, workdir)
   with workdir_lock.hold(workdir), preemption.StopRequests(
       jax.process_count()) as stop_requests:
-    return _tune(config, workdir, names, stop_requests)
+    return _tune(config, workdir, names, pairs, stop_requests)
 
 
-def _tune(config, workdir: str, names, stop_requests) -> Dict[str, float]:
+def _tune(config, workdir: str, names, pairs,
+          stop_requests) -> Dict[str, float]:
   """The body of `train_and_evaluate`, with the workdir locked."""
-  templates = tuple(config.captions.templates)
   prompts = tuple(config.zeroshot_templates)
-  vocab = _vocab_path(config, workdir, [t.format(n) for n in names
-                                        for t in templates + prompts])
-  tokenizer = models_lit.get_tokenizer(config.model, vocab)
-  caption_tokens = tokenizer([t.format(n) for n in names for t in templates]
-                            ).reshape(len(names), len(templates), -1)
+  if pairs:
+    train_pairs, holdout = pairs
+    texts = [t for p in pairs if p for texts in p.captions for t in texts]
+    texts += [t.format(n) for n in names or () for t in prompts]
+    tokenizer = models_lit.get_tokenizer(
+        config.model, _vocab_path(config, workdir, texts))
+    train_tokens = caption_data.tokenize(tokenizer, train_pairs.captions)
+    caption_tokens = None
+  else:
+    templates = tuple(config.captions.templates)
+    vocab = _vocab_path(config, workdir, [t.format(n) for n in names
+                                          for t in templates + prompts])
+    tokenizer = models_lit.get_tokenizer(config.model, vocab)
+    caption_tokens = tokenizer([t.format(n) for n in names for t in templates]
+                              ).reshape(len(names), len(templates), -1)
   model = models_lit.LitModel(**config.model)
   init_key, train_key = jax.random.split(jax.random.PRNGKey(config.seed))
   params = _init_params(config, model, init_key)
@@ -232,21 +287,35 @@ def _tune(config, workdir: str, names, stop_requests) -> Dict[str, float]:
 
   def run_eval():
     params = jax.device_get(state['params'])
-    classes = zeroshot.class_embeddings(model, params, tokenizer, names,
-                                        prompts)
-    metrics = zeroshot.zero_shot_accuracy(model, params, classes,
-                                          input_pipeline.eval_iterator(config))
-    return {k.replace('eval/', 'eval/zeroshot_'): v
-            for k, v in metrics.items()}
+    metrics = {}
+    if names:
+      classes = zeroshot.class_embeddings(model, params, tokenizer, names,
+                                          prompts)
+      metrics.update({k.replace('eval/', 'eval/zeroshot_'): v for k, v in
+                      zeroshot.zero_shot_accuracy(
+                          model, params, classes,
+                          input_pipeline.eval_iterator(config)).items()})
+    if pairs and holdout:
+      metrics.update({k.replace('eval/', 'eval/retrieval_'): v for k, v in
+                      _retrieval(config, model, params, holdout,
+                                 tokenizer).items()})
+    return metrics
 
   out = train._Outputs(  # pylint: disable=protected-access
       workdir, config.total_steps, start, is_main)
   out.console.line(f'LiT tuning from step {start} of {config.total_steps} '
                    f'on {jax.device_count()} devices, workdir {workdir}')
+  if pairs:
+    seed = config.seed % 2**64  # As the input pipeline's.
+    source = dict(source=train_pairs.images, extra=lambda indices, positions: {
+        'tokens': train_tokens.pick(seed, indices, positions)})
+  else:
+    source = {}
   batches = sharding.on_mesh(
       mesh, input_pipeline.train_iterator(
           config, start_step=start, process_index=jax.process_index(),
-          process_count=jax.process_count()), config.batch_size, ahead=2)
+          process_count=jax.process_count(), **source),
+      config.batch_size, ahead=2)
   pending, eval_metrics = [], None
   t_log = time.time()
   for step in range(start + 1, config.total_steps + 1):

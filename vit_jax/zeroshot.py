@@ -77,10 +77,30 @@ def dataset_class_names(config) -> List[str]:
   return [n.replace('_', ' ') for n in builder.info.features[label_key].names]
 
 
-def _embed_texts(model, params, tokens: np.ndarray, batch_size: int):
+def embed_texts(model, params, tokens: np.ndarray,
+                batch_size: int = 256) -> np.ndarray:
+  """[n, dim]: the unit-norm text embeddings of tokens [n, max_len]."""
   embed = jax.jit(lambda p, t: model.apply({'params': p}, tokens=t)[1])
   return np.concatenate([np.asarray(embed(params, tokens[i:i + batch_size]))
                          for i in range(0, len(tokens), batch_size)])
+
+
+def embed_images(model, params, batches: Iterable) -> np.ndarray:
+  """[n, dim]: the image embeddings of the real (mask=True) examples of
+  `eval_iterator`-style batches, in order."""
+  embed = jax.jit(lambda p, x: model.apply({'params': p}, images=x)[0])
+  return np.concatenate([np.asarray(embed(params, b['image']))[b['mask']]
+                         for b in batches])
+
+
+def retrieval_recall(zimg: np.ndarray, ztxt: np.ndarray) -> Dict[str, float]:
+  """Recall@1 of image i's text among all texts (image->text), and of text
+  i's image among all images (text->image), for n pairs [n, dim]."""
+  sims = zimg @ ztxt.T
+  target = np.arange(len(sims))
+  return {'eval/i2t_recall_at_1': float(np.mean(sims.argmax(1) == target)),
+          'eval/t2i_recall_at_1': float(np.mean(sims.argmax(0) == target)),
+          'eval/num_pairs': len(sims)}
 
 
 def class_embeddings(model, params, tokenizer, class_names: Sequence[str],
@@ -94,7 +114,7 @@ def class_embeddings(model, params, tokenizer, class_names: Sequence[str],
     raise ValueError(f'Every template needs a {{}} for the class name: '
                      f'{bad or "none given"}.')
   texts = [t.format(name) for name in class_names for t in templates]
-  z = _embed_texts(model, params, tokenizer(texts), batch_size)
+  z = embed_texts(model, params, tokenizer(texts), batch_size)
   z = z.reshape(len(class_names), len(templates), -1).mean(1)
   return z / np.linalg.norm(z, axis=1, keepdims=True)
 
