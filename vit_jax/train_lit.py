@@ -107,9 +107,9 @@ def _validate(config, workdir: str):
   if config.model.pp.size != config.image_size:
     raise ValueError(f'config.model.pp.size={config.model.pp.size} differs '
                      f'from config.image_size={config.image_size}.')
-  pairs = caption_data.is_configured(config)
+  real_captions = caption_data.is_configured(config)
   template_sets = [config.zeroshot_templates] if config.dataset else []
-  if not pairs:
+  if not real_captions:
     template_sets.append(config.captions.templates)
   for templates in template_sets:
     if not templates or any('{}' not in t for t in templates):
@@ -124,17 +124,18 @@ def _validate(config, workdir: str):
     if len(names) != info.num_classes:
       raise ValueError(f'{len(names)} class names for {info.num_classes} '
                        'classes.')
-  elif not pairs:
+  elif not real_captions:
     raise ValueError('Set config.dataset: its class names make the captions '
                      'unless config.captions.folder or .tfds names real ones.')
-  if pairs:
+  pairs = None
+  if real_captions:
     pairs = caption_data.split_holdout(caption_data.load(config),
                                        config.captions.holdout)
     if not names and not pairs[1]:
       raise ValueError('Nothing to evaluate: set config.captions.holdout > 0 '
                        '(retrieval) and/or config.dataset (zero-shot).')
   epath.Path(workdir).mkdir(parents=True, exist_ok=True)
-  return names, pairs or None
+  return names, pairs
 
 
 def _init_params(config, model, key) -> Dict[str, Any]:
@@ -214,11 +215,11 @@ def make_train_step(config, model, tx, caption_tokens, frozen, key):
   return train_step
 
 
-def _retrieval(config, model, params, holdout, tokenizer) -> Dict[str, float]:
-  """Image<->text recall@1 among the held-out pairs (each image's first
-  caption), every process over all of them."""
-  ztxt = zeroshot.embed_texts(
-      model, params, caption_data.tokenize(tokenizer, holdout.captions).first())
+def _retrieval(config, model, params, holdout: caption_data.Pairs,
+               tokens: np.ndarray) -> Dict[str, float]:
+  """Image<->text recall@1 among the held-out pairs, `tokens` each image's
+  first caption's; every process computes it over all of them."""
+  ztxt = zeroshot.embed_texts(model, params, tokens)
   config = ml_collections.ConfigDict(config.to_dict())
   # Batches no bigger than the pairs: padding decodes example 0 again.
   config.eval_batch_size = min(config.eval_batch_size,
@@ -231,7 +232,8 @@ def _retrieval(config, model, params, holdout, tokenizer) -> Dict[str, float]:
 def train_and_evaluate(config, workdir: str) -> Dict[str, float]:
   """Tunes `config` in `workdir`, resuming from its latest checkpoint.
 
-  Returns the final zero-shot eval metrics. The workdir lock and the
+  Returns the final eval metrics (zero-shot and/or retrieval; see
+  `caption_data`). The workdir lock and the
   graceful stop on SIGTERM/SIGINT are the classification trainer's.
   """
   names, pairs = _validate(config, workdir)
@@ -244,13 +246,15 @@ def _tune(config, workdir: str, names, pairs,
           stop_requests) -> Dict[str, float]:
   """The body of `train_and_evaluate`, with the workdir locked."""
   prompts = tuple(config.zeroshot_templates)
+  train_pairs, holdout = pairs or (None, None)
   if pairs:
-    train_pairs, holdout = pairs
     texts = [t for p in pairs if p for texts in p.captions for t in texts]
     texts += [t.format(n) for n in names or () for t in prompts]
     tokenizer = models_lit.get_tokenizer(
         config.model, _vocab_path(config, workdir, texts))
     train_tokens = caption_data.tokenize(tokenizer, train_pairs.captions)
+    holdout_tokens = holdout and caption_data.tokenize(
+        tokenizer, holdout.captions).first()
     caption_tokens = None
   else:
     templates = tuple(config.captions.templates)
@@ -295,26 +299,26 @@ def _tune(config, workdir: str, names, pairs,
                       zeroshot.zero_shot_accuracy(
                           model, params, classes,
                           input_pipeline.eval_iterator(config)).items()})
-    if pairs and holdout:
+    if holdout:
       metrics.update({k.replace('eval/', 'eval/retrieval_'): v for k, v in
                       _retrieval(config, model, params, holdout,
-                                 tokenizer).items()})
+                                 holdout_tokens).items()})
     return metrics
 
   out = train._Outputs(  # pylint: disable=protected-access
       workdir, config.total_steps, start, is_main)
   out.console.line(f'LiT tuning from step {start} of {config.total_steps} '
                    f'on {jax.device_count()} devices, workdir {workdir}')
+  captioned = {}  # The pairs' images and tokens, or config.dataset's.
   if pairs:
     seed = config.seed % 2**64  # As the input pipeline's.
-    source = dict(source=train_pairs.images, extra=lambda indices, positions: {
-        'tokens': train_tokens.pick(seed, indices, positions)})
-  else:
-    source = {}
+    captioned = dict(
+        source=train_pairs.images, extra=lambda indices, positions: {
+            'tokens': train_tokens.pick(seed, indices, positions)})
   batches = sharding.on_mesh(
       mesh, input_pipeline.train_iterator(
           config, start_step=start, process_index=jax.process_index(),
-          process_count=jax.process_count(), **source),
+          process_count=jax.process_count(), **captioned),
       config.batch_size, ahead=2)
   pending, eval_metrics = [], None
   t_log = time.time()

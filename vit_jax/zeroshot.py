@@ -241,7 +241,7 @@ def main(argv):
     run = _run_config(files['config']) if FLAGS.workdir else None
     names = (FLAGS.classes.split(',') if FLAGS.classes else
              dataset_class_names(data) if data else
-             dataset_class_names(run) if run else None)
+             dataset_class_names(run) if run and run.get('dataset') else None)
     if not names:
       raise ValueError('Pass --classes=NAME,NAME,... to classify image files.')
     templates = (FLAGS.templates.split('|') if FLAGS.templates else
