@@ -141,8 +141,10 @@ def _texts(example, text_key: str) -> List[str]:
   value = example
   for part in text_key.split('/'):
     value = value[part]
-  values = [value] if isinstance(value, bytes) else list(value)
-  texts = (v.decode('utf-8').strip() for v in values)
+  values = [value] if isinstance(value, (bytes, str)) else list(value)
+  texts = (v.decode('utf-8') if isinstance(v, bytes) else str(v)
+           for v in values)
+  texts = (t.strip() for t in texts)
   return [t for t in texts if t]
 
 
