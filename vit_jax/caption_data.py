@@ -41,7 +41,8 @@ from vit_jax import input_pipeline
 _METADATA = 'metadata.jsonl'
 # Keeps the caption choice independent of the augmentation's random numbers.
 _CAPTION_SALT = np.uint64(0x6C6954)
-_TOKENIZE_CHUNK = 4096
+# Captions read and tokenized per call (tokenizers build whole tensors).
+_CHUNK = 4096
 
 
 @dataclasses.dataclass(frozen=True)
@@ -190,9 +191,9 @@ def tfds_pairs(c) -> Pairs:
   decoders = {c.image_key: tfds.decode.SkipDecoding()}
   try:
     data = builder.as_data_source(c.split, decoders=decoders)
-    examples = (e for start in range(0, len(data), _TOKENIZE_CHUNK)
+    examples = (e for start in range(0, len(data), _CHUNK)
                 for e in data.__getitems__(
-                    list(range(start, min(start + _TOKENIZE_CHUNK,
+                    list(range(start, min(start + _CHUNK,
                                           len(data))))))
     encoded = None
   except NotImplementedError:  # TFRecord: one pass, into memory.
@@ -267,9 +268,9 @@ class Tokens:
 
 
 def tokenize(tokenizer, captions: List[List[str]]) -> Tokens:
-  """`Tokens` of every caption, in chunks (tokenizers build whole tensors)."""
+  """`Tokens` of every caption, tokenized in chunks."""
   flat = [t for texts in captions for t in texts]
-  tokens = np.concatenate([tokenizer(flat[i:i + _TOKENIZE_CHUNK])
-                           for i in range(0, len(flat), _TOKENIZE_CHUNK)])
+  tokens = np.concatenate([tokenizer(flat[i:i + _CHUNK])
+                           for i in range(0, len(flat), _CHUNK)])
   offsets = np.cumsum([0] + [len(texts) for texts in captions])
   return Tokens(tokens, offsets)
