@@ -1,13 +1,13 @@
 """Locked-image tuning (LiT): a text tower learns to match a frozen ViT.
 
   python main.py --config=configs/lit.py --workdir=WORKDIR \
-      --config.image_checkpoint=VIT_WORKDIR/params.npz
+      --config.image_checkpoint=notebooks/models/fashion_mnist_vit/params.npz
 
 Offline default: Fashion-MNIST images paired with captions made from their
 class names and `captions.templates` ("a picture of a {}." ...); the image
-tower is the ViT of configs/default.py (`python main.py` trains one; its
-params.npz is the image checkpoint, any published-layout ViT .npz whose
-architecture is `model.image` works). Only the text tower, the projection
+tower is the ViT of configs/fashion_mnist_vit.py, trained here and shipped
+in notebooks/models/fashion_mnist_vit/ (any published-layout ViT .npz
+whose architecture is `model.image` works). Only the text tower, the projection
 head(s) and the temperature train, with the symmetric contrastive loss; the
 image tower runs frozen, in eval mode. Each eval reports zero-shot test
 accuracy with the prompts of `zeroshot_templates` (chance: 10%), none of
@@ -38,7 +38,7 @@ import ml_collections
 from ml_collections import config_dict
 
 from configs import common
-from configs import default
+from configs import fashion_mnist_vit
 from vit_jax import zeroshot
 
 
@@ -46,7 +46,7 @@ def get_config(arg=None):
   del arg
   config = common.base_config()
   config.trainer = 'lit'  # main.py: vit_jax/train_lit.py runs it.
-  image = default.get_config().model
+  image = fashion_mnist_vit.get_config().model
   config.model = ml_collections.ConfigDict(dict(
       model_name='LiT-fmnist', image=image.to_dict(), text_model='bert',
       text=dict(config=dict(
