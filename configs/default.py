@@ -1,20 +1,30 @@
-"""The offline default job: a small ViT on Fashion-MNIST, on a laptop CPU.
+"""The offline default job: a hybrid ViT on Fashion-MNIST, on a laptop CPU.
 
 Fashion-MNIST comes from Debian's `dataset-fashion-mnist` files (or tfds).
-28x28 images cut into 7x7 patches give 16 tokens + the class token; width 96,
-4 blocks, MLP 192. Tuned for 10 minutes of wall time on 2 CPU cores, when
-jobs ran on one CPU device (now split into one device per core, it takes
-under 6 minutes; the README has the measured accuracy and time). In a
-budget that short the number of epochs matters more than model size: this
-model runs ~1.7x the images/s of a width-128, 6-block one (12.8 epochs
-instead of 8.5) and ended higher: 90.2% in 7.5-8.5 minutes against 88.5% in
-9; 4x4 patches (49 tokens, width 96, 4 blocks) reached 87.9% in 9.5
-minutes (all on one device); on 2 devices, 4x4 patches at width 64, MLP
-128 took ~2.4x the CPU time per train step and reached 89.74% in 9000 steps
-(82.7% at 2000, 86.0% at 4000, 88.1% at 6000, 89.6% at 8000; that model is
-the notebook's, configs/fashion_mnist_vit.py). The model underfits, so
-there is little regularisation: flips only, no label smoothing, small
-batches (more updates per epoch).
+The paper's hybrid (section 3.1): a convolutional feature map instead of raw
+pixels feeds the Transformer. Here the map is the BiT ResNet's root alone
+(a 7x7 weight-standardised conv, stride 2, 32 channels, GroupNorm, ReLU,
+3x3 max-pool, stride 2): the 28 px images, resized to 32 px, give an 8x8x32
+map, cut into 2x2 patches: 16 tokens + the class token; width 96, 4 blocks
+of 4 heads, MLP 192. 12500 steps of 64 images (13.3 epochs), label
+smoothing 0.1: the 10-minute budget on 2 CPU cores (the README has the
+measured accuracy and time).
+
+Why this model (each figure a full run, test accuracy at the end):
+- The plain ViT with 7x7 pixel patches (16 tokens, same Transformer) is
+  bound by its capacity, not by epochs: 89.81% after 12000 steps; with
+  random crops, a mean-pooled head and 20000 steps, 89.49% (train loss 0.27,
+  as high as the eval loss).
+- 4x4 pixel patches (49 tokens) cost 2.3x the CPU time per image at width
+  64: ~10 epochs fit, 89.74-89.85% (the shipped notebook model,
+  configs/fashion_mnist_vit.py, needs 19 epochs with crops for 90.28%).
+- The conv root makes the train step ~1.4x the plain 7x7-patch one and
+  gave 90.73% at step 8000 and 91.62% at 14000 (one CPU device). It
+  overfits a little from step 10000 on (train loss 0.18, eval 0.25), yet
+  random crops (2 px padding) did not pay in this budget: 91.21% at step
+  12000 against 91.50% without. On 2 devices 14000 steps reached 91.77%,
+  in 663 s: over budget. With 12500 steps (one device), label smoothing 0.1
+  gave 91.82% against 91.50% without.
 """
 import ml_collections
 
@@ -25,17 +35,19 @@ def get_config(arg=None):
   del arg
   config = common.base_config()
   config.model = ml_collections.ConfigDict(dict(
-      model_name='ViT-fmnist', patches={'size': (7, 7)}, hidden_size=96,
+      model_name='R_root+ViT-fmnist',
+      resnet=dict(num_layers=(), width_factor=0.5),
+      patches={'size': (2, 2)}, hidden_size=96,
       transformer=dict(mlp_dim=192, num_heads=4, num_layers=4,
                        attention_dropout_rate=0.0, dropout_rate=0.0),
       classifier='token', representation_size=None))
   config.dataset = 'fashion_mnist'
-  config.image_size = 28
-  config.pp.train = 'resize'  # 28 px stays 28 px.
+  config.image_size = 32
+  config.pp.train = 'resize'  # 28 px -> 32 px.
   config.pp.flip = True
   config.pp.eval = 'resize'
 
-  config.total_steps = 12000
+  config.total_steps = 12500
   config.batch_size = 64
   config.eval_batch_size = 1000
   config.log_every = 200
@@ -46,5 +58,5 @@ def get_config(arg=None):
   config.lr.base = 1.5e-3
   config.lr.warmup_steps = 400
   config.lr.decay = 'cosine'
-  config.label_smoothing = 0.0
+  config.label_smoothing = 0.1
   return config

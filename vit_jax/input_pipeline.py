@@ -87,7 +87,19 @@ def get_info(config) -> DatasetInfo:
 def _resize(images, size: int):
   if tuple(images.shape[1:3]) == (size, size):
     return images
-  return tf.image.resize(images, (size, size), antialias=True)
+  return tf.image.resize(images, (size, size),
+                         antialias=_downscales(images.shape[1:3], size))
+
+
+def _downscales(shape, size: int) -> bool:
+  """Whether a resize to `size` shrinks a side of a [h, w] `shape`.
+
+  Antialiasing only widens the kernel when a side shrinks; upscaled, the
+  antialiased resize equals plain bilinear (to 1e-3 of 255 here) and costs
+  7x the time (2.9 against 0.4 ms for 64 images 28 -> 32 px: on 2 cores the
+  input pipeline competes with the train step). Unknown sizes: antialias.
+  """
+  return any(side is None or side > size for side in shape)
 
 
 def _pad_crop(images, uniforms, size: int, pad: int):
