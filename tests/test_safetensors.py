@@ -336,3 +336,40 @@ def test_main_rejects_a_file_that_does_not_fit_up_front(reference, tmp_path,
   assert "model.transformer.gelu='tanh', the checkpoint: 'exact'" in \
       proc.stderr
   assert not (tmp_path / 'workdir' / 'config.json').exists()
+
+
+def test_timm_gap_file_without_config_json_takes_the_callers_config(
+    tmp_path):
+  """timm's VisionTransformer(class_token=False, global_pool='avg',
+  fc_norm=False) state dict, no config.json: the caller's config decides."""
+  config = tiny_config(classifier='gap')
+  config.transformer.gelu = 'exact'
+  model = models.VisionTransformer(num_classes=5, **config)
+  params = model.init(jax.random.PRNGKey(0), np.zeros((1, 32, 32, 3)),
+                      train=False)['params']
+  params = jax.tree.map(
+      lambda p: np.random.RandomState(p.size).standard_normal(p.shape).astype(
+          np.float32), params)
+  path = tmp_path / 'model.safetensors'
+  checkpoint.save_safetensors(str(path), params, config, layout='timm')
+  hub = json.loads((tmp_path / 'config.json').read_text())
+  assert hub['model_args']['class_token'] is False
+  assert hub['global_pool'] == 'avg'
+  (tmp_path / 'config.json').unlink()
+  loaded = checkpoint.load_safetensors(str(path), config)
+  jax.tree.map(np.testing.assert_array_equal, loaded, params)
+  images = np.random.RandomState(0).uniform(-1, 1, (2, 32, 32, 3))
+  np.testing.assert_array_equal(
+      model.apply({'params': loaded}, images, train=False),
+      model.apply({'params': params}, images, train=False))
+  # The caller asking for a class token the file lacks is still an error.
+  with pytest.raises(checkpoint.CheckpointMismatchError,
+                     match="model.classifier='token', the checkpoint: 'gap'"):
+    checkpoint.load_safetensors(str(path), tiny_config(
+        transformer=dict(config.transformer)))
+  # With a config.json that contradicts the shapes, a real disagreement.
+  hub['global_pool'] = hub['model_args']['global_pool'] = 'token'
+  (tmp_path / 'config.json').write_text(json.dumps(hub))
+  with pytest.raises(checkpoint.CheckpointMismatchError,
+                     match="global_pool='token' without a class token"):
+    checkpoint.load_safetensors(str(path), config)

@@ -315,7 +315,7 @@ def _file_config(layout, table, num_layers, shapes, hub, path: str) -> Dict:
     raise Mismatch(f'Checkpoint {path!r}: the position embeddings have no '
                    "class-token slot (timm's no_embed_class=True); "
                    "vit_jax's ViT adds them to the class token too.")
-  if has_cls != (fields['pool'] == 'token'):
+  if fields['pool'] is not None and has_cls != (fields['pool'] == 'token'):
     raise Mismatch(f'Checkpoint {path!r}: global_pool={fields["pool"]!r} '
                    f'{"with" if has_cls else "without"} a class token; '
                    "vit_jax's ViT pools with the class token ('token') or "

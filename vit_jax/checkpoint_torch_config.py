@@ -54,7 +54,10 @@ def _read_timm(hub) -> Dict[str, Any]:
       num_heads=args.get('num_heads', _TIMM_SIZES[size.group(1)][1]
                          if size else None),
       gelu=_TIMM_ACTS[act], layer_norm_eps=TIMM_LAYER_NORM_EPS,
-      pool=args.get('global_pool', hub.get('global_pool', 'token')),
+      # Without a config.json the shapes (a class token or not) and the
+      # caller's model config decide; with one, timm's default is 'token'.
+      pool=args.get('global_pool',
+                    hub.get('global_pool', 'token' if hub else None)),
       dropout_rate=args.get('proj_drop_rate', 0.0),
       attention_dropout_rate=args.get('attn_drop_rate', 0.0))
 
