@@ -43,26 +43,53 @@ class Manager:
     abstract = jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
         like)
+    corrupt, misfit = [], []
     for step in steps:
       try:
         return self._manager.restore(
             step, args=ocp.args.StandardRestore(abstract))
       except Exception as e:  # pylint: disable=broad-except
-        message = (f'Checkpoint {os.path.join(self.directory, str(step))} is '
-                   f'unreadable ({type(e).__name__}: {str(e)[:200]}); falling'
-                   ' back to the previous one.')
-        logging.warning(message)
-    if steps:
+        # Whatever orbax or tensorstore raise; the stored shapes tell a
+        # damaged checkpoint of this run from one of another model.
+        (misfit if self._stored_shapes(step) not in (None, _shapes(like))
+         else corrupt).append(step)
+        logging.warning(
+            f'Checkpoint {os.path.join(self.directory, str(step))} is '
+            f'unreadable ({type(e).__name__}: {str(e)[:200]}); falling back '
+            'to the previous one.')
+    if corrupt:
       raise ValueError(
-          f'None of the checkpoints {steps} in {self.directory} can be '
+          f'Checkpoint(s) {corrupt} in {self.directory} are truncated or '
+          'corrupt (the machine stopped while they were written?) and no '
+          'older checkpoint of this run can be restored, so the run cannot '
+          'resume. To start this workdir over from step 0, move '
+          f'{os.path.join(self.directory, str(corrupt[0]))} aside; or use a '
+          'new --workdir.' + (f' Checkpoint(s) {misfit} hold another model.'
+                              if misfit else ''))
+    if misfit:
+      raise ValueError(
+          f'None of the checkpoints {misfit} in {self.directory} can be '
           'restored for this config (different model, optimizer or scan '
           'setting?). Use a new --workdir, or remove that directory to '
           'start over.')
     return None
 
+  def _stored_shapes(self, step: int):
+    """The array shapes checkpoint `step` holds, or None if unreadable."""
+    try:
+      stored = ocp.StandardCheckpointer().metadata(
+          os.path.join(self.directory, str(step), 'default')).item_metadata
+      return _shapes(stored.tree)
+    except Exception:  # pylint: disable=broad-except
+      return None
+
   def close(self) -> None:
     self._manager.wait_until_finished()
     self._manager.close()
+
+
+def _shapes(tree):
+  return jax.tree.map(lambda x: tuple(x.shape), tree)
 
 
 def restore_params(workdir: str, like, step: Optional[int] = None
