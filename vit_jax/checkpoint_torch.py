@@ -31,6 +31,7 @@ in the library's hub format for what shapes cannot tell (the head count, the
 activation, the epsilon; `checkpoint_torch_config.py`); `save` writes one
 there.
 """
+import collections
 import json
 import math
 import os
@@ -46,6 +47,7 @@ import safetensors.numpy
 
 from vit_jax import checkpoint
 from vit_jax import checkpoint_torch_config as hub_config
+from vit_jax import hub
 from vit_jax import models_vit
 
 Mismatch = checkpoint.CheckpointMismatchError
@@ -124,6 +126,55 @@ _TIMM = {
     **_layer_norm('norm', 'Transformer/encoder_norm'),
     **_linear('head', 'head'),
 }
+
+# timm's hybrids (vision_transformer_hybrid): a ResNetV2 backbone (no
+# pre-activation, StdConv2dSame, GroupNorm(32)) under patch_embed.backbone,
+# then patch_embed.proj and the ViT above. Its stem alone (no stages, as in
+# R+ViT-Ti) has the stem's keys without `stem.`.
+_BACKBONE = 'patch_embed.backbone.'
+_STAGE_BLOCK = re.compile(r'^patch_embed\.backbone\.stages\.(\d+)\.blocks\.(\d+)\.')
+# timm's Bottleneck module -> the original's ResidualUnit (conv, norm).
+_UNIT = (('conv1', 'norm1', 'conv1', 'gn1'), ('conv2', 'norm2', 'conv2', 'gn2'),
+         ('conv3', 'norm3', 'conv3', 'gn3'),
+         ('downsample.conv', 'downsample.norm', 'conv_proj', 'gn_proj'))
+
+
+def _conv_norm(conv, norm, conv_path, norm_path):
+  """A bias-free StdConv and its GroupNorm."""
+  return {f'{conv}.weight': ((f'{conv_path}/kernel',), _CONV),
+          **_layer_norm(norm, norm_path)}
+
+
+def _timm_backbone(num_layers) -> Dict[str, Tuple[Tuple[str, ...],
+                                                   _Conversion]]:
+  """The keys of a ResNetV2 backbone with `num_layers` units per stage; the
+  first unit of every stage projects its input (downsample), as the
+  original's does (its channels or stride change there)."""
+  stem = _BACKBONE + ('stem.' if num_layers else '')
+  table = _conv_norm(stem + 'conv', stem + 'norm', 'conv_root', 'gn_root')
+  for s, units in enumerate(num_layers):
+    for m in range(units):
+      for conv, norm, conv_path, norm_path in _UNIT[:4 if m == 0 else 3]:
+        key, path = f'{_BACKBONE}stages.{s}.blocks.{m}.', f'block{s + 1}/unit{m + 1}/'
+        table.update(_conv_norm(key + conv, key + norm, path + conv_path,
+                                path + norm_path))
+  return table
+
+
+def _timm_resnet_layers(shapes):
+  """Units per stage of a timm hybrid's backbone; None for a plain ViT."""
+  if _BACKBONE + 'conv.weight' in shapes:
+    return ()
+  if _BACKBONE + 'stem.conv.weight' not in shapes:
+    return None
+  units = {}
+  for key in shapes:
+    match = _STAGE_BLOCK.match(key)
+    if match:
+      stage, block = int(match.group(1)), int(match.group(2))
+      units[stage] = max(units.get(stage, 0), block + 1)
+  return tuple(units.get(s, 0) for s in range(max(units, default=-1) + 1))
+
 
 # Keys as in ViTModel; ViTForImageClassification (the hub's classifiers)
 # puts the backbone under `vit.` (_Layout.prefix), the head beside it.
@@ -209,8 +260,10 @@ def _unreadable(path: str, error) -> ValueError:
                     'ending in .npz).')
 
 
-def _read_tensors(path: str) -> Dict[str, np.ndarray]:
-  """{key: float32 array} of a .safetensors file, with clear errors."""
+def _read_tensors(name: str) -> Dict[str, np.ndarray]:
+  """{key: float32 array} of a .safetensors file (or hub name), with clear
+  errors."""
+  path = hub.resolve(name)
   if '://' not in path and not os.path.isfile(path):
     raise FileNotFoundError(f'Checkpoint file {path!r} does not exist.')
   with checkpoint._open(path, 'rb') as f:  # pylint: disable=protected-access
@@ -218,7 +271,7 @@ def _read_tensors(path: str) -> Dict[str, np.ndarray]:
   try:
     entries = safetensors.deserialize(data)
   except Exception as e:  # pylint: disable=broad-except  (SafetensorError)
-    raise _unreadable(path, e) from None
+    raise _unreadable(name, e) from None
   tensors = {}
   for key, entry in entries:
     if entry['dtype'] not in _FLOAT_DTYPES:
@@ -231,9 +284,10 @@ def _read_tensors(path: str) -> Dict[str, np.ndarray]:
   return tensors
 
 
-def _read_shapes(path: str) -> Dict[str, Tuple[int, ...]]:
+def _read_shapes(name: str) -> Dict[str, Tuple[int, ...]]:
   """{key: shape} from the file's header alone where the file is local (a
   model config without reading the weights)."""
+  path = hub.resolve(name)
   if '://' in path:
     return {k: v.shape for k, v in _read_tensors(path).items()}
   if not os.path.isfile(path):
@@ -242,7 +296,7 @@ def _read_shapes(path: str) -> Dict[str, Tuple[int, ...]]:
     with safetensors.safe_open(path, 'numpy') as f:
       return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
   except Exception as e:  # pylint: disable=broad-except  (SafetensorError)
-    raise _unreadable(path, e) from None
+    raise _unreadable(name, e) from None
 
 
 def _detect(shapes, path: str) -> Tuple[_Layout, str]:
@@ -270,6 +324,9 @@ def _check_keys(layout: _Layout, prefix: str, shapes, path: str):
     raise Mismatch(f'Checkpoint {path!r} ({layout.name} layout) has no '
                    'transformer blocks.')
   table = _expanded(layout, num_layers, prefix)
+  resnet = _timm_resnet_layers(shapes) if layout.name == 'timm' else None
+  if resnet is not None:
+    table.update(_timm_backbone(resnet))
   unsupported, unknown = {}, []
   for key in sorted(set(shapes) - set(table)):
     what = next((w for p, w in layout.unsupported.items()
@@ -321,6 +378,16 @@ def _file_config(layout, table, num_layers, shapes, hub, path: str) -> Dict:
                    "vit_jax's ViT pools with the class token ('token') or "
                    "averages all tokens when there is none ('avg').")
   pre_logits = by_path.get('pre_logits/kernel')
+  resnet = None
+  if 'conv_root/kernel' in by_path:
+    units = collections.Counter(
+        p.split('/')[0] for p in by_path if p.endswith('/conv1/kernel'))
+    resnet = dict(num_layers=tuple(units[f'block{s + 1}']
+                                   for s in range(len(units))),
+                  width_factor=by_path['conv_root/kernel'][0] / 64,
+                  std_conv='timm')
+    if resnet['width_factor'] == int(resnet['width_factor']):
+      resnet['width_factor'] = int(resnet['width_factor'])
   return dict(
       model_name=fields['model_name'] or '/'.join(path.split('/')[-2:]),
       patches={'size': (ph, pw)}, hidden_size=hidden,
@@ -331,7 +398,8 @@ def _file_config(layout, table, num_layers, shapes, hub, path: str) -> Dict:
           dropout_rate=fields['dropout_rate'], gelu=fields['gelu'],
           layer_norm_eps=fields['layer_norm_eps']),
       classifier='token' if has_cls else 'gap',
-      representation_size=None if pre_logits is None else pre_logits[0])
+      representation_size=None if pre_logits is None else pre_logits[0],
+      **({} if resnet is None else {'resnet': resnet}))
 
 
 _COMPARED = ('hidden_size', 'patches', 'classifier',

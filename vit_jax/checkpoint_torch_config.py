@@ -14,6 +14,7 @@ import re
 from typing import Any, Dict, Tuple
 
 from vit_jax import checkpoint
+from vit_jax import hub
 from vit_jax import models_vit
 
 # The activations each library can name, as `transformer.gelu` values.
@@ -44,7 +45,7 @@ def _read_timm(hub) -> Dict[str, Any]:
   names the head count), `model_args` (constructor arguments), ..."""
   args = hub.get('model_args') or {}
   arch = hub.get('architecture', '')
-  size = re.search(r'(' + '|'.join(_TIMM_SIZES) + r')_patch', arch)
+  size = re.search(r'(' + '|'.join(_TIMM_SIZES) + r')_(patch|r)', arch)
   act = args.get('act_layer', 'gelu')
   if act not in _TIMM_ACTS:
     raise ValueError(f'act_layer={act!r}: only {", ".join(_TIMM_ACTS)} '
@@ -144,12 +145,17 @@ def path_beside(path: str) -> str:
 
 
 def read_beside(path: str) -> Dict[str, Any]:
-  """The config.json beside `path`, or {} when there is none."""
-  config_path = path_beside(path)
-  if '://' in path:
+  """The config.json beside `path` (of a hub name's repo), or {} when there
+  is none."""
+  if hub.is_hub_name(path):
+    config_path = hub.resolve_config(path)
+    exists = config_path is not None
+  elif '://' in path:
+    config_path = path_beside(path)
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     exists = tf.io.gfile.exists(config_path)
   else:
+    config_path = path_beside(path)
     exists = os.path.isfile(config_path)
   if not exists:
     return {}
