@@ -372,7 +372,8 @@ def _file_config(layout, table, num_layers, shapes, hub, path: str) -> Dict:
     raise Mismatch(f'Checkpoint {path!r}: the position embeddings have no '
                    "class-token slot (timm's no_embed_class=True); "
                    "vit_jax's ViT adds them to the class token too.")
-  if has_cls != (fields['pool'] == 'token'):
+  # No config.json (pool None): the caller's config and the shapes decide.
+  if fields['pool'] is not None and has_cls != (fields['pool'] == 'token'):
     raise Mismatch(f'Checkpoint {path!r}: global_pool={fields["pool"]!r} '
                    f'{"with" if has_cls else "without"} a class token; '
                    "vit_jax's ViT pools with the class token ('token') or "
@@ -491,9 +492,9 @@ def load(path: str, config=None) -> Dict[str, Any]:
 
 def _check_savable(layout: _Layout, flat, config):
   """What a layout's library cannot hold: clear errors before writing."""
-  if config.get('resnet') is not None:
-    raise ValueError('Hybrid (ResNet + ViT) models have no timm/transformers '
-                     'ViT layout.')
+  if config.get('resnet') is not None and layout.name != 'timm':
+    raise ValueError('Hybrid (ResNet + ViT) models have no transformers '
+                     "layout; save them with layout='timm'.")
   if layout.name == 'timm' and 'pre_logits/kernel' in flat:
     raise ValueError("timm's VisionTransformer has no pre-logits layer "
                      '(representation_size); save without it.')
@@ -506,6 +507,14 @@ def _check_savable(layout: _Layout, flat, config):
     raise ValueError("transformers' ViTForImageClassification needs a class "
                      "token (classifier='token') and a head, and has no "
                      'pre-logits layer (representation_size).')
+
+
+def _backbone_stride(config) -> int:
+  """Pixels per feature of a hybrid's ResNet (the stem's 4, x2 for every
+  stage after the first); 1 for a ViT."""
+  if config.get('resnet') is None:
+    return 1
+  return 4 * 2 ** max(len(config['resnet']['num_layers']) - 1, 0)
 
 
 def save(path: str, params, config, layout: str = 'timm'):
@@ -521,6 +530,8 @@ def save(path: str, params, config, layout: str = 'timm'):
   t = config['transformer']
   heads, used, tensors = t['num_heads'], set(), {}
   table = _expanded(layout, t['num_layers'], layout.prefix)
+  if config.get('resnet') is not None:
+    table.update(_timm_backbone(tuple(config['resnet']['num_layers'])))
   for key, (paths, conversion) in table.items():
     if paths[0].split('/')[0] in _OPTIONAL and paths[0] not in flat:
       continue
@@ -536,7 +547,8 @@ def save(path: str, params, config, layout: str = 'timm'):
   if side * side != grid:
     raise ValueError(f'{grid} position embeddings are not a square grid; '
                      'timm and transformers configs need a square image.')
-  image_size = [side * p for p in hub_config.patch_size(config)]
+  image_size = [side * p * _backbone_stride(config)
+                for p in hub_config.patch_size(config)]
   hub = hub_config.WRITERS[layout.name](config, num_classes, image_size)
   checkpoint._write_atomically(  # pylint: disable=protected-access
       path, safetensors.numpy.save(tensors, metadata={'format': 'pt'}))

@@ -55,7 +55,8 @@ def _read_timm(hub) -> Dict[str, Any]:
       num_heads=args.get('num_heads', _TIMM_SIZES[size.group(1)][1]
                          if size else None),
       gelu=_TIMM_ACTS[act], layer_norm_eps=TIMM_LAYER_NORM_EPS,
-      pool=args.get('global_pool', hub.get('global_pool', 'token')),
+      pool=args.get('global_pool', hub.get('global_pool',
+                                           'token' if hub else None)),
       dropout_rate=args.get('proj_drop_rate', 0.0),
       attention_dropout_rate=args.get('attn_drop_rate', 0.0))
 
@@ -103,16 +104,39 @@ def _write_timm(config, num_classes, image_size) -> Dict[str, Any]:
               act_layer={v: k for k, v in _TIMM_ACTS.items()}[gelu(config)],
               proj_drop_rate=t.get('dropout_rate', 0.0),
               attn_drop_rate=t.get('attention_dropout_rate', 0.0))
+  architecture = (f'vit_{size}_patch{ph}_224' if size
+                  else 'vit_base_patch16_224')
+  first_conv = 'patch_embed.proj'
+  if config.get('resnet') is not None:
+    architecture = _timm_hybrid(config['resnet'])
+    first_conv = 'patch_embed.backbone.' + (
+        'stem.conv' if config['resnet']['num_layers'] else 'conv')
   return dict(
-      architecture=(f'vit_{size}_patch{ph}_224' if size
-                    else 'vit_base_patch16_224'),
+      architecture=architecture,
       num_classes=num_classes, num_features=hidden, global_pool=pool,
       model_args=args,
       pretrained_cfg=dict(
           input_size=[3, *image_size], fixed_input_size=True,
           interpolation='bilinear', crop_pct=1.0, crop_mode='center',
           mean=[0.5] * 3, std=[0.5] * 3, num_classes=num_classes,
-          first_conv='patch_embed.proj', classifier='head'))
+          first_conv=first_conv, classifier='head'))
+
+
+# timm's hybrid architectures by ResNet units per stage: the name fixes the
+# backbone (model_args cannot), model_args the ViT above it.
+_TIMM_HYBRIDS = {(): 'vit_tiny_r_s16_p8_224', (2, 2, 2, 2): 'vit_small_r26_s32_224',
+                 (3, 4, 9): 'vit_base_r50_s16_224',
+                 (3, 4, 6, 3): 'vit_large_r50_s32_224'}
+
+
+def _timm_hybrid(resnet) -> str:
+  layers = tuple(resnet['num_layers'])
+  if layers not in _TIMM_HYBRIDS or resnet.get('width_factor', 1) != 1:
+    raise ValueError(
+        f'timm has no hybrid with ResNet units {layers} and width_factor '
+        f"{resnet.get('width_factor')}; its hybrids have width 1 and units "
+        f'{", ".join(str(k) for k in _TIMM_HYBRIDS)}.')
+  return _TIMM_HYBRIDS[layers]
 
 
 def _write_transformers(config, num_classes, image_size) -> Dict[str, Any]:

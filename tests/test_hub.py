@@ -1,0 +1,267 @@
+"""hf-hub: names, offline against hub caches laid out as huggingface_hub
+lays them out (blobs/, snapshots/<commit>/ links, refs/main)."""
+import hashlib
+import json
+import os
+import subprocess
+import sys
+
+import flax.traverse_util
+import jax
+import numpy as np
+import pytest
+import safetensors.numpy
+
+from tests.conftest import ROOT, tiny_config
+from vit_jax import checkpoint
+from vit_jax import hub
+from vit_jax import models
+from vit_jax import models_resnet
+
+COMMIT = '0123456789abcdef0123456789abcdef01234567'
+
+
+def write_repo(cache, repo_id, files, *, commit=COMMIT, links=True):
+  """A repo in a hub cache, as hf_hub_download leaves it: every file a blob
+  named by its sha256, linked from snapshots/<commit>/, and refs/main.
+  `links=False`: snapshot entries hold the link's text (a cache copied
+  without symlinks)."""
+  repo = cache / f'models--{repo_id.replace("/", "--")}'
+  for name, data in files.items():
+    blob = repo / 'blobs' / hashlib.sha256(data).hexdigest()
+    blob.parent.mkdir(parents=True, exist_ok=True)
+    blob.write_bytes(data)
+    entry = repo / 'snapshots' / commit / name
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    target = os.path.relpath(blob, entry.parent)
+    if links:
+      entry.symlink_to(target)
+    else:
+      entry.write_text(target)
+  (repo / 'refs').mkdir(exist_ok=True)
+  (repo / 'refs' / 'main').write_text(commit)
+
+
+@pytest.fixture
+def offline_cache(tmp_path, monkeypatch):
+  cache = tmp_path / 'hub'
+  cache.mkdir()
+  monkeypatch.setenv('HF_HUB_OFFLINE', '1')
+  monkeypatch.setenv('HF_HUB_CACHE', str(cache))
+  return cache
+
+
+def _init(config, num_classes, size=32):
+  model = models.create(config, num_classes)
+  params = model.init(jax.random.key(0), np.zeros((1, size, size, 3)),
+                      train=False)['params']
+  # Non-trivial values everywhere (zero-initialised heads included).
+  leaves, tree = jax.tree.flatten(params)
+  keys = jax.random.split(jax.random.key(1), len(leaves))
+  leaves = [np.asarray(l + 0.1 * jax.random.normal(k, l.shape))
+            for l, k in zip(leaves, keys)]
+  return model, jax.tree.unflatten(tree, leaves)
+
+
+def _images(size=32, n=2):
+  return np.asarray(jax.random.uniform(jax.random.key(2), (n, size, size, 3),
+                                       minval=-1, maxval=1))
+
+
+def _saved_repo(cache, repo_id, params, config, tmp_path):
+  """`save_safetensors(layout='timm')`'s two files as a hub repo."""
+  path = tmp_path / 'export' / 'model.safetensors'
+  path.parent.mkdir(exist_ok=True)
+  checkpoint.save_safetensors(str(path), params, config, layout='timm')
+  write_repo(cache, repo_id, {
+      'model.safetensors': path.read_bytes(),
+      'config.json': (path.parent / 'config.json').read_bytes()})
+
+
+def test_parse():
+  assert hub.parse('hf-hub:timm/vit_b.augreg@v1.0/sub/x.npz') == (
+      'timm/vit_b.augreg', 'v1.0', 'sub/x.npz')
+  assert hub.parse('hf-hub:google/vit-base-patch16-224') == (
+      'google/vit-base-patch16-224', None, None)
+  with pytest.raises(hub.HubError, match='hf-hub:ORG/NAME'):
+    hub.parse('hf-hub:no_org')
+
+
+@pytest.mark.parametrize('links', [True, False])
+def test_vit_by_hub_name(offline_cache, tmp_path, links):
+  config = tiny_config(transformer=dict(tiny_config().transformer,
+                                        gelu='exact', layer_norm_eps=1e-6))
+  model, params = _init(config, 5)
+  path = tmp_path / 'model.safetensors'
+  checkpoint.save_safetensors(str(path), params, config, layout='timm')
+  write_repo(offline_cache, 'timm/tiny_vit', {
+      'model.safetensors': path.read_bytes(),
+      'config.json': (tmp_path / 'config.json').read_bytes()}, links=links)
+  name = 'hf-hub:timm/tiny_vit'
+  loaded_config = checkpoint.safetensors_model_config(name)
+  assert loaded_config.transformer.num_heads == 2
+  loaded = checkpoint.load_params(name, loaded_config)
+  np.testing.assert_array_equal(
+      models.create(loaded_config, 5).apply({'params': loaded}, _images(),
+                                            train=False),
+      model.apply({'params': params}, _images(), train=False))
+  # The revision pins the snapshot; an unknown one is an error.
+  assert checkpoint.load_params(f'hf-hub:timm/tiny_vit@{COMMIT}', config)
+  with pytest.raises(hub.HubError, match="HF_HUB_OFFLINE"):
+    checkpoint.load_params('hf-hub:timm/tiny_vit@v9', config)
+
+
+# timm's Bottleneck modules -> the original's unit names (written out here
+# independently of checkpoint_torch's table).
+_UNIT_NAMES = {'conv1': 'conv1', 'conv2': 'conv2', 'conv3': 'conv3',
+               'norm1': 'gn1', 'norm2': 'gn2', 'norm3': 'gn3',
+               'downsample.conv': 'conv_proj', 'downsample.norm': 'gn_proj'}
+
+
+def _timm_hybrid_state_dict(params):
+  """The backbone part of a timm hybrid's state dict of flax params, key by
+  key as timm names them (PyTorch OIHW convs)."""
+  flat = {'/'.join(k): np.asarray(v) for k, v in
+          flax.traverse_util.flatten_dict(params).items()}
+  out = {}
+  bb = 'patch_embed.backbone.'
+  for path, value in flat.items():
+    parts = path.split('/')
+    if not (parts[0].endswith('_root') or parts[0].startswith('block')):
+      continue
+    leaf = {'kernel': 'weight', 'scale': 'weight', 'bias': 'bias'}[parts[-1]]
+    value = value.transpose(3, 2, 0, 1) if value.ndim == 4 else value
+    if parts[0] in ('conv_root', 'gn_root'):
+      out[f'{bb}stem.{"conv" if parts[0] == "conv_root" else "norm"}.{leaf}'] = value
+    elif parts[0].startswith('block'):
+      unit = {v: k for k, v in _UNIT_NAMES.items()}[parts[2]]
+      out[f'{bb}stages.{int(parts[0][5:]) - 1}.blocks.'
+          f'{int(parts[1][4:]) - 1}.{unit}.{leaf}'] = value
+  return out
+
+
+def test_timm_hybrid_by_hub_name(offline_cache, tmp_path):
+  """A staged ResNetV2 backbone: keys mapped as timm names them, the model
+  config from config.json + shapes, timm's weight standardisation."""
+  config = tiny_config(patches={'size': (1, 1)}, resnet=dict(
+      num_layers=(1, 1), width_factor=1, std_conv='timm'))
+  config.transformer.update(gelu='exact', layer_norm_eps=1e-6)
+  model, params = _init(config, 3)
+  backbone = _timm_hybrid_state_dict(params)
+  vit_only = {k: v for k, v in params.items() if k not in (
+      'conv_root', 'gn_root', 'block1', 'block2')}
+  vit_config = tiny_config(patches={'size': (1, 1)})
+  vit_config.transformer.update(gelu='exact', layer_norm_eps=1e-6)
+  vit_path = tmp_path / 'vit.safetensors'
+  checkpoint.save_safetensors(str(vit_path), vit_only, vit_config)
+  tensors = {**safetensors.numpy.load_file(str(vit_path)), **backbone}
+  hub_config = {'architecture': 'vit_small_r26_s32_224', 'num_classes': 3,
+                'global_pool': 'token',
+                'model_args': {'embed_dim': 16, 'depth': 2, 'num_heads': 2,
+                               'num_classes': 3}}
+  write_repo(offline_cache, 'timm/tiny_hybrid', {
+      'model.safetensors': safetensors.numpy.save(tensors),
+      'config.json': json.dumps(hub_config).encode()})
+  name = 'hf-hub:timm/tiny_hybrid'
+  loaded_config = checkpoint.safetensors_model_config(name)
+  assert loaded_config.resnet.to_dict() == dict(
+      num_layers=(1, 1), width_factor=1, std_conv='timm')
+  loaded = checkpoint.load_safetensors(name)
+  np.testing.assert_allclose(
+      models.create(loaded_config, 3).apply({'params': loaded}, _images(),
+                                            train=False),
+      model.apply({'params': params}, _images(), train=False), atol=1e-6)
+
+
+def test_timm_weight_standardisation():
+  """'timm': (w - mean) / sqrt(var + 1e-8) (a batch norm of the weight);
+  'original': (w - mean) / (std + 1e-5)."""
+  w = np.random.default_rng(0).normal(size=(3, 3, 4, 2)).astype(np.float32)
+  x = np.random.default_rng(1).normal(size=(1, 5, 5, 4)).astype(np.float32)
+  centred = w - w.mean(axis=(0, 1, 2))
+  for std_conv, want in [
+      ('timm', centred / np.sqrt(centred.var(axis=(0, 1, 2)) + 1e-8)),
+      ('original', centred / (centred.std(axis=(0, 1, 2)) + 1e-5))]:
+    conv = models_resnet.StdConv(2, (3, 3), use_bias=False, std_conv=std_conv)
+    got = conv.apply({'params': {'kernel': w}}, x)
+    expected = jax.lax.conv_general_dilated(
+        x, want, (1, 1), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_reference_hybrid_from_the_shared_hub_cache(reference, monkeypatch):
+  """timm's own vit_small_r26_s32_224 repo (depth 2, one unit per stage)."""
+  ref_dir, cases = reference
+  case = cases['hub_r26_s32']
+  monkeypatch.setenv('HF_HUB_OFFLINE', '1')
+  monkeypatch.setenv('HF_HUB_CACHE', str(ref_dir / 'hub_cache'))
+  config = checkpoint.safetensors_model_config(case['repo'])
+  params = checkpoint.load_safetensors(case['repo'])
+  logits = models.create(config, case['num_classes']).apply(
+      {'params': params}, np.load(ref_dir / case['input']), train=False)
+  diff = np.abs(np.asarray(logits) - np.load(ref_dir / case['output'])).max()
+  print(f'hub_r26_s32: max |logit difference| {diff:.2e}')
+  assert diff < 2e-5
+
+
+def test_headless_repo_is_a_feature_extractor(offline_cache, tmp_path):
+  """num_classes 0: models.create(config, 0) gives the pooled features, a
+  fine-tuning init gets a new head."""
+  config = tiny_config()
+  config.transformer.update(gelu='exact', layer_norm_eps=1e-6)
+  model, params = _init(config, 0)
+  assert 'head' not in params
+  _saved_repo(offline_cache, 'timm/headless', params, config, tmp_path)
+  name = 'hf-hub:timm/headless'
+  loaded_config = checkpoint.safetensors_model_config(name)
+  features = models.create(loaded_config, 0).apply(
+      {'params': checkpoint.load_params(name, loaded_config)}, _images(),
+      train=False)
+  assert features.shape == (2, 16)
+  np.testing.assert_array_equal(
+      features, model.apply({'params': params}, _images(), train=False))
+  fresh = models.create(loaded_config, 4).init(
+      jax.random.key(3), np.zeros((1, 32, 32, 3)), train=False)['params']
+  tuned = checkpoint.load_pretrained(
+      pretrained_path=name, init_params=fresh, model_config=loaded_config)
+  assert tuned['head']['kernel'].shape == (16, 4)
+  np.testing.assert_array_equal(tuned['cls'], params['cls'])
+
+
+def _predict(cache, *args):
+  env = dict(os.environ, HF_HUB_OFFLINE='1', HF_HUB_CACHE=str(cache))
+  return subprocess.run(
+      [sys.executable, '-m', 'vit_jax.predict', *args], cwd=ROOT, env=env,
+      capture_output=True, text=True, timeout=300, check=False)
+
+
+def test_predict_errors(offline_cache, tmp_path):
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  image = tmp_path / 'x.png'
+  Image.new('RGB', (32, 32)).save(image)
+  result = _predict(offline_cache, '--checkpoint=hf-hub:timm/no_such_repo',
+                    str(image))
+  assert result.returncode == 1
+  lines = result.stderr.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith('error: '), result.stderr
+  assert 'timm/no_such_repo' in lines[0] and 'HF_HUB_OFFLINE' in lines[0]
+  # A headless repo has nothing to predict with.
+  config = tiny_config()
+  config.transformer.update(gelu='exact', layer_norm_eps=1e-6)
+  _, params = _init(config, 0)
+  _saved_repo(offline_cache, 'timm/headless', params, config, tmp_path)
+  result = _predict(offline_cache, '--checkpoint=hf-hub:timm/headless',
+                    str(image))
+  assert result.returncode == 1
+  assert result.stderr.strip().splitlines() == [
+      "error: Checkpoint 'hf-hub:timm/headless' has no classifier head to "
+      'predict with.']
+
+
+def test_not_a_vit(offline_cache):
+  write_repo(offline_cache, 'someone/bert', {
+      'model.safetensors': safetensors.numpy.save(
+          {'embeddings.word_embeddings.weight': np.zeros((4, 2), np.float32)}),
+      'config.json': b'{}'})
+  with pytest.raises(ValueError, match='neither a timm ViT'):
+    checkpoint.safetensors_model_config('hf-hub:someone/bert')
