@@ -265,3 +265,23 @@ def test_not_a_vit(offline_cache):
       'config.json': b'{}'})
   with pytest.raises(ValueError, match='neither a timm ViT'):
     checkpoint.safetensors_model_config('hf-hub:someone/bert')
+
+
+def test_timm_mixer_by_hub_name(offline_cache, tmp_path):
+  config = {'model_name': 'tiny_mixer', 'patches': {'size': (8, 8)},
+            'hidden_dim': 16, 'num_blocks': 2, 'tokens_mlp_dim': 8,
+            'channels_mlp_dim': 32, 'gelu': 'exact'}
+  _, params = _init(config, 3)
+  _saved_repo(offline_cache, 'timm/tiny_mixer', params, config, tmp_path)
+  keys = safetensors.numpy.load_file(
+      str(tmp_path / 'export' / 'model.safetensors'))
+  assert {'stem.proj.weight', 'blocks.1.mlp_tokens.fc2.bias',
+          'blocks.0.mlp_channels.fc1.weight', 'norm.weight',
+          'head.weight'} <= set(keys)
+  assert keys['stem.proj.weight'].shape == (16, 3, 8, 8)
+  name = 'hf-hub:timm/tiny_mixer'
+  loaded_config = checkpoint.safetensors_model_config(name)
+  assert dict(loaded_config.to_dict(), model_name='tiny_mixer') == config
+  _assert_same_params(checkpoint.load_params(name, loaded_config), params)
+  with pytest.raises(checkpoint.CheckpointMismatchError, match='num_blocks'):
+    checkpoint.load_params(name, dict(config, num_blocks=3))

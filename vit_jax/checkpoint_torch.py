@@ -457,20 +457,35 @@ def _complete(config, path: str) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(config)
 
 
+# timm's Mixers have a module of their own; it builds on this one.
+# pylint: disable=g-import-not-at-top
+
+
 def model_config(path: str) -> ml_collections.ConfigDict:
   """The model config a .safetensors file and its config.json describe."""
-  return _complete(_describe(path, _read_shapes(path))[0], path)
+  shapes = _read_shapes(path)
+  from vit_jax import checkpoint_torch_mixer as mixer
+  if mixer.is_mixer(shapes):
+    return mixer.model_config(path, shapes)
+  return _complete(_describe(path, shapes)[0], path)
 
 
 def check(path: str, config) -> None:
   """Raises unless `load(path, config)` would load (from the header)."""
-  _check_matches(config, _describe(path, _read_shapes(path))[0], path)
+  shapes = _read_shapes(path)
+  from vit_jax import checkpoint_torch_mixer as mixer
+  if mixer.is_mixer(shapes):
+    return mixer.check(path, shapes, config)
+  _check_matches(config, _describe(path, shapes)[0], path)
 
 
 def load(path: str, config=None) -> Dict[str, Any]:
-  """Params of a timm or transformers ViT .safetensors for
-  `VisionTransformer(**config)` (default: `model_config(path)`)."""
+  """Params of a timm or transformers ViT (or timm Mixer) .safetensors for
+  `models.create(config, ...)` (default: `model_config(path)`)."""
   tensors = _read_tensors(path)
+  from vit_jax import checkpoint_torch_mixer as mixer
+  if mixer.is_mixer(tensors):
+    return mixer.load(path, tensors, config)
   file_config, layout, table = _describe(
       path, {k: v.shape for k, v in tensors.items()})
   if config is None:
@@ -522,6 +537,11 @@ def save(path: str, params, config, layout: str = 'timm'):
   dict, and the library's config.json beside it."""
   if layout not in _LAYOUTS:
     raise ValueError(f'layout={layout!r}: use one of {", ".join(_LAYOUTS)}.')
+  if 'num_blocks' in config:
+    if layout != 'timm':
+      raise ValueError("Mixers have a timm layout only: layout='timm'.")
+    from vit_jax import checkpoint_torch_mixer as mixer
+    return mixer.save(path, params, config)
   layout = _LAYOUTS[layout]
   flat = {'/'.join(k): np.asarray(v, np.float32) for k, v in
           flax.traverse_util.flatten_dict(
