@@ -285,3 +285,46 @@ def test_timm_mixer_by_hub_name(offline_cache, tmp_path):
   _assert_same_params(checkpoint.load_params(name, loaded_config), params)
   with pytest.raises(checkpoint.CheckpointMismatchError, match='num_blocks'):
     checkpoint.load_params(name, dict(config, num_blocks=3))
+
+
+def test_augreg_name_falls_back_to_the_hub(offline_cache, tmp_path,
+                                           monkeypatch, capsys):
+  """gs://vit_models unreadable: R_Ti_16 is timm's .augreg_in21k repo,
+  loaded into the original's preset (tanh GELU, its standardisation)."""
+  from vit_jax import augreg  # pylint: disable=g-import-not-at-top
+  from vit_jax import remote  # pylint: disable=g-import-not-at-top
+  from vit_jax.configs import models as models_config  # pylint: disable=g-import-not-at-top
+
+  def forbidden(path, what, **_):
+    raise remote.RemotePathError(f'{what}={path}: HTTP 403 AccessDenied.')
+  monkeypatch.setattr(remote, 'check', forbidden)
+
+  preset = models_config.get_model_config('R+ViT-Ti_16')
+  timm_config = preset.to_dict()
+  timm_config['transformer'].update(gelu='exact', layer_norm_eps=1e-6)
+  timm_config['resnet']['std_conv'] = 'timm'
+  _, params = _init(timm_config, 0, size=64)
+  _saved_repo(offline_cache, 'timm/vit_tiny_r_s16_p8_224.augreg_in21k',
+              params, timm_config, tmp_path)
+
+  path = augreg.checkpoint_path('R_Ti_16')
+  assert path == 'hf-hub:timm/vit_tiny_r_s16_p8_224.augreg_in21k'
+  assert path in capsys.readouterr().err
+  checkpoint.check_safetensors(path, preset)  # As validate does.
+  _, fresh = _init(preset, 5, size=64)
+  tuned = checkpoint.load_pretrained(pretrained_path=path, init_params=fresh,
+                                     model_config=preset)
+  np.testing.assert_array_equal(tuned['conv_root']['kernel'],
+                                params['conv_root']['kernel'])
+  assert tuned['head']['kernel'].shape == (192, 5)
+
+
+def test_tanh_gelu_only_for_the_original_weights(offline_cache, tmp_path):
+  config = tiny_config()
+  config.transformer.update(gelu='exact', layer_norm_eps=1e-6)
+  _, params = _init(config, 3)
+  _saved_repo(offline_cache, 'someone/finetuned', params, config, tmp_path)
+  tanh = tiny_config()
+  tanh.transformer.layer_norm_eps = 1e-6
+  with pytest.raises(checkpoint.CheckpointMismatchError, match='gelu'):
+    checkpoint.check_safetensors('hf-hub:someone/finetuned', tanh)

@@ -419,12 +419,27 @@ def _field(config, name):
   return config.get(leaf, _DEFAULTS.get(name))
 
 
+def holds_original_weights(path: str) -> bool:
+  """Whether a timm file is its conversion of the original's published
+  weights (tag `augreg_*` / `orig_*`, in config.json or the hub repo's
+  name): those compute as the original did too, with its tanh GELU."""
+  tag = (hub_config.read_beside(path).get('pretrained_cfg') or {}).get(
+      'tag') or (path.split('.')[-1] if hub.is_hub_name(path) else '')
+  return tag.startswith(('augreg', 'orig'))
+
+
 def _check_matches(model_config, file_config, path: str):
   """Every field the file fixes equals the model config's (else the model
-  would compute something else than the checkpoint's library)."""
+  would compute something else than the checkpoint's library, or, for the
+  original's weights, than the original)."""
   problems = []
+  original = None
   for name in _COMPARED:
     want, got = _field(file_config, name), _field(model_config, name)
+    if name == 'transformer.gelu' and got == 'tanh' and want != got:
+      original = holds_original_weights(path) if original is None else original
+      if original:
+        continue
     if name == 'patches':
       want, got = want['size'], hub_config.patch_size(model_config)
     if want is not None and tuple(np.atleast_1d(want)) != tuple(
