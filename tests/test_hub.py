@@ -328,3 +328,9 @@ def test_tanh_gelu_only_for_the_original_weights(offline_cache, tmp_path):
   tanh.transformer.layer_norm_eps = 1e-6
   with pytest.raises(checkpoint.CheckpointMismatchError, match='gelu'):
     checkpoint.check_safetensors('hf-hub:someone/finetuned', tanh)
+
+
+def test_is_cached(offline_cache):
+  write_repo(offline_cache, 'timm/cached', {'model.safetensors': b'x'})
+  assert hub.is_cached('hf-hub:timm/cached')
+  assert not hub.is_cached('hf-hub:timm/not_cached')

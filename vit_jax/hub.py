@@ -156,6 +156,15 @@ def resolve(path: str) -> str:
   return _fetch(name, name.filename or DEFAULT_FILE)
 
 
+def is_cached(path: str) -> bool:
+  """Whether the hub cache holds a hub name's file (so it loads offline)."""
+  name = parse(path)
+  found = huggingface_hub.try_to_load_from_cache(
+      name.repo_id, name.filename or DEFAULT_FILE, cache_dir=_cache_dir(),
+      revision=name.revision)
+  return isinstance(found, str)
+
+
 def resolve_config(path: str) -> Optional[str]:
   """The local config.json of a hub name's repo, None where the repo has
   none (then the tensors' shapes alone describe the model)."""
