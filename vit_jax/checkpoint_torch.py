@@ -567,6 +567,11 @@ def save(path: str, params, config, layout: str = 'timm'):
   table = _expanded(layout, t['num_layers'], layout.prefix)
   if config.get('resnet') is not None:
     table.update(_timm_backbone(tuple(config['resnet']['num_layers'])))
+  missing = sorted(p for paths, _ in table.values() for p in paths
+                   if p not in flat and p.split('/')[0] not in _OPTIONAL)
+  if missing:
+    raise ValueError(f'params lack what the model config has: '
+                     f'{", ".join(missing[:5])}; are they this model\'s?')
   for key, (paths, conversion) in table.items():
     if paths[0].split('/')[0] in _OPTIONAL and paths[0] not in flat:
       continue
