@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import types
 
 import flax.traverse_util
 import jax
@@ -334,3 +335,37 @@ def test_is_cached(offline_cache):
   write_repo(offline_cache, 'timm/cached', {'model.safetensors': b'x'})
   assert hub.is_cached('hf-hub:timm/cached')
   assert not hub.is_cached('hf-hub:timm/not_cached')
+
+
+@pytest.mark.parametrize('error, says', [
+    ('GatedRepoError', 'HF_TOKEN'),
+    ('RepositoryNotFoundError', 'does not exist'),
+    ('RevisionNotFoundError', "no revision 'v2'"),
+    ('RemoteEntryNotFoundError', "no file 'model.safetensors'"),
+])
+def test_hub_failures_say_what_to_do(monkeypatch, error, says):
+  """huggingface_hub's online failures, each one line naming the repo."""
+  from huggingface_hub import errors as hub_errors  # pylint: disable=g-import-not-at-top
+
+  def fail(*args, **kwargs):
+    del args, kwargs
+    response = types.SimpleNamespace(headers={}, status_code=404, request=None)
+    raise getattr(hub_errors, error)('the hub said no', response=response)
+  monkeypatch.setattr(hub.huggingface_hub, 'hf_hub_download', fail)
+  with pytest.raises(hub.HubError) as raised:
+    hub.resolve('hf-hub:google/vit-x@v2')
+  message = str(raised.value)
+  assert says in message and 'google/vit-x' in message and '\n' not in message
+
+
+def test_no_network(monkeypatch):
+  monkeypatch.delenv('HF_HUB_OFFLINE', raising=False)
+  monkeypatch.setattr(hub.huggingface_hub.constants, 'HF_HUB_OFFLINE', False)
+
+  def fail(*args, **kwargs):
+    del args, kwargs
+    raise hub.hub_errors.LocalEntryNotFoundError('connection refused')
+  monkeypatch.setattr(hub.huggingface_hub, 'hf_hub_download', fail)
+  with pytest.raises(hub.HubError, match='cannot reach the Hugging Face hub'
+                     ' for hf-hub:google/vit-x'):
+    hub.resolve('hf-hub:google/vit-x')
