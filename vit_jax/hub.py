@@ -6,9 +6,9 @@ A name with timm's own `hf-hub:` prefix may stand wherever a checkpoint path
 does; `resolve` turns it into a file in huggingface_hub's cache, downloading
 it with that library (resumable, its progress bar, `HF_TOKEN` for gated
 repos) unless it is cached. Without FILE the name means the repo's
-`model.safetensors`; its `config.json` (the architecture) is fetched too,
-into the same snapshot folder, where `checkpoint_torch_config.read_beside`
-finds it.
+`model.safetensors`; its `config.json` (the architecture) is fetched too
+(`resolve_config`, which `checkpoint_torch_config.read_beside` calls for
+hub names).
 
 The environment is read when a name is resolved, not when huggingface_hub
 was imported: `HF_HUB_OFFLINE=1` (cache only), `HF_HUB_CACHE` / `HF_HOME`.
@@ -123,7 +123,8 @@ def _what_to_do(name: HubName, e: Exception) -> str:
     return (f'hub repo {repo!r} has no file {name.filename or DEFAULT_FILE!r}'
             '; name one it has as hf-hub:ORG/NAME/FILE (this project reads '
             '.safetensors and .npz checkpoints).')
-  return f'{name}: {type(e).__name__}: {e}'
+  first_line = (str(e).strip().splitlines() or [''])[0]
+  return f'{name}: {type(e).__name__}: {first_line}'
 
 
 def _download(name: HubName, filename: str) -> str:
