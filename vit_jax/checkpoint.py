@@ -449,7 +449,8 @@ def load_pretrained(*, pretrained_path: str, init_params: Params,
   """Initialises fine-tuning from a published checkpoint.
 
   Args:
-    pretrained_path: the .npz (or timm / transformers .safetensors) to read.
+    pretrained_path: the .npz (or timm / transformers .safetensors, or hub
+      name hf-hub:ORG/NAME[@REVISION][/FILE]) to read.
     init_params: freshly initialised params of the fine-tuning model; they
       give the head (new class count) and the expected keys and shapes.
     model_config: the fine-tuning model's config (`classifier`,
