@@ -31,8 +31,9 @@ def parse_arg(arg, **defaults):
 
 def model_from_variant(variant: str) -> ml_collections.ConfigDict:
   """'B/16' or a preset name such as 'R50+ViT-B_16' -> the preset config;
-  a timm / transformers ViT FILE.safetensors -> the model it describes."""
-  if variant.endswith('.safetensors'):
+  a timm / transformers ViT FILE.safetensors or hub name
+  (hf-hub:ORG/NAME[@REVISION]) -> the model it describes."""
+  if variant.endswith('.safetensors') or variant.startswith('hf-hub:'):
     from vit_jax import checkpoint  # pylint: disable=g-import-not-at-top
     return checkpoint.safetensors_model_config(variant)
   name = f'ViT-{variant.replace("/", "_")}' if '/' in variant else variant

@@ -6,7 +6,9 @@ decay, batch 512, 384 px: the same patch size gives a longer sequence, so
 Args: `--config=configs/finetune.py:model=ViT-B_16,dataset=cifar10`, then
 `--config.pretrained_path=ViT-B_16.npz`. From a timm / transformers ViT, the
 model is the one the file describes: `model=FILE.safetensors` and
-`--config.pretrained_path=FILE.safetensors`.
+`--config.pretrained_path=FILE.safetensors`. From the Hugging Face hub,
+`model=hf-hub:timm/vit_base_patch16_224.augreg_in21k` is both: the model its
+repo describes, and the checkpoint (`config.pretrained_path`).
 """
 from configs import common
 
@@ -16,6 +18,8 @@ def get_config(arg=None):
                          image_size=384, lr=0.03)
   config = common.base_config()
   config.model = common.model_from_variant(arg.model)
+  if arg.model.startswith('hf-hub:'):
+    config.pretrained_path = arg.model
   config.dataset = arg.dataset
   config.image_size = arg.image_size
   config.pp.train = 'inception_crop'

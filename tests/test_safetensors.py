@@ -236,7 +236,9 @@ def test_model_config_must_match_the_file(reference, tmp_path):
 
 
 @pytest.mark.parametrize('change, message', [
-    (dict(resnet=dict(num_layers=(), width_factor=1)), 'Hybrid'),
+    (dict(resnet=dict(num_layers=(), width_factor=1),
+          layout='transformers'), 'Hybrid'),
+    (dict(resnet=dict(num_layers=(), width_factor=1)), 'params lack'),
     (dict(transformer=dict(layer_norm_eps=1e-12)),
      'timm ViTs use LayerNorm eps'),
     (dict(layout='transformers', classifier='gap'), 'class token'),

@@ -122,14 +122,51 @@ def best_filename(df: pd.DataFrame, name: str) -> Tuple[str, float]:
   return best.filename, float(best.final_val)
 
 
+# AugReg model name -> timm's name of it. timm's `.augreg_in21k` repo of each
+# holds AugReg's recommended ImageNet-21k checkpoint (the one its paper and
+# timm pick), converted: the hub copy when gs://vit_models cannot be read.
+TIMM_NAMES = {
+    'Ti_16': 'vit_tiny_patch16_224', 'S_16': 'vit_small_patch16_224',
+    'B_16': 'vit_base_patch16_224', 'L_16': 'vit_large_patch16_224',
+    'B_8': 'vit_base_patch8_224', 'S_32': 'vit_small_patch32_224',
+    'B_32': 'vit_base_patch32_224', 'R_Ti_16': 'vit_tiny_r_s16_p8_224',
+    'R26_B_32': 'vit_base_r26_s32_224', 'R26_S_32': 'vit_small_r26_s32_224',
+    'R50_L_32': 'vit_large_r50_s32_224'}
+
+
+def hub_name(model: str) -> str:
+  """The hub copy of AugReg's recommended checkpoint of `model`."""
+  return f'hf-hub:timm/{TIMM_NAMES[model]}.augreg_in21k'
+
+
+def _bucket_unreadable(directory: str):
+  """Why the published bucket cannot be read (None: it can). Since February
+  2026 it refuses anonymous reads (HTTP 403)."""
+  from vit_jax import remote  # pylint: disable=g-import-not-at-top
+  try:
+    remote.check(os.path.join(directory, 'index.csv'), 'AugReg index')
+  except remote.RemotePathError as e:
+    return str(e)
+  return None
+
+
 def checkpoint_path(model_or_filename: str,
                     directory: str = DEFAULT_DIR) -> str:
   """The .npz in `directory` that a model name (best i21k) or a full file
-  name (without .npz) stands for; it must exist."""
+  name (without .npz) stands for; it must exist. A model name whose
+  `directory` is the unreadable bucket: the hub copy (`hub_name`)."""
   model_config(model_or_filename)  # A known model, or a clear error.
   if '-' in model_or_filename:
     filename = model_or_filename
   else:
+    why = _bucket_unreadable(directory) if directory == DEFAULT_DIR else None
+    if why:
+      name = hub_name(model_or_filename)
+      if jax.process_index() == 0:
+        print(f'AugReg: {DEFAULT_DIR} cannot be read ({why}); taking the hub'
+              f' copy of its recommended {model_or_filename} checkpoint, '
+              f'{name}.', file=sys.stderr, flush=True)
+      return name
     filename, final_val = best_filename(read_index(directory),
                                         model_or_filename)
     # On the console too (the quiet console hides INFO logs): which of the

@@ -339,12 +339,23 @@ def save_safetensors(path: str, params: Params, model_config,
 # pylint: enable=g-import-not-at-top
 
 
+def is_safetensors(path: str) -> bool:
+  """Whether `path` (or hub name: its default file is model.safetensors)
+  names a .safetensors file."""
+  from vit_jax import hub
+  if hub.is_hub_name(path):
+    return hub.is_safetensors(path)
+  return path.endswith('.safetensors')
+
+
 def load_params(path: str, model_config=None) -> Params:
   """Params from a published .npz, or a timm / transformers .safetensors
-  (checked against `model_config`), by the file's extension."""
-  if path.endswith('.safetensors'):
+  (checked against `model_config`), by the file's extension; `path` may be
+  a hub name (hf-hub:ORG/NAME[@REVISION][/FILE])."""
+  from vit_jax import hub
+  if is_safetensors(path):
     return load_safetensors(path, model_config)
-  return load_npz(path)
+  return load_npz(hub.resolve(path))
 
 
 def _square_grid(num_tokens: int, what: str) -> Tuple[int, int]:
@@ -438,7 +449,8 @@ def load_pretrained(*, pretrained_path: str, init_params: Params,
   """Initialises fine-tuning from a published checkpoint.
 
   Args:
-    pretrained_path: the .npz (or timm / transformers .safetensors) to read.
+    pretrained_path: the .npz (or timm / transformers .safetensors, or hub
+      name hf-hub:ORG/NAME[@REVISION][/FILE]) to read.
     init_params: freshly initialised params of the fine-tuning model; they
       give the head (new class count) and the expected keys and shapes.
     model_config: the fine-tuning model's config (`classifier`,

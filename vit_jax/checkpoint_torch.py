@@ -31,6 +31,7 @@ in the library's hub format for what shapes cannot tell (the head count, the
 activation, the epsilon; `checkpoint_torch_config.py`); `save` writes one
 there.
 """
+import collections
 import json
 import math
 import os
@@ -46,6 +47,7 @@ import safetensors.numpy
 
 from vit_jax import checkpoint
 from vit_jax import checkpoint_torch_config as hub_config
+from vit_jax import hub
 from vit_jax import models_vit
 
 Mismatch = checkpoint.CheckpointMismatchError
@@ -124,6 +126,55 @@ _TIMM = {
     **_layer_norm('norm', 'Transformer/encoder_norm'),
     **_linear('head', 'head'),
 }
+
+# timm's hybrids (vision_transformer_hybrid): a ResNetV2 backbone (no
+# pre-activation, StdConv2dSame, GroupNorm(32)) under patch_embed.backbone,
+# then patch_embed.proj and the ViT above. Its stem alone (no stages, as in
+# R+ViT-Ti) has the stem's keys without `stem.`.
+_BACKBONE = 'patch_embed.backbone.'
+_STAGE_BLOCK = re.compile(r'^patch_embed\.backbone\.stages\.(\d+)\.blocks\.(\d+)\.')
+# timm's Bottleneck module -> the original's ResidualUnit (conv, norm).
+_UNIT = (('conv1', 'norm1', 'conv1', 'gn1'), ('conv2', 'norm2', 'conv2', 'gn2'),
+         ('conv3', 'norm3', 'conv3', 'gn3'),
+         ('downsample.conv', 'downsample.norm', 'conv_proj', 'gn_proj'))
+
+
+def _conv_norm(conv, norm, conv_path, norm_path):
+  """A bias-free StdConv and its GroupNorm."""
+  return {f'{conv}.weight': ((f'{conv_path}/kernel',), _CONV),
+          **_layer_norm(norm, norm_path)}
+
+
+def _timm_backbone(num_layers) -> Dict[str, Tuple[Tuple[str, ...],
+                                                   _Conversion]]:
+  """The keys of a ResNetV2 backbone with `num_layers` units per stage; the
+  first unit of every stage projects its input (downsample), as the
+  original's does (its channels or stride change there)."""
+  stem = _BACKBONE + ('stem.' if num_layers else '')
+  table = _conv_norm(stem + 'conv', stem + 'norm', 'conv_root', 'gn_root')
+  for s, units in enumerate(num_layers):
+    for m in range(units):
+      for conv, norm, conv_path, norm_path in _UNIT[:4 if m == 0 else 3]:
+        key, path = f'{_BACKBONE}stages.{s}.blocks.{m}.', f'block{s + 1}/unit{m + 1}/'
+        table.update(_conv_norm(key + conv, key + norm, path + conv_path,
+                                path + norm_path))
+  return table
+
+
+def _timm_resnet_layers(shapes):
+  """Units per stage of a timm hybrid's backbone; None for a plain ViT."""
+  if _BACKBONE + 'conv.weight' in shapes:
+    return ()
+  if _BACKBONE + 'stem.conv.weight' not in shapes:
+    return None
+  units = {}
+  for key in shapes:
+    match = _STAGE_BLOCK.match(key)
+    if match:
+      stage, block = int(match.group(1)), int(match.group(2))
+      units[stage] = max(units.get(stage, 0), block + 1)
+  return tuple(units.get(s, 0) for s in range(max(units, default=-1) + 1))
+
 
 # Keys as in ViTModel; ViTForImageClassification (the hub's classifiers)
 # puts the backbone under `vit.` (_Layout.prefix), the head beside it.
@@ -209,8 +260,10 @@ def _unreadable(path: str, error) -> ValueError:
                     'ending in .npz).')
 
 
-def _read_tensors(path: str) -> Dict[str, np.ndarray]:
-  """{key: float32 array} of a .safetensors file, with clear errors."""
+def _read_tensors(name: str) -> Dict[str, np.ndarray]:
+  """{key: float32 array} of a .safetensors file (or hub name), with clear
+  errors."""
+  path = hub.resolve(name)
   if '://' not in path and not os.path.isfile(path):
     raise FileNotFoundError(f'Checkpoint file {path!r} does not exist.')
   with checkpoint._open(path, 'rb') as f:  # pylint: disable=protected-access
@@ -218,7 +271,7 @@ def _read_tensors(path: str) -> Dict[str, np.ndarray]:
   try:
     entries = safetensors.deserialize(data)
   except Exception as e:  # pylint: disable=broad-except  (SafetensorError)
-    raise _unreadable(path, e) from None
+    raise _unreadable(name, e) from None
   tensors = {}
   for key, entry in entries:
     if entry['dtype'] not in _FLOAT_DTYPES:
@@ -231,9 +284,10 @@ def _read_tensors(path: str) -> Dict[str, np.ndarray]:
   return tensors
 
 
-def _read_shapes(path: str) -> Dict[str, Tuple[int, ...]]:
+def _read_shapes(name: str) -> Dict[str, Tuple[int, ...]]:
   """{key: shape} from the file's header alone where the file is local (a
   model config without reading the weights)."""
+  path = hub.resolve(name)
   if '://' in path:
     return {k: v.shape for k, v in _read_tensors(path).items()}
   if not os.path.isfile(path):
@@ -242,7 +296,7 @@ def _read_shapes(path: str) -> Dict[str, Tuple[int, ...]]:
     with safetensors.safe_open(path, 'numpy') as f:
       return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
   except Exception as e:  # pylint: disable=broad-except  (SafetensorError)
-    raise _unreadable(path, e) from None
+    raise _unreadable(name, e) from None
 
 
 def _detect(shapes, path: str) -> Tuple[_Layout, str]:
@@ -270,6 +324,9 @@ def _check_keys(layout: _Layout, prefix: str, shapes, path: str):
     raise Mismatch(f'Checkpoint {path!r} ({layout.name} layout) has no '
                    'transformer blocks.')
   table = _expanded(layout, num_layers, prefix)
+  resnet = _timm_resnet_layers(shapes) if layout.name == 'timm' else None
+  if resnet is not None:
+    table.update(_timm_backbone(resnet))
   unsupported, unknown = {}, []
   for key in sorted(set(shapes) - set(table)):
     what = next((w for p, w in layout.unsupported.items()
@@ -315,12 +372,23 @@ def _file_config(layout, table, num_layers, shapes, hub, path: str) -> Dict:
     raise Mismatch(f'Checkpoint {path!r}: the position embeddings have no '
                    "class-token slot (timm's no_embed_class=True); "
                    "vit_jax's ViT adds them to the class token too.")
+  # No config.json (pool None): the caller's config and the shapes decide.
   if fields['pool'] is not None and has_cls != (fields['pool'] == 'token'):
     raise Mismatch(f'Checkpoint {path!r}: global_pool={fields["pool"]!r} '
                    f'{"with" if has_cls else "without"} a class token; '
                    "vit_jax's ViT pools with the class token ('token') or "
                    "averages all tokens when there is none ('avg').")
   pre_logits = by_path.get('pre_logits/kernel')
+  resnet = None
+  if 'conv_root/kernel' in by_path:
+    units = collections.Counter(
+        p.split('/')[0] for p in by_path if p.endswith('/conv1/kernel'))
+    resnet = dict(num_layers=tuple(units[f'block{s + 1}']
+                                   for s in range(len(units))),
+                  width_factor=by_path['conv_root/kernel'][0] / 64,
+                  std_conv='timm')
+    if resnet['width_factor'] == int(resnet['width_factor']):
+      resnet['width_factor'] = int(resnet['width_factor'])
   return dict(
       model_name=fields['model_name'] or '/'.join(path.split('/')[-2:]),
       patches={'size': (ph, pw)}, hidden_size=hidden,
@@ -331,7 +399,8 @@ def _file_config(layout, table, num_layers, shapes, hub, path: str) -> Dict:
           dropout_rate=fields['dropout_rate'], gelu=fields['gelu'],
           layer_norm_eps=fields['layer_norm_eps']),
       classifier='token' if has_cls else 'gap',
-      representation_size=None if pre_logits is None else pre_logits[0])
+      representation_size=None if pre_logits is None else pre_logits[0],
+      **({} if resnet is None else {'resnet': resnet}))
 
 
 _COMPARED = ('hidden_size', 'patches', 'classifier',
@@ -350,12 +419,27 @@ def _field(config, name):
   return config.get(leaf, _DEFAULTS.get(name))
 
 
+def holds_original_weights(path: str) -> bool:
+  """Whether a timm file is its conversion of the original's published
+  weights (tag `augreg_*` / `orig_*`, in config.json or the hub repo's
+  name): those compute as the original did too, with its tanh GELU."""
+  tag = (hub_config.read_beside(path).get('pretrained_cfg') or {}).get(
+      'tag') or (path.split('.')[-1] if hub.is_hub_name(path) else '')
+  return tag.startswith(('augreg', 'orig'))
+
+
 def _check_matches(model_config, file_config, path: str):
   """Every field the file fixes equals the model config's (else the model
-  would compute something else than the checkpoint's library)."""
+  would compute something else than the checkpoint's library, or, for the
+  original's weights, than the original)."""
   problems = []
+  original = None
   for name in _COMPARED:
     want, got = _field(file_config, name), _field(model_config, name)
+    if name == 'transformer.gelu' and got == 'tanh' and want != got:
+      original = holds_original_weights(path) if original is None else original
+      if original:
+        continue
     if name == 'patches':
       want, got = want['size'], hub_config.patch_size(model_config)
     if want is not None and tuple(np.atleast_1d(want)) != tuple(
@@ -388,20 +472,35 @@ def _complete(config, path: str) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(config)
 
 
+# timm's Mixers have a module of their own; it builds on this one.
+# pylint: disable=g-import-not-at-top
+
+
 def model_config(path: str) -> ml_collections.ConfigDict:
   """The model config a .safetensors file and its config.json describe."""
-  return _complete(_describe(path, _read_shapes(path))[0], path)
+  shapes = _read_shapes(path)
+  from vit_jax import checkpoint_torch_mixer as mixer
+  if mixer.is_mixer(shapes):
+    return mixer.model_config(path, shapes)
+  return _complete(_describe(path, shapes)[0], path)
 
 
 def check(path: str, config) -> None:
   """Raises unless `load(path, config)` would load (from the header)."""
-  _check_matches(config, _describe(path, _read_shapes(path))[0], path)
+  shapes = _read_shapes(path)
+  from vit_jax import checkpoint_torch_mixer as mixer
+  if mixer.is_mixer(shapes):
+    return mixer.check(path, shapes, config)
+  _check_matches(config, _describe(path, shapes)[0], path)
 
 
 def load(path: str, config=None) -> Dict[str, Any]:
-  """Params of a timm or transformers ViT .safetensors for
-  `VisionTransformer(**config)` (default: `model_config(path)`)."""
+  """Params of a timm or transformers ViT (or timm Mixer) .safetensors for
+  `models.create(config, ...)` (default: `model_config(path)`)."""
   tensors = _read_tensors(path)
+  from vit_jax import checkpoint_torch_mixer as mixer
+  if mixer.is_mixer(tensors):
+    return mixer.load(path, tensors, config)
   file_config, layout, table = _describe(
       path, {k: v.shape for k, v in tensors.items()})
   if config is None:
@@ -423,9 +522,9 @@ def load(path: str, config=None) -> Dict[str, Any]:
 
 def _check_savable(layout: _Layout, flat, config):
   """What a layout's library cannot hold: clear errors before writing."""
-  if config.get('resnet') is not None:
-    raise ValueError('Hybrid (ResNet + ViT) models have no timm/transformers '
-                     'ViT layout.')
+  if config.get('resnet') is not None and layout.name != 'timm':
+    raise ValueError('Hybrid (ResNet + ViT) models have no transformers '
+                     "layout; save them with layout='timm'.")
   if layout.name == 'timm' and 'pre_logits/kernel' in flat:
     raise ValueError("timm's VisionTransformer has no pre-logits layer "
                      '(representation_size); save without it.')
@@ -440,11 +539,24 @@ def _check_savable(layout: _Layout, flat, config):
                      'pre-logits layer (representation_size).')
 
 
+def _backbone_stride(config) -> int:
+  """Pixels per feature of a hybrid's ResNet (the stem's 4, x2 for every
+  stage after the first); 1 for a ViT."""
+  if config.get('resnet') is None:
+    return 1
+  return 4 * 2 ** max(len(config['resnet']['num_layers']) - 1, 0)
+
+
 def save(path: str, params, config, layout: str = 'timm'):
   """Writes `params` of `VisionTransformer(**config)` as `layout`'s state
   dict, and the library's config.json beside it."""
   if layout not in _LAYOUTS:
     raise ValueError(f'layout={layout!r}: use one of {", ".join(_LAYOUTS)}.')
+  if 'num_blocks' in config:
+    if layout != 'timm':
+      raise ValueError("Mixers have a timm layout only: layout='timm'.")
+    from vit_jax import checkpoint_torch_mixer as mixer
+    return mixer.save(path, params, config)
   layout = _LAYOUTS[layout]
   flat = {'/'.join(k): np.asarray(v, np.float32) for k, v in
           flax.traverse_util.flatten_dict(
@@ -453,6 +565,13 @@ def save(path: str, params, config, layout: str = 'timm'):
   t = config['transformer']
   heads, used, tensors = t['num_heads'], set(), {}
   table = _expanded(layout, t['num_layers'], layout.prefix)
+  if config.get('resnet') is not None:
+    table.update(_timm_backbone(tuple(config['resnet']['num_layers'])))
+  missing = sorted(p for paths, _ in table.values() for p in paths
+                   if p not in flat and p.split('/')[0] not in _OPTIONAL)
+  if missing:
+    raise ValueError(f'params lack what the model config has: '
+                     f'{", ".join(missing[:5])}; are they this model\'s?')
   for key, (paths, conversion) in table.items():
     if paths[0].split('/')[0] in _OPTIONAL and paths[0] not in flat:
       continue
@@ -468,7 +587,8 @@ def save(path: str, params, config, layout: str = 'timm'):
   if side * side != grid:
     raise ValueError(f'{grid} position embeddings are not a square grid; '
                      'timm and transformers configs need a square image.')
-  image_size = [side * p for p in hub_config.patch_size(config)]
+  image_size = [side * p * _backbone_stride(config)
+                for p in hub_config.patch_size(config)]
   hub = hub_config.WRITERS[layout.name](config, num_classes, image_size)
   checkpoint._write_atomically(  # pylint: disable=protected-access
       path, safetensors.numpy.save(tensors, metadata={'format': 'pt'}))

@@ -14,6 +14,7 @@ import re
 from typing import Any, Dict, Tuple
 
 from vit_jax import checkpoint
+from vit_jax import hub
 from vit_jax import models_vit
 
 # The activations each library can name, as `transformer.gelu` values.
@@ -44,7 +45,7 @@ def _read_timm(hub) -> Dict[str, Any]:
   names the head count), `model_args` (constructor arguments), ..."""
   args = hub.get('model_args') or {}
   arch = hub.get('architecture', '')
-  size = re.search(r'(' + '|'.join(_TIMM_SIZES) + r')_patch', arch)
+  size = re.search(r'(' + '|'.join(_TIMM_SIZES) + r')_(patch|r)', arch)
   act = args.get('act_layer', 'gelu')
   if act not in _TIMM_ACTS:
     raise ValueError(f'act_layer={act!r}: only {", ".join(_TIMM_ACTS)} '
@@ -105,16 +106,39 @@ def _write_timm(config, num_classes, image_size) -> Dict[str, Any]:
               act_layer={v: k for k, v in _TIMM_ACTS.items()}[gelu(config)],
               proj_drop_rate=t.get('dropout_rate', 0.0),
               attn_drop_rate=t.get('attention_dropout_rate', 0.0))
+  architecture = (f'vit_{size}_patch{ph}_224' if size
+                  else 'vit_base_patch16_224')
+  first_conv = 'patch_embed.proj'
+  if config.get('resnet') is not None:
+    architecture = _timm_hybrid(config['resnet'])
+    first_conv = 'patch_embed.backbone.' + (
+        'stem.conv' if config['resnet']['num_layers'] else 'conv')
   return dict(
-      architecture=(f'vit_{size}_patch{ph}_224' if size
-                    else 'vit_base_patch16_224'),
+      architecture=architecture,
       num_classes=num_classes, num_features=hidden, global_pool=pool,
       model_args=args,
       pretrained_cfg=dict(
           input_size=[3, *image_size], fixed_input_size=True,
           interpolation='bilinear', crop_pct=1.0, crop_mode='center',
           mean=[0.5] * 3, std=[0.5] * 3, num_classes=num_classes,
-          first_conv='patch_embed.proj', classifier='head'))
+          first_conv=first_conv, classifier='head'))
+
+
+# timm's hybrid architectures by ResNet units per stage: the name fixes the
+# backbone (model_args cannot), model_args the ViT above it.
+_TIMM_HYBRIDS = {(): 'vit_tiny_r_s16_p8_224', (2, 2, 2, 2): 'vit_small_r26_s32_224',
+                 (3, 4, 9): 'vit_base_r50_s16_224',
+                 (3, 4, 6, 3): 'vit_large_r50_s32_224'}
+
+
+def _timm_hybrid(resnet) -> str:
+  layers = tuple(resnet['num_layers'])
+  if layers not in _TIMM_HYBRIDS or resnet.get('width_factor', 1) != 1:
+    raise ValueError(
+        f'timm has no hybrid with ResNet units {layers} and width_factor '
+        f"{resnet.get('width_factor')}; its hybrids have width 1 and units "
+        f'{", ".join(str(k) for k in _TIMM_HYBRIDS)}.')
+  return _TIMM_HYBRIDS[layers]
 
 
 def _write_transformers(config, num_classes, image_size) -> Dict[str, Any]:
@@ -147,12 +171,17 @@ def path_beside(path: str) -> str:
 
 
 def read_beside(path: str) -> Dict[str, Any]:
-  """The config.json beside `path`, or {} when there is none."""
-  config_path = path_beside(path)
-  if '://' in path:
+  """The config.json beside `path` (of a hub name's repo), or {} when there
+  is none."""
+  if hub.is_hub_name(path):
+    config_path = hub.resolve_config(path)
+    exists = config_path is not None
+  elif '://' in path:
+    config_path = path_beside(path)
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     exists = tf.io.gfile.exists(config_path)
   else:
+    config_path = path_beside(path)
     exists = os.path.isfile(config_path)
   if not exists:
     return {}

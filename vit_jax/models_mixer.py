@@ -22,15 +22,17 @@ SCANNED_BLOCKS = ('MixerBlocks', models_vit.SCANNED_BLOCKS[1])
 
 
 class MlpBlock(nn.Module):
-  """Dense -> GELU (tanh approximation, as the original) -> Dense, over the
-  last axis; initialised as the original's (lecun normal, zero biases)."""
+  """Dense -> GELU -> Dense, over the last axis; initialised as the
+  original's (lecun normal, zero biases). `gelu`: a key of
+  `models_vit.GELUS` ('tanh', the original's; 'exact', timm's)."""
   mlp_dim: int
   dtype: Dtype = jnp.float32
+  gelu: str = 'tanh'
 
   @nn.compact
   def __call__(self, x):
     y = nn.Dense(self.mlp_dim, dtype=self.dtype, name='Dense_0')(x)
-    y = nn.gelu(y, approximate=True)
+    y = models_vit.GELUS[self.gelu](y)
     return nn.Dense(x.shape[-1], dtype=self.dtype, name='Dense_1')(y)
 
 
@@ -43,18 +45,19 @@ class MixerBlock(nn.Module):
   tokens_mlp_dim: int
   channels_mlp_dim: int
   dtype: Dtype = jnp.float32
+  gelu: str = 'tanh'
 
   @nn.compact
   def __call__(self, x, deterministic):
     del deterministic
     y = nn.LayerNorm(dtype=self.dtype, name='LayerNorm_0')(x)
     y = jnp.swapaxes(y, 1, 2)  # [batch, channels, tokens]: mix the tokens.
-    y = MlpBlock(self.tokens_mlp_dim, dtype=self.dtype,
+    y = MlpBlock(self.tokens_mlp_dim, dtype=self.dtype, gelu=self.gelu,
                  name='token_mixing')(y)
     x = x + jnp.swapaxes(y, 1, 2)
     y = nn.LayerNorm(dtype=self.dtype, name='LayerNorm_1')(x)
     return x + MlpBlock(self.channels_mlp_dim, dtype=self.dtype,
-                        name='channel_mixing')(y)
+                        gelu=self.gelu, name='channel_mixing')(y)
 
 
 class MlpMixer(nn.Module):
@@ -72,6 +75,7 @@ class MlpMixer(nn.Module):
   num_blocks: int
   tokens_mlp_dim: int
   channels_mlp_dim: int
+  gelu: str = 'tanh'  # 'exact' for timm's Mixers (see MlpBlock).
   model_name: Optional[str] = None
   dtype: Dtype = jnp.float32
   remat: bool = False
@@ -93,8 +97,12 @@ class MlpMixer(nn.Module):
 
     block_cls = nn.remat(MixerBlock, static_argnums=(2,)) if self.remat \
         else MixerBlock
+    if self.gelu not in models_vit.GELUS:
+      raise ValueError(f'gelu={self.gelu!r}: use one of '
+                       f'{", ".join(models_vit.GELUS)}.')
     kwargs = dict(tokens_mlp_dim=self.tokens_mlp_dim,
-                  channels_mlp_dim=self.channels_mlp_dim, dtype=self.dtype)
+                  channels_mlp_dim=self.channels_mlp_dim, dtype=self.dtype,
+                  gelu=self.gelu)
     if self.scan:
       scanned = nn.scan(models_vit._ScanStep,  # pylint: disable=protected-access
                         variable_axes={'params': 0},

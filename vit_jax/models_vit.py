@@ -356,7 +356,8 @@ class VisionTransformer(nn.Module):
     if self.resnet is not None:
       x = models_resnet.resnet_stem(
           x, num_layers=tuple(self.resnet['num_layers']),
-          width_factor=self.resnet['width_factor'], dtype=self.dtype)
+          width_factor=self.resnet['width_factor'], dtype=self.dtype,
+          std_conv=self.resnet.get('std_conv', 'original'))
 
     ph, pw = _size(self.patches)
     if x.shape[1] % ph or x.shape[2] % pw:

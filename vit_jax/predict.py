@@ -71,7 +71,8 @@ def define_model_flags(*, from_workdir: bool = False):
       'config_json', None, 'Model config as FILE[:KEY] instead of --model, '
       'e.g. shared/reference/cases.json:vit_s16_2blocks.')
   flags.DEFINE_string('checkpoint', None, 'Published-layout .npz file, or a '
-                      'timm / transformers ViT .safetensors.')
+                      'timm / transformers ViT .safetensors, or a hub name '
+                      'hf-hub:ORG/NAME[@REVISION][/FILE].')
   flags.DEFINE_integer(
       'image_size', None, 'Input resolution; default: the resolution the '
       "checkpoint's position embeddings were trained at.")
@@ -162,7 +163,7 @@ def load_model(checkpoint_path: str, *, model_name: Optional[str] = None,
     config = models_config.get_model_config(model_name)
   elif config_json:
     config = config_from_json(config_json)
-  elif checkpoint_path.endswith('.safetensors'):
+  elif checkpoint.is_safetensors(checkpoint_path):
     config = checkpoint.safetensors_model_config(checkpoint_path)
   else:
     raise ValueError('Pass --model or --config_json for a .npz checkpoint.')

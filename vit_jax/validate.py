@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 
 from vit_jax import checkpoint
+from vit_jax import hub
 from vit_jax import input_pipeline
 from vit_jax import models
 from vit_jax import remote
@@ -40,7 +41,7 @@ def _check_pretrained(config, model_shapes):
   """The checkpoint's headers are readable, and a Mixer checkpoint was made
   for the model's token count (it cannot be adapted to another one)."""
   path = config.pretrained_path
-  checkpoint.check_token_count(checkpoint.npz_shapes(path), model_shapes,
+  checkpoint.check_token_count(checkpoint.npz_shapes(hub.resolve(path)), model_shapes,
                                path, config.model)
 
 
@@ -76,10 +77,11 @@ def validate(config, *, workdir: str, num_devices: int, num_processes: int):
                      'count (0: one per core, where the batches split).'
                      ) from None
   if config.get('pretrained_path') and '://' not in config.pretrained_path \
+      and not hub.is_hub_name(config.pretrained_path) \
       and not os.path.isfile(config.pretrained_path):
     raise FileNotFoundError(
         f'config.pretrained_path={config.pretrained_path!r} does not exist.')
-  if (config.get('pretrained_path') or '').endswith('.safetensors'):
+  if checkpoint.is_safetensors(config.get('pretrained_path') or ''):
     # A timm / transformers ViT: its keys and architecture against the model.
     checkpoint.check_safetensors(config.pretrained_path, config.model)
   elif config.get('pretrained_path'):

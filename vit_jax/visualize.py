@@ -2,6 +2,9 @@ r"""What a ViT has learned, as in Fig. 6 and 7 of the paper.
 
   python -m vit_jax.visualize --model=ViT-B_16 --checkpoint=ViT-B_16.npz \
       --image=photo.jpg [--image=...] --out_dir=/tmp/vis
+  python -m vit_jax.visualize \
+      --checkpoint=hf-hub:timm/vit_base_patch16_224.augreg_in21k \
+      --image=photo.jpg --out_dir=/tmp/vis
 
 Model flags are those of `vit_jax.predict` (--model or --config_json,
 --checkpoint, --image_size). Writes to --out_dir:
