@@ -7,6 +7,7 @@ any field can then be overridden on the command line
 import ml_collections
 from ml_collections import config_dict
 
+from vit_jax import models_vit
 from vit_jax.configs import models as models_config
 
 
@@ -37,6 +38,21 @@ def model_from_variant(variant: str) -> ml_collections.ConfigDict:
     return checkpoint.safetensors_model_config(variant)
   name = f'ViT-{variant.replace("/", "_")}' if '/' in variant else variant
   return models_config.get_model_config(name)
+
+
+def with_vit_options(model: ml_collections.ConfigDict
+                     ) -> ml_collections.ConfigDict:
+  """A ViT model config with the options of models_vit at their defaults
+  where unset (`posemb`, `head_zeroinit`, `transformer.stochastic_depth`:
+  today's models), so that the command line can override them."""
+  if 'transformer' in model:
+    vit = models_vit.VisionTransformer
+    for key in ('posemb', 'head_zeroinit'):
+      if key not in model:
+        model[key] = getattr(vit, key)
+    if 'stochastic_depth' not in model.transformer:
+      model.transformer.stochastic_depth = models_vit.Encoder.stochastic_depth
+  return model
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -71,12 +87,15 @@ def base_config() -> ml_collections.ConfigDict:
       shots=(), num_train=2000, num_test=2000))
 
   # Optimisation.
+  # decoupled_weight_decay (big_vision's) and layer_decay: vit_jax/optim.py.
   config.optimizer = ml_collections.ConfigDict(dict(
       name='adamw', b1=0.9, b2=0.999, momentum=0.9, weight_decay=0.1,
-      grad_clip_norm=1.0))
+      grad_clip_norm=1.0, decoupled_weight_decay=False, layer_decay=0.0))
   config.lr = ml_collections.ConfigDict(dict(
       base=1e-3, warmup_steps=100, decay='linear', end=0.0))
   config.label_smoothing = 0.0
+  # > 0: an EMA of the params, evaluated and saved too (vit_jax/ema.py).
+  config.ema_decay = 0.0
 
   # Compute layout.
   config.dtype = 'float32'  # Compute dtype; params stay float32.
