@@ -1,5 +1,7 @@
 """Optimisation options: layer-wise lr decay, big_vision's decoupled weight
 decay, the EMA of the params (unit level and through main.py)."""
+import shutil
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -177,3 +179,29 @@ def test_with_vit_options_defaults_reproduce_the_model():
                                            np.zeros((1, 32, 32, 3)),
                                            train=False)
   jax.tree.map(np.testing.assert_array_equal, a, b)
+
+
+def test_resume_with_every_option_is_bit_exact(tmp_path, image_folder):
+  """EMA, stochastic depth, layer decay and decoupled weight decay on: a run
+  resumed from its step-3 checkpoint ends with the uninterrupted run's
+  params and EMA params, bit for bit."""
+  args = ('--config.ema_decay=0.9', '--config.optimizer.layer_decay=0.8',
+          '--config.optimizer.decoupled_weight_decay=True',
+          '--config.model.transformer.stochastic_depth=0.3',
+          '--config.model.classifier=map', '--config.model.posemb=sincos2d')
+  full = tmp_path / 'full'
+  proc = run_main(full, image_folder, *args)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  cut = tmp_path / 'cut'
+  shutil.copytree(full, cut)
+  shutil.rmtree(cut / 'checkpoints' / '6')
+  for name in ('params.npz', ema.FILENAME):
+    (cut / name).unlink()
+  proc = run_main(cut, image_folder, *args)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert 'Starting at step 3' in proc.stderr
+  for name in ('params.npz', ema.FILENAME):
+    with np.load(full / name) as a, np.load(cut / name) as b:
+      assert sorted(a.files) == sorted(b.files)
+      for k in a.files:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=f'{name}: {k}')
