@@ -32,10 +32,16 @@ def parse_arg(arg, **defaults):
 
 def model_from_variant(variant: str) -> ml_collections.ConfigDict:
   """'B/16' or a preset name such as 'R50+ViT-B_16' -> the preset config;
-  a timm / transformers ViT FILE.safetensors -> the model it describes."""
+  a timm / transformers ViT FILE.safetensors, or a plain ViT's FILE.npz
+  (big_vision's or this project's layout), -> the model it describes."""
   if variant.endswith('.safetensors'):
     from vit_jax import checkpoint  # pylint: disable=g-import-not-at-top
     return checkpoint.safetensors_model_config(variant)
+  if variant.endswith('.npz'):  # A plain ViT's file (big_vision's too).
+    from vit_jax import checkpoint  # pylint: disable=g-import-not-at-top
+    from vit_jax import checkpoint_bigvision  # pylint: disable=g-import-not-at-top
+    return with_vit_options(checkpoint_bigvision.model_config(
+        checkpoint.load_npz(variant), model_name=variant))
   name = f'ViT-{variant.replace("/", "_")}' if '/' in variant else variant
   return models_config.get_model_config(name)
 
