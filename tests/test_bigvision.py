@@ -3,6 +3,7 @@ big_vision's own models/vit.py) and small big_vision-layout files built here
 from a model whose logits are known."""
 import flax
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -193,3 +194,21 @@ def test_main_fine_tunes_from_big_vision_file(tmp_path, image_folder,
   assert params['head']['kernel'].shape == (384, 3)
   assert 'MAPHead_0' in params
   assert read_records(tmp_path)[-1]['eval/num_examples'] == 21
+
+
+def test_params_subtree_and_bfloat16(tmp_path):
+  """Files with optimizer state: the `params/` subtree; bfloat16 arrays
+  (stored by np.savez as 2-byte void) come back as float32."""
+  _, model, params = _random_model(classifier='gap', posemb='sincos2d')
+  flat = {f'params/{k}': v for k, v in _big_vision_layout(params).items()}
+  kernel = flat['params/head/kernel'].astype(jnp.bfloat16)
+  flat['params/head/kernel'] = kernel.view(np.dtype('V2'))
+  flat['opt/state/mu/head/kernel'] = np.zeros(3)
+  np.savez(tmp_path / 'state.npz', **flat)
+  loaded = checkpoint.load_npz(str(tmp_path / 'state.npz'))
+  assert loaded['head']['kernel'].dtype == np.float32
+  np.testing.assert_array_equal(loaded['head']['kernel'],
+                                kernel.astype(np.float32))
+  assert 'opt' not in loaded
+  np.testing.assert_array_equal(loaded['embedding']['kernel'],
+                                params['embedding']['kernel'])

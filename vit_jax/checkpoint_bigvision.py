@@ -19,6 +19,14 @@ when `is_big_vision` says a file is in that layout):
 3. MAP-head variants from ViT-G's development kept the head's params at the
    top level (`probe`, `MultiHeadDotProductAttention_0`, ...): moved under
    `MAPHead_0`, as big_vision's `fix_old_checkpoints` does.
+4. Files saved with the optimizer state keep the params under `params/`
+   (older ones under `opt/target/`): that subtree is taken. bfloat16 arrays,
+   which `np.savez` stores as 2-byte void, are read back as float32.
+
+Two-tower files (SigLIP, LiT: `img/...`, `txt/...`) are not split here:
+big_vision loads their image tower as `FILE.npz:img`; save that subtree
+(`{k[4:]: v for k, v in np.load(FILE).items() if k.startswith('img/')}`)
+as a file of its own.
 
 Pooling maps to `classifier`: big_vision's 'tok' -> 'token', 'gap', 'map'
 (`models_vit.MAPHead`); its '0' and 'none' (first token without a class
@@ -30,6 +38,7 @@ import math
 import re
 from typing import Any, Dict, Mapping
 
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
@@ -44,12 +53,28 @@ _INLINE_MAP = ('probe', 'MultiHeadDotProductAttention_0/', 'LayerNorm_0/',
 _POOLS = {'tok': 'token', 'gap': 'gap', 'map': 'map'}
 
 
+_STATE_PREFIXES = ('params/', 'opt/target/')
+
+
 def is_big_vision(flat: Mapping[str, Any]) -> bool:
   """Whether flat `/`-joined keys are in big_vision's layout (one of the
   differences above is present). A sin-cos model without a class token or
   scan is in both layouts at once: it loads the same either way."""
   return (any(k in flat for k in _OLD_POSEMBS) or 'probe' in flat or
-          any(k.startswith(_STACKED) for k in flat))
+          any(k.startswith((_STACKED,) + _STATE_PREFIXES) for k in flat))
+
+
+def _params_only(flat: Flat) -> Flat:
+  """The `params/` (or `opt/target/`) subtree of a file with optimizer
+  state; bfloat16 (stored as 2-byte void) as float32."""
+  for prefix in _STATE_PREFIXES:
+    if any(k.startswith(prefix) for k in flat):
+      flat = {k[len(prefix):]: v for k, v in flat.items()
+              if k.startswith(prefix)}
+      break
+  return {k: (np.asarray(v).view(jnp.bfloat16).astype(np.float32)
+              if np.asarray(v).dtype.kind == 'V' else v)
+          for k, v in flat.items()}
 
 
 def _is_square(n: int) -> bool:
@@ -59,7 +84,7 @@ def _is_square(n: int) -> bool:
 def to_vit_jax(flat: Flat) -> Flat:
   """big_vision flat params -> the keys and values of this project's
   layout (see the module docstring); the computation is unchanged."""
-  flat = dict(flat)
+  flat = _params_only(flat)
   if 'probe' in flat:
     for key in [k for k in flat if k.startswith(_INLINE_MAP)]:
       flat[f'MAPHead_0/{key}'] = flat.pop(key)
