@@ -5,6 +5,8 @@ Kept apart from the training loop so that these need neither the input
 pipeline (TensorFlow) nor the metric writers and checkpoint manager: the
 benchmark runs where only jax, flax and optax are installed.
 """
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -85,31 +87,31 @@ def make_train_step(config, model, tx, dropout_key):
   return train_step
 
 
-def _state_initializer(model, tx, image_size: int, with_ema=lambda s: s):
+def _fresh_state(step, params, tx, with_ema: bool):
+  """The train state at `step` for `params`: fresh optimizer moments and,
+  `with_ema`, an EMA that starts at the params (vit_jax/ema.py)."""
+  state = {'step': step, 'params': params, 'opt_state': tx.init(params)}
+  if with_ema:
+    state['ema_params'] = ema.init(params)
+  return state
+
+
+def _state_initializer(model, tx, image_size: int, with_ema: bool = False):
   """key -> a fresh train state (step 0) for `image_size` inputs."""
   dummy = jnp.zeros((1, image_size, image_size, 3), jnp.float32)
 
   def init(key):
     params = model.init(key, dummy, train=False)['params']
-    return with_ema({'step': jnp.zeros((), jnp.int32), 'params': params,
-                     'opt_state': tx.init(params)})
+    return _fresh_state(jnp.zeros((), jnp.int32), params, tx, with_ema)
 
   return init
-
-
-def _state_with_ema(config):
-  """state -> state plus `ema_params` (a copy of the params) when
-  `config.ema_decay` is set (vit_jax/ema.py), else unchanged."""
-  if not config.get('ema_decay'):
-    return lambda state: state
-  return lambda state: {**state, 'ema_params': ema.init(state['params'])}
 
 
 def init_state(config, model, tx, init_key, mesh):
   """Initialises (or fine-tunes from `pretrained_path`) directly sharded
   over `mesh` (`sharding.state_shardings`); returns (state, its shardings)."""
   size = config.image_size
-  with_ema = _state_with_ema(config)
+  with_ema = bool(config.get('ema_decay'))
   init = _state_initializer(model, tx, size, with_ema)
   abstract = jax.eval_shape(init, init_key)
   state_sh = sharding.state_shardings(mesh, abstract)
@@ -120,8 +122,7 @@ def init_state(config, model, tx, init_key, mesh):
         init_params=jax.device_get(state['params']), model_config=config.model,
         grid_size=models.token_grid(config.model, size))
     params = jax.device_put(params, state_sh['params'])
-    state = jax.jit(lambda step, params: with_ema(
-        {'step': step, 'params': params, 'opt_state': tx.init(params)}),
+    state = jax.jit(functools.partial(_fresh_state, tx=tx, with_ema=with_ema),
                     out_shardings=state_sh)(state['step'], params)
   return state, state_sh
 
@@ -137,8 +138,8 @@ def compile_report(config, num_classes: int):
   model = create_model(config, num_classes)
   tx = optim.make_optimizer(config)
   size = config.image_size
-  abstract = jax.eval_shape(_state_initializer(model, tx, size,
-                                               _state_with_ema(config)),
+  abstract = jax.eval_shape(_state_initializer(
+      model, tx, size, bool(config.get('ema_decay'))),
                             jax.random.PRNGKey(0))
   shardings = sharding.state_shardings(mesh, abstract)
   leaves = list(zip(jax.tree.leaves(abstract), jax.tree.leaves(shardings)))
