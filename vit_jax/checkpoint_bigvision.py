@@ -49,11 +49,9 @@ _OLD_POSEMBS = ('pos_embedding', 'Transformer/pos_embedding')
 _STACKED = 'Transformer/encoderblock/'
 _INLINE_MAP = ('probe', 'MultiHeadDotProductAttention_0/', 'LayerNorm_0/',
                'MlpBlock_0/')
+_STATE_PREFIXES = ('params/', 'opt/target/')
 # big_vision's pool_type -> classifier.
 _POOLS = {'tok': 'token', 'gap': 'gap', 'map': 'map'}
-
-
-_STATE_PREFIXES = ('params/', 'opt/target/')
 
 
 def is_big_vision(flat: Mapping[str, Any]) -> bool:
