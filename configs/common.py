@@ -7,6 +7,7 @@ any field can then be overridden on the command line
 import ml_collections
 from ml_collections import config_dict
 
+from vit_jax import models_vit
 from vit_jax.configs import models as models_config
 
 
@@ -32,12 +33,33 @@ def parse_arg(arg, **defaults):
 def model_from_variant(variant: str) -> ml_collections.ConfigDict:
   """'B/16' or a preset name such as 'R50+ViT-B_16' -> the preset config;
   a timm / transformers ViT FILE.safetensors or hub name
-  (hf-hub:ORG/NAME[@REVISION]) -> the model it describes."""
+  (hf-hub:ORG/NAME[@REVISION]), or a plain ViT's FILE.npz (big_vision's or
+  this project's layout) -> the model it describes."""
   if variant.endswith('.safetensors') or variant.startswith('hf-hub:'):
     from vit_jax import checkpoint  # pylint: disable=g-import-not-at-top
     return checkpoint.safetensors_model_config(variant)
+  if variant.endswith('.npz'):  # A plain ViT's file (big_vision's too).
+    from vit_jax import checkpoint  # pylint: disable=g-import-not-at-top
+    from vit_jax import checkpoint_bigvision  # pylint: disable=g-import-not-at-top
+    return with_vit_options(checkpoint_bigvision.model_config(
+        checkpoint.load_npz(variant), model_name=variant))
   name = f'ViT-{variant.replace("/", "_")}' if '/' in variant else variant
   return models_config.get_model_config(name)
+
+
+def with_vit_options(model: ml_collections.ConfigDict
+                     ) -> ml_collections.ConfigDict:
+  """A ViT model config with the options of models_vit at their defaults
+  where unset (`posemb`, `head_zeroinit`, `transformer.stochastic_depth`:
+  today's models), so that the command line can override them."""
+  if 'transformer' in model:
+    vit = models_vit.VisionTransformer
+    for key in ('posemb', 'head_zeroinit'):
+      if key not in model:
+        model[key] = getattr(vit, key)
+    if 'stochastic_depth' not in model.transformer:
+      model.transformer.stochastic_depth = models_vit.Encoder.stochastic_depth
+  return model
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -72,12 +94,15 @@ def base_config() -> ml_collections.ConfigDict:
       shots=(), num_train=2000, num_test=2000))
 
   # Optimisation.
+  # decoupled_weight_decay (big_vision's) and layer_decay: vit_jax/optim.py.
   config.optimizer = ml_collections.ConfigDict(dict(
       name='adamw', b1=0.9, b2=0.999, momentum=0.9, weight_decay=0.1,
-      grad_clip_norm=1.0))
+      grad_clip_norm=1.0, decoupled_weight_decay=False, layer_decay=0.0))
   config.lr = ml_collections.ConfigDict(dict(
       base=1e-3, warmup_steps=100, decay='linear', end=0.0))
   config.label_smoothing = 0.0
+  # > 0: an EMA of the params, evaluated and saved too (vit_jax/ema.py).
+  config.ema_decay = 0.0
 
   # Compute layout.
   config.dtype = 'float32'  # Compute dtype; params stay float32.

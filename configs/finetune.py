@@ -6,9 +6,12 @@ decay, batch 512, 384 px: the same patch size gives a longer sequence, so
 Args: `--config=configs/finetune.py:model=ViT-B_16,dataset=cifar10`, then
 `--config.pretrained_path=ViT-B_16.npz`. From a timm / transformers ViT, the
 model is the one the file describes: `model=FILE.safetensors` and
-`--config.pretrained_path=FILE.safetensors`. From the Hugging Face hub,
-`model=hf-hub:timm/vit_base_patch16_224.augreg_in21k` is both: the model its
-repo describes, and the checkpoint (`config.pretrained_path`).
+`--config.pretrained_path=FILE.safetensors`; the same for a big_vision ViT
+(`model=FILE.npz`, `--config.pretrained_path=FILE.npz`). From the Hugging Face
+hub, `model=hf-hub:timm/vit_base_patch16_224.augreg_in21k` is both: the model
+its repo describes, and the checkpoint (`config.pretrained_path`). Layer-wise
+lr decay (`--config.optimizer.layer_decay=0.75`) and an EMA of the params
+(`--config.ema_decay=0.9999`) are options (vit_jax/optim.py, ema.py).
 """
 from configs import common
 
@@ -17,7 +20,7 @@ def get_config(arg=None):
   arg = common.parse_arg(arg, model='ViT-B_16', dataset='cifar10', steps=10_000,
                          image_size=384, lr=0.03)
   config = common.base_config()
-  config.model = common.model_from_variant(arg.model)
+  config.model = common.with_vit_options(common.model_from_variant(arg.model))
   if arg.model.startswith('hf-hub:'):
     config.pretrained_path = arg.model
   config.dataset = arg.dataset

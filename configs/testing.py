@@ -7,11 +7,11 @@ from configs import common
 def get_config(arg=None):
   del arg
   config = common.base_config()
-  config.model = ml_collections.ConfigDict(dict(
+  config.model = common.with_vit_options(ml_collections.ConfigDict(dict(
       model_name='tiny', patches={'size': (4, 4)}, hidden_size=16,
       transformer=dict(mlp_dim=32, num_heads=2, num_layers=2,
                        attention_dropout_rate=0.0, dropout_rate=0.1),
-      classifier='token', representation_size=None))
+      classifier='token', representation_size=None)))
   config.image_size = 16
   config.pp.train = 'random_crop'
   config.pp.crop_padding = 2

@@ -42,6 +42,7 @@ import jax
 import numpy as np
 import scipy.ndimage
 
+from vit_jax import checkpoint_bigvision
 from vit_jax import models_mixer
 from vit_jax import models_vit
 
@@ -74,7 +75,7 @@ def _rename_block_children(path: Tuple[str, ...], table) -> Tuple[str, ...]:
 def _leaf_rank(path: Tuple[str, ...]) -> int:
   """The rank a parameter has in the module, from its path alone."""
   leaf, parent = path[-1], path[-2] if len(path) > 1 else ''
-  if leaf in ('cls', 'pos_embedding'):
+  if leaf in ('cls', 'pos_embedding', 'probe'):
     return 3
   if leaf == 'embedding':  # Embedding tables (LiT text towers).
     return 2
@@ -125,7 +126,12 @@ def _unreadable(path: str, e: Exception) -> ValueError:
 
 
 def load_npz(path: str) -> Params:
-  """Reads a published-layout .npz into a nested dict of numpy arrays."""
+  """Reads a published-layout .npz into a nested dict of numpy arrays.
+
+  big_vision ViT files are converted to this layout on the way
+  (`checkpoint_bigvision`); `checkpoint_bigvision.model_config` gives the
+  model they fit.
+  """
   _check_exists(path)
   try:
     with _open(path, 'rb') as f:
@@ -135,6 +141,8 @@ def load_npz(path: str) -> Params:
     raise _unreadable(path, e) from e
   if not flat:
     raise ValueError(f'Checkpoint file {path!r} holds no arrays.')
+  if checkpoint_bigvision.is_big_vision(flat):
+    flat = checkpoint_bigvision.to_vit_jax(flat)
   params = {}
   for key, value in flat.items():
     path_ = _rename_block_children(tuple(key.split('/')), _BLOCK_CHILDREN)

@@ -13,6 +13,7 @@ from typing import Any, Optional, Tuple
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from vit_jax import models_resnet
 
@@ -51,6 +52,48 @@ class AddPositionEmbs(nn.Module):
     shape = (1, x.shape[1], x.shape[2])
     pe = self.param('pos_embedding', nn.initializers.normal(stddev=0.02), shape)
     return x + pe.astype(x.dtype)
+
+
+def posemb_sincos_2d(h: int, w: int, width: int,
+                     temperature: float = 10_000.) -> jnp.ndarray:
+  """Fixed 2-D sin-cos position embeddings [1, h*w, width] (no parameter).
+
+  As big_vision's `posemb_sincos_2d` (MoCo v3): a quarter of the channels
+  each for sin(x), cos(x), sin(y), cos(y), in that order, with the token at
+  row y, column x (row-major), over frequencies temperature^(-k/(width/4-1)).
+  """
+  if width % 4:
+    raise ValueError(f'posemb=sincos2d needs hidden_size={width} to be a '
+                     'multiple of 4.')
+  y, x = jnp.mgrid[:h, :w]
+  omega = 1. / temperature**(jnp.arange(width // 4) / (width // 4 - 1))
+  y = y.reshape(-1)[:, None] * omega[None]
+  x = x.reshape(-1)[:, None] * omega[None]
+  return jnp.concatenate([jnp.sin(x), jnp.cos(x), jnp.sin(y), jnp.cos(y)],
+                         axis=1)[None].astype(jnp.float32)
+
+
+def drop_path_rates(rate: float, num_layers: int) -> np.ndarray:
+  """Stochastic depth's per-block drop rates: linear from 0 at the first
+  block to `rate` at the last (as timm and DeiT; one block: 0)."""
+  return np.linspace(0., rate, num_layers)
+
+
+def drop_path(module: nn.Module, x, rate, deterministic: bool):
+  """Stochastic depth (Huang et al. 2016) on a residual branch `x`.
+
+  Training: each example's branch is zeroed with probability `rate` (a
+  float, or a traced scalar inside `nn.scan`/`nn.remat`; None: off) and the kept ones scaled by
+  1/(1-rate); the mask comes from `module`'s 'dropout' rng, so it is a
+  function of the step's dropout key. Eval (`deterministic`): the identity.
+  """
+  if deterministic or rate is None or (isinstance(rate, float) and
+                                       rate == 0.):
+    return x
+  keep = 1. - rate
+  mask = jax.random.bernoulli(module.make_rng('dropout'), keep,
+                              (x.shape[0],) + (1,) * (x.ndim - 1))
+  return jnp.where(mask, x / keep, 0).astype(x.dtype)
 
 
 @jax.custom_jvp
@@ -230,7 +273,10 @@ class MlpBlock(nn.Module):
 
 
 class Encoder1DBlock(nn.Module):
-  """Pre-LayerNorm Transformer block: x + MHSA(LN(x)), then x + MLP(LN(x))."""
+  """Pre-LayerNorm Transformer block: x + MHSA(LN(x)), then x + MLP(LN(x)).
+
+  `drop_path_rate` drops each residual branch per example (`drop_path`).
+  """
   mlp_dim: int
   num_heads: int
   dropout_rate: float = 0.0
@@ -240,7 +286,7 @@ class Encoder1DBlock(nn.Module):
   layer_norm_eps: float = 1e-6
 
   @nn.compact
-  def __call__(self, inputs, deterministic):
+  def __call__(self, inputs, deterministic, drop_path_rate=None):
     x = nn.LayerNorm(epsilon=self.layer_norm_eps, dtype=self.dtype,
                      name='LayerNorm_0')(inputs)
     x = SelfAttention(
@@ -248,13 +294,71 @@ class Encoder1DBlock(nn.Module):
         dtype=self.dtype, name='MultiHeadDotProductAttention_0')(
             x, deterministic=deterministic)
     x = nn.Dropout(self.dropout_rate)(x, deterministic=deterministic)
-    x = x + inputs
+    x = drop_path(self, x, drop_path_rate, deterministic) + inputs
     y = nn.LayerNorm(epsilon=self.layer_norm_eps, dtype=self.dtype,
                      name='LayerNorm_1')(x)
     y = MlpBlock(mlp_dim=self.mlp_dim, dropout_rate=self.dropout_rate,
                  dtype=self.dtype, gelu=self.gelu, name='MlpBlock_0')(
                      y, deterministic=deterministic)
-    return x + y
+    return x + drop_path(self, y, drop_path_rate, deterministic)
+
+
+class CrossAttention(nn.Module):
+  """Multi-head attention of queries `q` [n, m, d] over `kv` [n, l, d], with
+  the parameters of flax's MHA (query/key/value [d, heads, head_dim], out
+  [heads, head_dim, d]); no dropout. Used by `MAPHead`."""
+  num_heads: int
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, q, kv):
+    hidden = kv.shape[-1]
+    head_dim = hidden // self.num_heads
+
+    def project(x, name):
+      kernel, bias = _Projection((hidden,), (self.num_heads, head_dim),
+                                 name=name)()
+      return (jnp.einsum('bnd,dhe->bhne', x.astype(self.dtype),
+                         kernel.astype(self.dtype)) +
+              bias.astype(self.dtype)[:, None])
+
+    q = project(q, 'query') / jnp.sqrt(head_dim).astype(self.dtype)
+    k, v = project(kv, 'key'), project(kv, 'value')
+    logits = jnp.einsum('bhqd,bhkd->bhqk', q, k,
+                        preferred_element_type=jnp.float32)
+    y = jnp.einsum('bhqk,bhkd->bhqd', _softmax(logits).astype(self.dtype), v)
+    out_kernel, out_bias = _Projection((self.num_heads, head_dim), (hidden,),
+                                       name='out')()
+    return (jnp.einsum('bhqd,hde->bqe', y, out_kernel.astype(self.dtype)) +
+            out_bias.astype(self.dtype))
+
+
+class MAPHead(nn.Module):
+  """Multihead attention pooling (`classifier='map'`), as big_vision's.
+
+  A learned probe token attends over the encoder's output, then a residual
+  MLP on its LayerNorm: probe' = attn(probe, x); probe' + MLP(LN(probe')).
+  Parameter names are big_vision's (`MAPHead_0/{probe,
+  MultiHeadDotProductAttention_0, LayerNorm_0, MlpBlock_0}`).
+  """
+  num_heads: int
+  mlp_dim: int
+  dtype: Dtype = jnp.float32
+  gelu: str = 'tanh'
+  layer_norm_eps: float = 1e-6
+
+  @nn.compact
+  def __call__(self, x):
+    n, _, d = x.shape
+    probe = self.param('probe', nn.initializers.xavier_uniform(), (1, 1, d))
+    probe = jnp.tile(probe.astype(self.dtype), (n, 1, 1))
+    x = CrossAttention(self.num_heads, dtype=self.dtype,
+                       name='MultiHeadDotProductAttention_0')(probe, x)
+    y = nn.LayerNorm(epsilon=self.layer_norm_eps, dtype=self.dtype,
+                     name='LayerNorm_0')(x)
+    y = MlpBlock(mlp_dim=self.mlp_dim, dtype=self.dtype, gelu=self.gelu,
+                 name='MlpBlock_0')(y, deterministic=True)
+    return (x + y)[:, 0]
 
 
 # Where a scanned Encoder keeps its blocks: `Transformer/<scan>/<block>`.
@@ -262,15 +366,15 @@ SCANNED_BLOCKS = ('encoderblocks', 'block')
 
 
 class _ScanStep(nn.Module):
-  """One block as the body of `nn.scan`: (x, unused) -> (x, None)."""
+  """One block as the body of `nn.scan`: (x, drop-path rate) -> (x, None)."""
   block_cls: Any
   block_kwargs: Any
   deterministic: bool
 
   @nn.compact
-  def __call__(self, x, _):
+  def __call__(self, x, drop_path_rate):
     return self.block_cls(**self.block_kwargs, name=SCANNED_BLOCKS[1])(
-        x, self.deterministic), None
+        x, self.deterministic, drop_path_rate), None
 
 
 class Encoder(nn.Module):
@@ -285,7 +389,9 @@ class Encoder(nn.Module):
   per-block layout. Attention weights collected from a scanned model are
   stacked the same way. `gelu` and `layer_norm_eps` apply to every block
   and the final LayerNorm: the defaults are the original's, PyTorch ViTs
-  differ (`checkpoint_torch.py`).
+  differ (`checkpoint_torch.py`). `stochastic_depth` is the drop-path rate
+  of the last block (`drop_path_rates`). `add_position_embedding=False`
+  leaves position embeddings to the caller (fixed sin-cos ones).
   """
   num_layers: int
   mlp_dim: int
@@ -297,11 +403,20 @@ class Encoder(nn.Module):
   scan: bool = False
   gelu: str = 'tanh'
   layer_norm_eps: float = 1e-6
+  stochastic_depth: float = 0.0
+  add_position_embedding: bool = True
 
   @nn.compact
   def __call__(self, x, *, train):
-    x = AddPositionEmbs(name='posembed_input')(x)
+    if not 0 <= self.stochastic_depth < 1:
+      raise ValueError(f'transformer.stochastic_depth={self.stochastic_depth}'
+                       ' must be in [0, 1).')
+    if self.add_position_embedding:
+      x = AddPositionEmbs(name='posembed_input')(x)
     x = nn.Dropout(self.dropout_rate)(x, deterministic=not train)
+    # None (not zeros) when off: no drop-path ops, even under remat.
+    rates = (drop_path_rates(self.stochastic_depth, self.num_layers)
+             if self.stochastic_depth else None)
     block_cls = nn.remat(Encoder1DBlock, static_argnums=(2,)) if self.remat \
         else Encoder1DBlock
     kwargs = dict(mlp_dim=self.mlp_dim, num_heads=self.num_heads,
@@ -315,10 +430,13 @@ class Encoder(nn.Module):
                         split_rngs={'params': True, 'dropout': True},
                         length=self.num_layers)
       x, _ = scanned(block_cls, kwargs, not train,
-                     name=SCANNED_BLOCKS[0])(x, None)
+                     name=SCANNED_BLOCKS[0])(
+                         x, None if rates is None else
+                         jnp.asarray(rates, jnp.float32))
     else:
       for i in range(self.num_layers):
-        x = block_cls(**kwargs, name=f'encoderblock_{i}')(x, not train)
+        x = block_cls(**kwargs, name=f'encoderblock_{i}')(
+            x, not train, None if rates is None else float(rates[i]))
     return nn.LayerNorm(epsilon=self.layer_norm_eps, dtype=self.dtype,
                         name='encoder_norm')(x)
 
@@ -329,11 +447,24 @@ def _size(patches):
   return (size, size) if isinstance(size, int) else tuple(size)
 
 
+# `classifier`: how the encoder's tokens become one vector.
+CLASSIFIERS = ('token', 'gap', 'map')
+# `posemb`: learned (`Transformer/posembed_input/pos_embedding`, one per
+# token, the class token's included) or fixed 2-D sin-cos (no parameter,
+# added to the patch tokens before the class token is prepended).
+POSEMBS = ('learn', 'sincos2d')
+
+
 class VisionTransformer(nn.Module):
   """ViT or hybrid ResNet+ViT classifier; fields as in `configs.models`.
 
   Call with NHWC float images in [-1, 1]: `apply({'params': p}, x, train=...)`.
-  `train=True` enables dropout and needs an rng named 'dropout'.
+  `train=True` enables dropout (and stochastic depth,
+  `transformer.stochastic_depth`) and needs an rng named 'dropout'.
+  `classifier`: 'token' (a class token), 'gap' (mean of the tokens) or 'map'
+  (`MAPHead`). `posemb`: one of POSEMBS. `head_zeroinit`: the head's kernel
+  starts at zero (the original's and big_vision's default), else LeCun
+  normal. The defaults are the published models'.
   """
   num_classes: Optional[int]
   patches: Any
@@ -342,6 +473,8 @@ class VisionTransformer(nn.Module):
   resnet: Optional[Any] = None
   representation_size: Optional[int] = None
   classifier: str = 'token'
+  posemb: str = 'learn'
+  head_zeroinit: bool = True
   head_bias_init: float = 0.0
   model_name: Optional[str] = None
   dtype: Dtype = jnp.float32
@@ -350,8 +483,12 @@ class VisionTransformer(nn.Module):
 
   @nn.compact
   def __call__(self, inputs, *, train):
-    if self.classifier not in ('token', 'gap'):
-      raise ValueError(f"classifier={self.classifier!r}: use 'token' or 'gap'.")
+    if self.classifier not in CLASSIFIERS:
+      raise ValueError(f'classifier={self.classifier!r}: use one of '
+                       f'{", ".join(map(repr, CLASSIFIERS))}.')
+    if self.posemb not in POSEMBS:
+      raise ValueError(f'posemb={self.posemb!r}: use one of '
+                       f'{", ".join(map(repr, POSEMBS))}.')
     x = inputs.astype(self.dtype)
     if self.resnet is not None:
       x = models_resnet.resnet_stem(
@@ -370,20 +507,32 @@ class VisionTransformer(nn.Module):
                        name='embedding')(x)
     n, h, w, c = x.shape
     x = jnp.reshape(x, (n, h * w, c))
+    if self.posemb == 'sincos2d':
+      x = x + posemb_sincos_2d(h, w, c).astype(x.dtype)
     if self.classifier == 'token':
       cls = self.param('cls', nn.initializers.zeros, (1, 1, c))
       x = jnp.concatenate([jnp.tile(cls.astype(x.dtype), (n, 1, 1)), x], 1)
 
     x = Encoder(name='Transformer', dtype=self.dtype, remat=self.remat,
-                scan=self.scan,
+                scan=self.scan, add_position_embedding=self.posemb == 'learn',
                 **self.transformer)(x, train=train)
-    x = x[:, 0] if self.classifier == 'token' else jnp.mean(x, axis=1)
+    if self.classifier == 'token':
+      x = x[:, 0]
+    elif self.classifier == 'gap':
+      x = jnp.mean(x, axis=1)
+    else:
+      x = MAPHead(num_heads=self.transformer['num_heads'],
+                  mlp_dim=self.transformer['mlp_dim'], dtype=self.dtype,
+                  gelu=self.transformer.get('gelu', 'tanh'),
+                  layer_norm_eps=self.transformer.get('layer_norm_eps', 1e-6),
+                  name='MAPHead_0')(x)
 
     if self.representation_size is not None:
       x = nn.tanh(nn.Dense(self.representation_size, dtype=self.dtype,
                            name='pre_logits')(x))
     if self.num_classes:
       x = nn.Dense(self.num_classes, dtype=self.dtype, name='head',
-                   kernel_init=nn.initializers.zeros,
+                   kernel_init=nn.initializers.zeros if self.head_zeroinit
+                   else nn.linear.default_kernel_init,
                    bias_init=nn.initializers.constant(self.head_bias_init))(x)
     return x.astype(jnp.float32)

@@ -5,12 +5,15 @@ Kept apart from the training loop so that these need neither the input
 pipeline (TensorFlow) nor the metric writers and checkpoint manager: the
 benchmark runs where only jax, flax and optax are installed.
 """
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
 from vit_jax import checkpoint
+from vit_jax import ema
 from vit_jax import models
 from vit_jax import optim
 from vit_jax import sharding
@@ -69,11 +72,14 @@ def make_train_step(config, model, tx, dropout_key):
     updates, opt_state = tx.update(grads, state['opt_state'], params)
     new = {'step': step + 1, 'params': optax.apply_updates(params, updates),
            'opt_state': opt_state}
-    if skip_nonfinite:  # Keep the old params and moments, count the step.
-      ok = jnp.isfinite(loss)
-      new['params'], new['opt_state'] = jax.tree.map(
-          lambda a, b: jnp.where(ok, a, b), (new['params'], new['opt_state']),
-          (params, state['opt_state']))
+    if 'ema_params' in state:
+      new['ema_params'] = ema.update(state['ema_params'], new['params'],
+                                     config.ema_decay)
+    if skip_nonfinite:  # Keep the old state (params, moments, EMA), count
+      ok = jnp.isfinite(loss)  # the step.
+      for k in new.keys() - {'step'}:
+        new[k] = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new[k],
+                              state[k])
     metrics = {'train/loss': loss, 'train/grad_norm': optax.global_norm(grads),
                'train/lr': schedule(step)}
     return new, metrics
@@ -81,14 +87,22 @@ def make_train_step(config, model, tx, dropout_key):
   return train_step
 
 
-def _state_initializer(model, tx, image_size: int):
+def _fresh_state(step, params, tx, with_ema: bool):
+  """The train state at `step` for `params`: fresh optimizer moments and,
+  `with_ema`, an EMA that starts at the params (vit_jax/ema.py)."""
+  state = {'step': step, 'params': params, 'opt_state': tx.init(params)}
+  if with_ema:
+    state['ema_params'] = ema.init(params)
+  return state
+
+
+def _state_initializer(model, tx, image_size: int, with_ema: bool = False):
   """key -> a fresh train state (step 0) for `image_size` inputs."""
   dummy = jnp.zeros((1, image_size, image_size, 3), jnp.float32)
 
   def init(key):
     params = model.init(key, dummy, train=False)['params']
-    return {'step': jnp.zeros((), jnp.int32), 'params': params,
-            'opt_state': tx.init(params)}
+    return _fresh_state(jnp.zeros((), jnp.int32), params, tx, with_ema)
 
   return init
 
@@ -97,7 +111,8 @@ def init_state(config, model, tx, init_key, mesh):
   """Initialises (or fine-tunes from `pretrained_path`) directly sharded
   over `mesh` (`sharding.state_shardings`); returns (state, its shardings)."""
   size = config.image_size
-  init = _state_initializer(model, tx, size)
+  with_ema = bool(config.get('ema_decay'))
+  init = _state_initializer(model, tx, size, with_ema)
   abstract = jax.eval_shape(init, init_key)
   state_sh = sharding.state_shardings(mesh, abstract)
   state = jax.jit(init, out_shardings=state_sh)(init_key)
@@ -107,9 +122,8 @@ def init_state(config, model, tx, init_key, mesh):
         init_params=jax.device_get(state['params']), model_config=config.model,
         grid_size=models.token_grid(config.model, size))
     params = jax.device_put(params, state_sh['params'])
-    state = {'step': state['step'], 'params': params,
-             'opt_state': jax.jit(tx.init, out_shardings=state_sh['opt_state'])(
-                 params)}
+    state = jax.jit(functools.partial(_fresh_state, tx=tx, with_ema=with_ema),
+                    out_shardings=state_sh)(state['step'], params)
   return state, state_sh
 
 
@@ -124,7 +138,8 @@ def compile_report(config, num_classes: int):
   model = create_model(config, num_classes)
   tx = optim.make_optimizer(config)
   size = config.image_size
-  abstract = jax.eval_shape(_state_initializer(model, tx, size),
+  abstract = jax.eval_shape(_state_initializer(
+      model, tx, size, bool(config.get('ema_decay'))),
                             jax.random.PRNGKey(0))
   shardings = sharding.state_shardings(mesh, abstract)
   leaves = list(zip(jax.tree.leaves(abstract), jax.tree.leaves(shardings)))

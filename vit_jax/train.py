@@ -23,6 +23,7 @@ import numpy as np
 from vit_jax import augreg
 from vit_jax import checkpoint
 from vit_jax import console
+from vit_jax import ema
 from vit_jax import evaluate
 from vit_jax import fewshot
 from vit_jax import input_pipeline
@@ -169,6 +170,8 @@ def _train(config, workdir, info, stop_requests):
 
   def run_eval():
     metrics = evaluate.evaluate_split(config, eval_step, state['params'], mesh)
+    metrics.update(ema.eval_metrics(lambda p: evaluate.evaluate_split(
+        config, eval_step, p, mesh), state))
     if fewshot_evaluator is not None:
       metrics.update(fewshot_evaluator.run(fewshot.pre_logits_fn(model),
                                            state['params']))
@@ -231,11 +234,15 @@ def _train(config, workdir, info, stop_requests):
   if eval_metrics is None:  # Resumed after the last step: just report.
     eval_metrics = run_eval()
   manager.close()
-  params = state['params']
-  if jax.process_count() > 1:
-    params = multihost_utils.process_allgather(params, tiled=True)
-  if is_main:
-    checkpoint.save_npz(os.path.join(workdir, 'params.npz'),
-                        jax.device_get(params))
+  for key, filename in (('params', 'params.npz'),
+                        ('ema_params', ema.FILENAME)):
+    if key not in state:
+      continue
+    params = state[key]
+    if jax.process_count() > 1:
+      params = multihost_utils.process_allgather(params, tiled=True)
+    if is_main:
+      checkpoint.save_npz(os.path.join(workdir, filename),
+                          jax.device_get(params))
   out.close()
   return eval_metrics

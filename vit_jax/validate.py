@@ -14,6 +14,7 @@ from vit_jax import checkpoint
 from vit_jax import hub
 from vit_jax import input_pipeline
 from vit_jax import models
+from vit_jax import optim
 from vit_jax import remote
 from vit_jax import sharding
 
@@ -67,6 +68,7 @@ def validate(config, *, workdir: str, num_devices: int, num_processes: int):
   for name in _POSITIVE:
     if config[name] <= 0:
       raise ValueError(f'config.{name}={config[name]} must be positive.')
+  optim.check(config)
   model_shapes = _check_model(config)
   try:
     sharding.check_split(config, num_devices, num_processes)

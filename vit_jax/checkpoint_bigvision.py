@@ -1,0 +1,202 @@
+"""big_vision's ViT checkpoints (`big_vision/models/vit.py`) -> this project's
+layout, and the model config that computes what big_vision computes.
+
+big_vision's ViT keeps the module names of the original release (linen
+numbering inside `Transformer/encoderblock_N`), so most keys load as they are.
+What differs, and what `to_vit_jax` converts (`checkpoint.load_npz` calls it
+when `is_big_vision` says a file is in that layout):
+
+1. Position embeddings live at the top level (`pos_embedding`, [1, h*w, D])
+   and are added to the patch tokens *before* the class token is prepended,
+   so the class token gets none. Here they live at
+   `Transformer/posembed_input/pos_embedding` and are added after: a zero
+   row is prepended for the class token, which is then exactly big_vision's
+   sum. (Files from before 2022 kept them under `Transformer/` and, with a
+   class token, had h*w + 1 rows added after it: moved as they are.)
+   `posemb='sincos2d'` files have no position embeddings at all.
+2. Scanned models (`scan=True`) store one `Transformer/encoderblock` whose
+   leaves have a leading layer axis: split into `encoderblock_N`.
+3. MAP-head variants from ViT-G's development kept the head's params at the
+   top level (`probe`, `MultiHeadDotProductAttention_0`, ...): moved under
+   `MAPHead_0`, as big_vision's `fix_old_checkpoints` does.
+4. Files saved with the optimizer state keep the params under `params/`
+   (older ones under `opt/target/`): that subtree is taken. bfloat16 arrays,
+   which `np.savez` stores as 2-byte void, are read back as float32.
+
+Two-tower files (SigLIP, LiT: `img/...`, `txt/...`) are not split here:
+big_vision loads their image tower as `FILE.npz:img`; save that subtree
+(`{k[4:]: v for k, v in np.load(FILE).items() if k.startswith('img/')}`)
+as a file of its own.
+
+Pooling maps to `classifier`: big_vision's 'tok' -> 'token', 'gap', 'map'
+(`models_vit.MAPHead`); its '0' and 'none' (first token without a class
+token, no pooling) have no counterpart, and a file cannot say it used them
+(it would look like 'gap'). `rep_size` is `representation_size` (pre_logits
+with tanh, the same); `head_zeroinit` and `posemb` keep their names.
+"""
+import math
+import re
+from typing import Any, Dict, Mapping
+
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+Flat = Dict[str, np.ndarray]
+
+_POSEMB = 'Transformer/posembed_input/pos_embedding'
+_OLD_POSEMBS = ('pos_embedding', 'Transformer/pos_embedding')
+_STACKED = 'Transformer/encoderblock/'
+_INLINE_MAP = ('probe', 'MultiHeadDotProductAttention_0/', 'LayerNorm_0/',
+               'MlpBlock_0/')
+_STATE_PREFIXES = ('params/', 'opt/target/')
+# big_vision's pool_type -> classifier.
+_POOLS = {'tok': 'token', 'gap': 'gap', 'map': 'map'}
+
+
+def is_big_vision(flat: Mapping[str, Any]) -> bool:
+  """Whether flat `/`-joined keys are in big_vision's layout (one of the
+  differences above is present). A sin-cos model without a class token or
+  scan is in both layouts at once: it loads the same either way."""
+  return (any(k in flat for k in _OLD_POSEMBS) or 'probe' in flat or
+          any(k.startswith((_STACKED,) + _STATE_PREFIXES) for k in flat))
+
+
+def _params_only(flat: Flat) -> Flat:
+  """The `params/` (or `opt/target/`) subtree of a file with optimizer
+  state; bfloat16 (stored as 2-byte void) as float32."""
+  for prefix in _STATE_PREFIXES:
+    if any(k.startswith(prefix) for k in flat):
+      flat = {k[len(prefix):]: v for k, v in flat.items()
+              if k.startswith(prefix)}
+      break
+  return {k: (np.asarray(v).view(jnp.bfloat16).astype(np.float32)
+              if np.asarray(v).dtype.kind == 'V' else v)
+          for k, v in flat.items()}
+
+
+def _is_square(n: int) -> bool:
+  return math.isqrt(n) ** 2 == n
+
+
+def to_vit_jax(flat: Flat) -> Flat:
+  """big_vision flat params -> the keys and values of this project's
+  layout (see the module docstring); the computation is unchanged."""
+  flat = _params_only(flat)
+  if 'probe' in flat:
+    for key in [k for k in flat if k.startswith(_INLINE_MAP)]:
+      flat[f'MAPHead_0/{key}'] = flat.pop(key)
+
+  stacked = [k for k in flat if k.startswith(_STACKED)]
+  for key in stacked:
+    value = flat.pop(key)
+    for i, layer in enumerate(value):
+      flat[f'Transformer/encoderblock_{i}/{key[len(_STACKED):]}'] = layer
+
+  for key in _OLD_POSEMBS:
+    if key in flat:
+      posemb = np.asarray(flat.pop(key))
+      posemb = posemb.reshape((1,) * (3 - posemb.ndim) + posemb.shape)
+      tokens = posemb.shape[1]
+      # Pre-2022 files (under Transformer/) with h*w + 1 rows, h*w square:
+      # the class token's row is already there, added after it.
+      combined = (key.startswith('Transformer/') and
+                  _is_square(tokens - 1) and not _is_square(tokens))
+      if 'cls' in flat and not combined:
+        posemb = np.concatenate([np.zeros_like(posemb[:, :1]), posemb], 1)
+      flat[_POSEMB] = posemb
+  return flat
+
+
+def _count_blocks(names) -> int:
+  return sum(1 for n in names if re.fullmatch(r'encoderblock_\d+', n))
+
+
+def model_config(params: Mapping[str, Any],
+                 model_name: str = 'big_vision ViT'
+                 ) -> ml_collections.ConfigDict:
+  """The `VisionTransformer` config of loaded params (`checkpoint.load_npz`
+  of a big_vision or vit_jax file of a plain ViT), from their shapes: sizes,
+  heads (query kernels are [D, heads, head_dim]), classifier, posemb,
+  representation_size. Dropout and stochastic depth are 0.
+
+  Raises:
+    ValueError: the params are not those of a plain (per-block) ViT.
+  """
+  transformer = params.get('Transformer', {})
+  depth = _count_blocks(transformer)
+  if 'embedding' not in params or not depth or 'conv_root' in params:
+    raise ValueError('These params are not those of a plain ViT (embedding, '
+                     'Transformer/encoderblock_N); give the model config '
+                     'explicitly.')
+  block = transformer['encoderblock_0']
+  kernel = np.shape(params['embedding']['kernel'])
+  query = np.shape(block['MultiHeadDotProductAttention_0']['query']['kernel'])
+  config = ml_collections.ConfigDict(dict(
+      model_name=model_name,
+      patches=dict(size=tuple(kernel[:2])),
+      hidden_size=int(kernel[-1]),
+      transformer=dict(
+          mlp_dim=int(np.shape(block['MlpBlock_0']['Dense_0']['kernel'])[-1]),
+          num_heads=int(query[1]), num_layers=depth,
+          attention_dropout_rate=0.0, dropout_rate=0.0),
+      classifier=('token' if 'cls' in params else
+                  'map' if 'MAPHead_0' in params else 'gap'),
+      posemb='learn' if 'posembed_input' in transformer else 'sincos2d',
+      representation_size=(int(np.shape(params['pre_logits']['kernel'])[-1])
+                           if 'pre_logits' in params else None)))
+  return config
+
+
+def config_from_kwargs(kwargs: Mapping[str, Any],
+                       model_name: str = 'big_vision ViT'
+                       ) -> ml_collections.ConfigDict:
+  """The `VisionTransformer` config equivalent to big_vision's
+  `vit.Model(**kwargs)` (`num_classes` is the model's argument, not config)
+  (`patch_size`, `width`, `depth`, `mlp_dim`, `num_heads`, `posemb`,
+  `rep_size`, `pool_type`, `head_zeroinit`, `dropout`; `variant` such as
+  'S/16' sets sizes as big_vision's `decode_variant`)."""
+  kw = dict(kwargs)
+  kw.pop('num_classes', None)
+  variant = kw.pop('variant', None)
+  if variant:
+    size, _, patch = variant.partition('/')
+    hidden, mlp, heads, layers = _VARIANTS[size]
+    kw = {'width': hidden, 'mlp_dim': mlp, 'num_heads': heads,
+          'depth': layers, **({'patch_size': (int(patch),) * 2}
+                              if patch else {}), **kw}
+  width = kw.pop('width', 768)
+  pool = kw.pop('pool_type', 'gap')
+  if pool not in _POOLS:
+    raise ValueError(f"big_vision pool_type={pool!r} has no counterpart "
+                     f"here; use one of {', '.join(map(repr, _POOLS))}.")
+  rep = kw.pop('rep_size', False)
+  dropout = kw.pop('dropout', 0.0)
+  config = ml_collections.ConfigDict(dict(
+      model_name=model_name,
+      patches=dict(size=tuple(kw.pop('patch_size', (16, 16)))),
+      hidden_size=width,
+      transformer=dict(mlp_dim=kw.pop('mlp_dim', None) or 4 * width,
+                       num_heads=kw.pop('num_heads', 12),
+                       num_layers=kw.pop('depth', 12),
+                       attention_dropout_rate=0.0, dropout_rate=dropout),
+      classifier=_POOLS[pool], posemb=kw.pop('posemb', 'learn'),
+      head_zeroinit=kw.pop('head_zeroinit', True),
+      representation_size=(width if rep is True else rep or None)))
+  kw.pop('scan', None)
+  kw.pop('remat_policy', None)
+  kw.pop('dtype_mm', None)
+  if kw:
+    raise ValueError(f'big_vision ViT arguments {sorted(kw)} have no '
+                     'counterpart here.')
+  return config
+
+
+# big_vision's `decode_variant` sizes: (width, mlp_dim, heads, depth).
+_VARIANTS = {
+    'mu': (32, 128, 2, 1), 'Ti': (192, 768, 3, 12), 'S': (384, 1536, 6, 12),
+    'M': (512, 2048, 8, 12), 'B': (768, 3072, 12, 12),
+    'L': (1024, 4096, 16, 24), 'So400m': (1152, 4304, 16, 27),
+    'H': (1280, 5120, 16, 32), 'g': (1408, 6144, 16, 40),
+    'G': (1664, 8192, 16, 48), 'e': (1792, 15360, 16, 56),
+}
