@@ -21,11 +21,12 @@ Magnitude -> argument, at magnitude m (v = m / 10):
   Posterize: keep int(4v) bits; Solarize: invert values >= int(256v);
   SolarizeAdd: add int(110v) to values < 128.
   Color, Contrast, Brightness, Sharpness: PIL enhance factor 0.1 + 1.8v.
-  Cutout: a (2p x 2p) grey square, p = int((40/224)v of the side), centred at
-  a random pixel. AutoContrast, Equalize, Invert: no argument.
+  Cutout: a (2p x 2p) grey square centred at a random pixel, p = int(40v)
+  at 224 px (big_vision's), scaled with the shorter side. AutoContrast, Equalize, Invert: no argument.
 Magnitude 0 leaves an image unchanged for the geometric ops, SolarizeAdd and
 Cutout; as in AutoAugment it does not for the enhance ops (factor 0.1),
-Posterize (0 bits) and Solarize (threshold 0). Geometric ops and Cutout
+Posterize (0 bits) and Solarize (threshold 0, and at magnitude 10 Solarize
+is the identity: threshold 256). Geometric ops and Cutout
 fill with grey (128), as big_vision does.
 """
 import math
@@ -40,7 +41,7 @@ UNIFORMS_PER_LAYER = 4
 MAX_MAGNITUDE = 10
 FILL = 128
 _TRANSLATE_FRACTION = 100 / 224
-_CUTOUT_FRACTION = 40 / 224
+_CUTOUT_AT_224 = 40
 
 
 def check(randaug) -> None:
@@ -204,11 +205,9 @@ def sharpness(images, _, v):
   c = images.shape[-1]
   kernel = tf.tile(kernel[:, :, None, None], [1, 1, c, 1])
   smooth = tf.nn.depthwise_conv2d(tf.cast(images, tf.float32), kernel,
-                                  [1, 1, 1, 1], 'VALID')
+                                  [1, 1, 1, 1], 'SAME')
   smooth = tf.cast(tf.clip_by_value(tf.round(smooth), 0, 255), tf.uint8)
-  smooth = tf.pad(smooth, [[0, 0], [1, 1], [1, 1], [0, 0]])
-  shape = tf.shape(images)
-  inner = tf.pad(tf.ones(shape[1:3] - 2, tf.bool), [[1, 1], [1, 1]])
+  inner = tf.pad(tf.ones(tf.shape(images)[1:3] - 2, tf.bool), [[1, 1], [1, 1]])
   degenerate = tf.where(inner[None, :, :, None], smooth, images)
   return _blend(degenerate, images, 0.1 + 1.8 * v)
 
@@ -242,8 +241,8 @@ def shear_y(images, uniforms, v):
 
 
 def _translate(images, uniforms, v, axis):
-  side = images.shape[2 if axis == 'x' else 1]
-  pixels = _signed(uniforms, _TRANSLATE_FRACTION * side * v)
+  side = tf.cast(tf.shape(images)[2 if axis == 'x' else 1], tf.float32)
+  pixels = _signed(uniforms, _TRANSLATE_FRACTION * v * side)
   zeros, ones = tf.zeros_like(pixels), tf.ones_like(pixels)
   rows = ([ones, zeros, pixels, zeros, ones, zeros] if axis == 'x' else
           [ones, zeros, zeros, zeros, ones, pixels])
@@ -260,10 +259,11 @@ def translate_y(images, uniforms, v):
 
 def cutout(images, uniforms, v):
   """Fills rows [y - p, y + p) x columns [x - p, x + p) with grey."""
-  height, width = images.shape[1], images.shape[2]
-  pad = int(_CUTOUT_FRACTION * min(height, width) * v)
-  y = tf.cast(uniforms[:, 2] * height, tf.int32)[:, None]
-  x = tf.cast(uniforms[:, 3] * width, tf.int32)[:, None]
+  height, width = tf.unstack(tf.shape(images)[1:3])
+  # big_vision's int(40v) pixels at 224 px, scaled with integers.
+  pad = int(_CUTOUT_AT_224 * v) * tf.minimum(height, width) // 224
+  y = tf.cast(uniforms[:, 2] * tf.cast(height, tf.float32), tf.int32)[:, None]
+  x = tf.cast(uniforms[:, 3] * tf.cast(width, tf.float32), tf.int32)[:, None]
   rows, cols = tf.range(height)[None], tf.range(width)[None]
   in_rows = (rows >= y - pad) & (rows < y + pad)
   in_cols = (cols >= x - pad) & (cols < x + pad)
