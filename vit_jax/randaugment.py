@@ -87,22 +87,25 @@ def _blend(degenerate, images, factor: float):
   return tf.cast(tf.clip_by_value(out, 0, 255), tf.uint8)
 
 
+def _table_index(images):
+  """int32 like `images`: value + 256 * (channel + C * image), the index of
+  each pixel's entry in per-channel tables [n, C, 256] laid flat."""
+  n, c = tf.shape(images)[0], images.shape[-1]
+  table = tf.reshape(tf.range(n * c) * 256, [n, 1, 1, c])
+  return tf.cast(images, tf.int32) + table
+
+
 def _lookup(images, luts):
   """Maps each channel through its table: luts int32 [n, C, 256]."""
-  n, c = tf.shape(images)[0], images.shape[-1]
-  flat = tf.transpose(tf.reshape(images, [n, -1, c]), [0, 2, 1])  # [n, C, P]
-  out = tf.gather(luts, tf.cast(flat, tf.int32), batch_dims=2)
-  out = tf.cast(tf.clip_by_value(out, 0, 255), tf.uint8)
-  return tf.reshape(tf.transpose(out, [0, 2, 1]), tf.shape(images))
+  out = tf.gather(tf.reshape(luts, [-1]), _table_index(images))
+  return tf.cast(tf.clip_by_value(out, 0, 255), tf.uint8)
 
 
 def _histograms(images):
   """int32 [n, C, 256]: each channel's histogram."""
   n, c = tf.shape(images)[0], images.shape[-1]
-  flat = tf.transpose(tf.reshape(images, [n, -1, c]), [0, 2, 1])
-  bins = tf.cast(flat, tf.int32) + 256 * tf.reshape(tf.range(n * c), [n, c, 1])
-  counts = tf.math.bincount(tf.reshape(bins, [-1]), minlength=n * c * 256,
-                            maxlength=n * c * 256)
+  counts = tf.math.bincount(tf.reshape(_table_index(images), [-1]),
+                            minlength=n * c * 256, maxlength=n * c * 256)
   return tf.reshape(counts, [n, c, 256])
 
 
