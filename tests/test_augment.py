@@ -9,6 +9,7 @@ from PIL import Image, ImageEnhance, ImageOps
 import pytest
 import tensorflow as tf
 
+from tests import test_scale
 from tests.conftest import data_config, read_records, run_main, take
 from vit_jax import data_sources
 from vit_jax import input_pipeline
@@ -296,3 +297,22 @@ def test_main_rejects_bad_augmentation_before_compiling(tmp_path,
   lines = proc.stderr.strip().splitlines()
   assert lines[-1].startswith('error: config.mixup.p=-1'), proc.stderr[-2000:]
   assert not (tmp_path / 'checkpoints').exists()
+
+
+def test_two_processes_augment_as_one(tmp_path, image_folder):
+  """RandAugment per example and Mixup / CutMix over the global batch: two
+  processes (2 devices each) train as one process on 4 devices. (Mixing
+  within each process's half would pair other examples: other losses.)"""
+  args = ('--config.pp.randaug=(2, 10)', '--config.mixup.p=0.2',
+          '--config.cutmix.p=1.0', '--config.total_steps=4',
+          '--config.checkpoint_every=100', '--config.eval_every=100')
+  one = tmp_path / 'one'
+  proc = run_main(one, image_folder, *args, devices=4)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  two = tmp_path / 'two'
+  test_scale._run_processes(  # pylint: disable=protected-access
+      two, image_folder, *args, devices_each=2)
+  losses = [[r['train/loss'] for r in read_records(d) if 'train/loss' in r]
+            for d in (one, two)]
+  assert len(losses[0]) == 4
+  np.testing.assert_allclose(losses[1], losses[0], rtol=1e-4)
