@@ -22,12 +22,13 @@ Magnitude -> argument, at magnitude m (v = m / 10):
   SolarizeAdd: add int(110v) to values < 128.
   Color, Contrast, Brightness, Sharpness: PIL enhance factor 0.1 + 1.8v.
   Cutout: a (2p x 2p) grey square centred at a random pixel, p = int(40v)
-  at 224 px (big_vision's), scaled with the shorter side. AutoContrast, Equalize, Invert: no argument.
+  at 224 px (big_vision's), scaled with the shorter side.
+  AutoContrast, Equalize, Invert: no argument.
 Magnitude 0 leaves an image unchanged for the geometric ops, SolarizeAdd and
 Cutout; as in AutoAugment it does not for the enhance ops (factor 0.1),
-Posterize (0 bits) and Solarize (threshold 0, and at magnitude 10 Solarize
-is the identity: threshold 256). Geometric ops and Cutout
-fill with grey (128), as big_vision does.
+Posterize (0 bits) and Solarize (threshold 0; at magnitude 10 its threshold
+is 256: the identity). Geometric ops and Cutout fill with grey (128), as
+big_vision does.
 """
 import math
 
