@@ -75,6 +75,9 @@ def base_config() -> ml_collections.ConfigDict:
   config.pp = ml_collections.ConfigDict(dict(
       train='inception_crop', crop_min_area=0.08, crop_padding=4, flip=True,
       eval='resize_crop'))
+  # RandAugment after the crop and flip (vit_jax/randaugment.py):
+  # (num_layers, magnitude), e.g. (2, 10); None = off.
+  config.pp.randaug = config_dict.placeholder(tuple)
 
   # Loop.
   config.total_steps = 1000
@@ -103,6 +106,10 @@ def base_config() -> ml_collections.ConfigDict:
   config.label_smoothing = 0.0
   # > 0: an EMA of the params, evaluated and saved too (vit_jax/ema.py).
   config.ema_decay = 0.0
+  # Mixup / CutMix in the train step (vit_jax/mixup.py): p is the Beta(p, p)
+  # concentration of the mixing ratio; 0 = off.
+  config.mixup = ml_collections.ConfigDict(dict(p=0.0))
+  config.cutmix = ml_collections.ConfigDict(dict(p=0.0))
 
   # Compute layout.
   config.dtype = 'float32'  # Compute dtype; params stay float32.

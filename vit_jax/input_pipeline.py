@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from vit_jax import data_sources
+from vit_jax import randaugment
 
 Batch = data_sources.Batch
 
@@ -33,6 +34,9 @@ _INCEPTION_ATTEMPTS = 10
 # Random numbers per training example. Columns: 0 flip, 1-2 crop position
 # (y, x), then (area, aspect ratio) for each inception crop attempt.
 _NUM_UNIFORMS = 3 + 2 * _INCEPTION_ATTEMPTS
+# RandAugment's numbers come from a stream of their own (seed ^ this), after
+# those columns: turning it on leaves the crops and flips as they were.
+_RANDAUG_STREAM = 0x52616E64417567  # 'RandAug'
 _SPLITMIX64_GAMMA = np.uint64(0x9E3779B97F4A7C15)
 _PREFETCH_BATCHES = 2
 
@@ -59,6 +63,7 @@ def check_config(config) -> None:
     raise ValueError('config.pp.crop_min_area must be in (0, 1].')
   if config.pp.get('crop_padding', 4) < 0:
     raise ValueError('config.pp.crop_padding must be >= 0.')
+  randaugment.check(config.pp.get('randaug'))
 
 
 def _source(config, split: str) -> data_sources.Source:
@@ -163,6 +168,9 @@ def _train_images(images, uniforms, config):
   if pp.get('flip', False):
     flip = uniforms[:, 0] < 0.5
     images = tf.where(flip[:, None, None, None], images[:, :, ::-1], images)
+  if pp.get('randaug'):
+    images = randaugment.randaugment(images, uniforms[:, _NUM_UNIFORMS:],
+                                     *pp.randaug)
   return images
 
 
@@ -181,18 +189,19 @@ def splitmix64(x: np.ndarray) -> np.ndarray:
   return x ^ (x >> np.uint64(31))
 
 
-def _uniforms(seed: int, positions: np.ndarray) -> np.ndarray:
-  """float32[len(positions), _NUM_UNIFORMS] in [0, 1) from (seed, position).
+def _uniforms(seed: int, positions: np.ndarray,
+              count: int = _NUM_UNIFORMS) -> np.ndarray:
+  """float32[len(positions), count] in [0, 1) from (seed, position).
 
-  Number j of position p is output p * _NUM_UNIFORMS + j of a SplitMix64
+  Number j of position p is output p * count + j of a SplitMix64
   stream. SplitMix64's i-th output is mix(state + i * gamma), so any output is
   computed directly: an example's numbers do not depend on the batch or the
   process it lands in, and a whole batch is computed at once in numpy (TF's
   stateless ops would need one op per example to achieve that).
   """
   state = splitmix64(np.array([seed], np.uint64))  # Arrays wrap silently.
-  counters = (positions.astype(np.uint64)[:, None] * np.uint64(_NUM_UNIFORMS) +
-              np.arange(1, _NUM_UNIFORMS + 1, dtype=np.uint64))
+  counters = (positions.astype(np.uint64)[:, None] * np.uint64(count) +
+              np.arange(1, count + 1, dtype=np.uint64))
   bits = splitmix64(state + counters * _SPLITMIX64_GAMMA)
   return (bits >> np.uint64(40)).astype(np.float32) * np.float32(2**-24)
 
@@ -287,6 +296,7 @@ def train_iterator(config, *, start_step: int, process_index: int = 0,
   seed = config.seed % 2**64  # Seed sequences want non-negative seeds.
   permutation = functools.lru_cache(maxsize=2)(
       functools.partial(_permutation, seed, source.num_examples))
+  randaug_count = randaugment.num_uniforms(config.pp.get('randaug'))
 
   def make_batch(step):
     positions = (step * config.batch_size + process_index * local +
@@ -294,7 +304,11 @@ def train_iterator(config, *, start_step: int, process_index: int = 0,
     epochs, offsets = np.divmod(positions, source.num_examples)
     indices = np.concatenate(  # `epochs` is sorted, as np.unique's result.
         [permutation(e)[offsets[epochs == e]] for e in np.unique(epochs)])
-    batch = dict(source.fetch(indices), rand=_uniforms(seed, positions))
+    rand = _uniforms(seed, positions)
+    if randaug_count:
+      rand = np.concatenate([rand, _uniforms(
+          seed ^ _RANDAUG_STREAM, positions, randaug_count)], axis=1)
+    batch = dict(source.fetch(indices), rand=rand)
     return dict(batch, **extra(indices, positions)) if extra else batch
 
   return _to_numpy_iterator(

@@ -14,6 +14,7 @@ import optax
 
 from vit_jax import checkpoint
 from vit_jax import ema
+from vit_jax import mixup
 from vit_jax import models
 from vit_jax import optim
 from vit_jax import sharding
@@ -33,18 +34,23 @@ def make_train_step(config, model, tx, dropout_key):
 
   With `accum_steps` > 1 the batch is split into micro-batches of examples
   {i, i + accum, i + 2*accum, ...}, so each device holds its share of every
-  micro-batch, and their gradients are averaged.
+  micro-batch, and their gradients are averaged. The labels become
+  distributions (one-hot, or mixed by `mixup.mix_batch` with rng =
+  fold_in(key, step) when the config turns Mixup / CutMix on), then label
+  smoothing applies to them.
   """
   accum = config.accum_steps
   smoothing = config.get('label_smoothing', 0.0)
   skip_nonfinite = config.get('nonfinite', 'stop') == 'skip'
   schedule = optim.lr_schedule(config)
+  mixing = mixup.enabled(config)
+  # A stream apart from dropout's fold_in(key, step) and its micro-batches'.
+  mix_key = jax.random.fold_in(dropout_key, 0x6D6978)  # 'mix'
 
-  def loss_fn(params, images, labels, rng):
+  def loss_fn(params, images, targets, rng):
     logits = model.apply({'params': params}, images, train=True,
                          rngs={'dropout': rng})
-    targets = optax.smooth_labels(
-        jax.nn.one_hot(labels, logits.shape[-1]), smoothing)
+    targets = optax.smooth_labels(targets, smoothing)
     return optax.softmax_cross_entropy(logits, targets).mean()
 
   grad_fn = jax.value_and_grad(loss_fn)
@@ -52,15 +58,21 @@ def make_train_step(config, model, tx, dropout_key):
   def train_step(state, batch):
     params, step = state['params'], state['step']
     rng = jax.random.fold_in(dropout_key, step)
+    images = batch['image']
+    targets = jax.nn.one_hot(batch['label'], model.num_classes)
+    if mixing:
+      images, targets = mixup.mix_batch(
+          config, jax.random.fold_in(mix_key, step), images, targets)
     if accum == 1:
-      loss, grads = grad_fn(params, batch['image'], batch['label'], rng)
+      loss, grads = grad_fn(params, images, targets, rng)
     else:
       micro = jax.tree.map(
-          lambda x: x.reshape((-1, accum) + x.shape[1:]).swapaxes(0, 1), batch)
+          lambda x: x.reshape((-1, accum) + x.shape[1:]).swapaxes(0, 1),
+          (images, targets))
 
       def accumulate(carry, xs):
-        i, mb = xs
-        loss, grads = grad_fn(params, mb['image'], mb['label'],
+        i, (mb_images, mb_targets) = xs
+        loss, grads = grad_fn(params, mb_images, mb_targets,
                               jax.random.fold_in(rng, i))
         return jax.tree.map(jnp.add, carry, (loss, grads)), None
 

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 from vit_jax import checkpoint
 from vit_jax import hub
 from vit_jax import input_pipeline
+from vit_jax import mixup
 from vit_jax import models
 from vit_jax import optim
 from vit_jax import remote
@@ -91,5 +92,6 @@ def validate(config, *, workdir: str, num_devices: int, num_processes: int):
   if config.get('nonfinite', 'stop') not in ('stop', 'skip'):
     raise ValueError(f"config.nonfinite={config.nonfinite!r}: use 'stop' or "
                      "'skip'.")
+  mixup.check(config)
   _check_workdir(workdir)
   return input_pipeline.get_info(config)
