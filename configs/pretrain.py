@@ -45,7 +45,8 @@ def get_config(arg=None):
   config.optimizer.grad_clip_norm = 1.0
   augreg_settings.apply(
       config, aug=arg.aug, wd=arg.wd, sd=arg.sd,
-      do=config.model.transformer.dropout_rate if arg.do < 0 else arg.do)
+      do=(config.model.get('transformer', {}).get('dropout_rate', 0.0)
+          if arg.do < 0 else arg.do))
   config.lr.base = arg.lr
   config.lr.warmup_steps = 10_000
   config.lr.decay = 'linear'

@@ -68,5 +68,9 @@ def apply(config: ml_collections.ConfigDict, *, aug: str, wd: float,
                      f'{", ".join(AUGMENTATIONS)}.')
   set_augmentation(config, *AUGMENTATIONS[aug])
   config.optimizer.weight_decay = wd
-  config.model.transformer.dropout_rate = do
-  config.model.transformer.stochastic_depth = sd
+  if 'transformer' in config.model:
+    config.model.transformer.dropout_rate = do
+    config.model.transformer.stochastic_depth = sd
+  elif do or sd:
+    raise ValueError(f'do={do}, sd={sd}: dropout and stochastic depth are '
+                     "ViT options; this model (a Mixer) has neither.")

@@ -373,8 +373,10 @@ class _ScanStep(nn.Module):
 
   @nn.compact
   def __call__(self, x, drop_path_rate):
+    # None: no stochastic depth (and Mixer blocks take no rate).
+    rate = () if drop_path_rate is None else (drop_path_rate,)
     return self.block_cls(**self.block_kwargs, name=SCANNED_BLOCKS[1])(
-        x, self.deterministic, drop_path_rate), None
+        x, self.deterministic, *rate), None
 
 
 class Encoder(nn.Module):
