@@ -44,6 +44,7 @@ import numpy as np
 import safetensors
 import safetensors.numpy
 
+from vit_jax import atomic_file
 from vit_jax import checkpoint
 from vit_jax import checkpoint_torch_config as hub_config
 from vit_jax import models_vit
@@ -470,8 +471,6 @@ def save(path: str, params, config, layout: str = 'timm'):
                      'timm and transformers configs need a square image.')
   image_size = [side * p for p in hub_config.patch_size(config)]
   hub = hub_config.WRITERS[layout.name](config, num_classes, image_size)
-  checkpoint._write_atomically(  # pylint: disable=protected-access
+  atomic_file.write(
       path, safetensors.numpy.save(tensors, metadata={'format': 'pt'}))
-  checkpoint._write_atomically(  # pylint: disable=protected-access
-      hub_config.path_beside(path),
-      json.dumps(hub, indent=2).encode())
+  atomic_file.write(hub_config.path_beside(path), json.dumps(hub, indent=2))

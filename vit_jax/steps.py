@@ -1,5 +1,5 @@
-"""The train state and step: what `train` runs, `benchmark` times and
-`compile_report` compiles.
+"""The classifier's train state and step: what `task_classify` gives the
+training loop, `benchmark` times and `compile_report` compiles.
 
 Kept apart from the training loop so that these need neither the input
 pipeline (TensorFlow) nor the metric writers and checkpoint manager: the
@@ -30,11 +30,11 @@ def make_train_step(config, model, tx, dropout_key):
 
   With `accum_steps` > 1 the batch is split into micro-batches of examples
   {i, i + accum, i + 2*accum, ...}, so each device holds its share of every
-  micro-batch, and their gradients are averaged.
+  micro-batch, and their gradients are averaged. (A non-finite loss is the
+  loop's to handle: `loop._skipping_nonfinite`.)
   """
   accum = config.accum_steps
   smoothing = config.get('label_smoothing', 0.0)
-  skip_nonfinite = config.get('nonfinite', 'stop') == 'skip'
   schedule = optim.lr_schedule(config)
 
   def loss_fn(params, images, labels, rng):
@@ -69,11 +69,6 @@ def make_train_step(config, model, tx, dropout_key):
     updates, opt_state = tx.update(grads, state['opt_state'], params)
     new = {'step': step + 1, 'params': optax.apply_updates(params, updates),
            'opt_state': opt_state}
-    if skip_nonfinite:  # Keep the old params and moments, count the step.
-      ok = jnp.isfinite(loss)
-      new['params'], new['opt_state'] = jax.tree.map(
-          lambda a, b: jnp.where(ok, a, b), (new['params'], new['opt_state']),
-          (params, state['opt_state']))
     metrics = {'train/loss': loss, 'train/grad_norm': optax.global_norm(grads),
                'train/lr': schedule(step)}
     return new, metrics
