@@ -13,14 +13,13 @@ labels (order = f(seed, step)) -> on the mesh -> the jitted step picks a
 template per example (rng = fold_in(key, step)) and looks its caption's
 tokens up in a table tokenized once; with real captions the iterator
 brings each example's tokens instead (`caption_data.Tokens.pick`, on the
-host) -> symmetric contrastive loss on
-t * zimg @ ztxt.T -> gradients reach the text tower, the heads and t only
-(the image tower's params sit behind stop_gradient and get no updates nor
-optimizer state) -> the training loop's checkpoints, logs and stop
-(`loop.py`) -> zero-shot
-accuracy on `config.dataset`'s eval split and/or image<->text retrieval
-recall@1 on the held-out pairs -> WORKDIR/{params.npz, config.json, vocab.txt}:
-what `python -m vit_jax.zeroshot --workdir=WORKDIR` reads.
+host) -> symmetric contrastive loss on t * zimg @ ztxt.T -> gradients reach
+the text tower, the heads and t only (the image tower's params sit behind
+stop_gradient and get no updates nor optimizer state) -> the training loop's
+logs, checkpoints and graceful stop (`loop.py`) -> zero-shot accuracy on
+`config.dataset`'s eval split and/or image<->text retrieval recall@1 on the
+held-out pairs -> WORKDIR/{params.npz, config.json, vocab.txt}: what
+`python -m vit_jax.zeroshot --workdir=WORKDIR` reads.
 """
 import os
 import re
@@ -81,9 +80,9 @@ def _validate(config):
   Returns (class names for zero-shot eval or None, image-text pairs or None
   for template captions).
   """
+  # Unreachable storage fails in seconds (remote.TIMEOUT_S).
   for field in ('image_checkpoint', 'vocab_path', 'data_dir'):
-    if config.get(field) != RANDOM_IMAGE_TOWER:
-      remote.check(config.get(field) or '', f'config.{field}')
+    remote.check(config.get(field) or '', f'config.{field}')
   for field in ('folder', 'data_dir'):
     remote.check(config.captions.get(field) or '', f'config.captions.{field}')
   if config.get('accum_steps', 1) != 1:
