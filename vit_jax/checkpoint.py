@@ -42,6 +42,7 @@ import jax
 import numpy as np
 import scipy.ndimage
 
+from vit_jax import atomic_file
 from vit_jax import checkpoint_bigvision
 from vit_jax import models_mixer
 from vit_jax import models_vit
@@ -287,26 +288,11 @@ def to_published(params: Params) -> Dict[str, Any]:
 def save_npz(path: str, params: Params) -> None:
   """Writes params in the published layout (names and shapes).
 
-  The file appears complete or not at all: it is written beside the target
-  and renamed into place (local paths).
+  The file appears complete or not at all (`atomic_file.write`).
   """
   buf = io.BytesIO()
   np.savez(buf, **{k: np.asarray(v) for k, v in to_published(params).items()})
-  _write_atomically(path, buf.getvalue())
-
-
-def _write_atomically(path: str, data: bytes) -> None:
-  """Writes beside the target and renames into place (local paths)."""
-  if '://' in path:
-    with _open(path, 'wb') as f:
-      f.write(data)
-    return
-  tmp = f'{path}.tmp-{os.getpid()}'
-  with open(tmp, 'wb') as f:
-    f.write(data)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
+  atomic_file.write(path, buf.getvalue())
 
 
 # timm / transformers ViTs: checkpoint_torch.py holds the key tables. (It

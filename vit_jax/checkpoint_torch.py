@@ -45,6 +45,7 @@ import numpy as np
 import safetensors
 import safetensors.numpy
 
+from vit_jax import atomic_file
 from vit_jax import checkpoint
 from vit_jax import checkpoint_torch_config as hub_config
 from vit_jax import hub
@@ -590,8 +591,6 @@ def save(path: str, params, config, layout: str = 'timm'):
   image_size = [side * p * _backbone_stride(config)
                 for p in hub_config.patch_size(config)]
   hub = hub_config.WRITERS[layout.name](config, num_classes, image_size)
-  checkpoint._write_atomically(  # pylint: disable=protected-access
+  atomic_file.write(
       path, safetensors.numpy.save(tensors, metadata={'format': 'pt'}))
-  checkpoint._write_atomically(  # pylint: disable=protected-access
-      hub_config.path_beside(path),
-      json.dumps(hub, indent=2).encode())
+  atomic_file.write(hub_config.path_beside(path), json.dumps(hub, indent=2))

@@ -13,9 +13,6 @@ from typing import Callable, Dict
 import jax
 import optax
 
-FILENAME = 'params_ema.npz'
-
-
 def init(params):
   """The EMA's start: a copy of the params."""
   return jax.tree.map(lambda x: x.copy(), params)

@@ -1,5 +1,5 @@
-"""The train state and step: what `train` runs, `benchmark` times and
-`compile_report` compiles.
+"""The classifier's train state and step: what `task_classify` gives the
+training loop, `benchmark` times and `compile_report` compiles.
 
 Kept apart from the training loop so that these need neither the input
 pipeline (TensorFlow) nor the metric writers and checkpoint manager: the
@@ -37,11 +37,11 @@ def make_train_step(config, model, tx, dropout_key):
   micro-batch, and their gradients are averaged. The labels become
   distributions (one-hot, or mixed by `mixup.mix_batch` with rng =
   fold_in(key, step) when the config turns Mixup / CutMix on), then label
-  smoothing applies to them.
+  smoothing applies to them. (A non-finite loss is the loop's to handle:
+  `loop._skipping_nonfinite`.)
   """
   accum = config.accum_steps
   smoothing = config.get('label_smoothing', 0.0)
-  skip_nonfinite = config.get('nonfinite', 'stop') == 'skip'
   schedule = optim.lr_schedule(config)
   mixing = mixup.enabled(config)
   # A stream apart from dropout's fold_in(key, step) and its micro-batches'.
@@ -87,11 +87,6 @@ def make_train_step(config, model, tx, dropout_key):
     if 'ema_params' in state:
       new['ema_params'] = ema.update(state['ema_params'], new['params'],
                                      config.ema_decay)
-    if skip_nonfinite:  # Keep the old state (params, moments, EMA), count
-      ok = jnp.isfinite(loss)  # the step.
-      for k in new.keys() - {'step'}:
-        new[k] = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new[k],
-                              state[k])
     metrics = {'train/loss': loss, 'train/grad_norm': optax.global_norm(grads),
                'train/lr': schedule(step)}
     return new, metrics

@@ -10,10 +10,11 @@ import os
 from typing import Optional, Tuple
 
 from absl import logging
-from etils import epath
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+
+from vit_jax import workdir_files
 
 
 class Manager:
@@ -22,7 +23,7 @@ class Manager:
   def __init__(self, workdir: str, config):
     if '://' not in workdir:  # Orbax wants absolute local paths.
       workdir = os.path.abspath(workdir)
-    self.directory = os.path.join(workdir, 'checkpoints')
+    self.directory = os.path.join(workdir, workdir_files.CHECKPOINTS)
     self._manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(
@@ -102,7 +103,7 @@ def restore_params(workdir: str, like, step: Optional[int] = None
   Raises:
     ValueError: no such checkpoint (the message lists those there are).
   """
-  directory = epath.Path(workdir) / 'checkpoints'
+  directory = workdir_files.path(workdir, workdir_files.CHECKPOINTS)
   if not directory.exists():
     raise ValueError(f'{workdir} has no checkpoints (no {directory}).')
   manager = ocp.CheckpointManager(

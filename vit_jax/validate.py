@@ -1,7 +1,10 @@
-"""Up-front config checks: every bad-input message comes from here.
+"""Up-front config checks of a training run, before anything is compiled or
+loaded, so that a typo costs a second, not a crashed job.
 
-`validate` runs before anything is compiled or loaded, so a typo costs a
-second, not a crashed job. Each message says what is wrong and how to fix it.
+The training loop (`loop.train_and_evaluate`) runs `check_run` (what every
+run needs), then its task's own checks (`check_classifier` here for the
+classifier; `task_lit.LitTask.check` for LiT), then `check_workdir`. Each
+message says what is wrong and how to fix it.
 """
 import os
 import uuid
@@ -47,7 +50,8 @@ def _check_pretrained(config, model_shapes):
                                path, config.model)
 
 
-def _check_workdir(workdir):
+def check_workdir(workdir):
+  """The workdir can be created and written (a probe file, removed again)."""
   # A name of its own: every process of a multi-host run probes the same
   # (shared) workdir at the same time.
   probe = epath.Path(workdir) / f'.write_test-{uuid.uuid4().hex}'
@@ -60,17 +64,14 @@ def _check_workdir(workdir):
                      ' a writable --workdir.') from e
 
 
-def validate(config, *, workdir: str, num_devices: int, num_processes: int):
-  """Raises ValueError/FileNotFoundError on bad input; returns dataset info."""
-  # First: unreachable storage fails in seconds (remote.TIMEOUT_S).
-  for field in ('pretrained_path', 'data_dir'):
-    remote.check(config.get(field) or '', f'config.{field}')
+def check_run(config, *, workdir: str, num_devices: int, num_processes: int):
+  """What every training run needs: a reachable workdir, positive sizes,
+  batches that split over the devices, a known `nonfinite` policy."""
+  # Unreachable storage fails in seconds (remote.TIMEOUT_S).
   remote.check(workdir, '--workdir', must_exist=False)
   for name in _POSITIVE:
     if config[name] <= 0:
       raise ValueError(f'config.{name}={config[name]} must be positive.')
-  optim.check(config)
-  model_shapes = _check_model(config)
   try:
     sharding.check_split(config, num_devices, num_processes)
   except ValueError as e:
@@ -79,6 +80,19 @@ def validate(config, *, workdir: str, num_devices: int, num_processes: int):
     raise ValueError(f'{e} On a CPU, --config.cpu_devices=N sets the device '
                      'count (0: one per core, where the batches split).'
                      ) from None
+  if config.get('nonfinite', 'stop') not in ('stop', 'skip'):
+    raise ValueError(f"config.nonfinite={config.nonfinite!r}: use 'stop' or "
+                     "'skip'.")
+
+
+def check_classifier(config) -> input_pipeline.DatasetInfo:
+  """The classifier's model, pretrained checkpoint and dataset; returns the
+  dataset's info."""
+  for field in ('pretrained_path', 'data_dir'):
+    remote.check(config.get(field) or '', f'config.{field}')
+  optim.check(config)
+  mixup.check(config)
+  model_shapes = _check_model(config)
   if config.get('pretrained_path') and '://' not in config.pretrained_path \
       and not hub.is_hub_name(config.pretrained_path) \
       and not os.path.isfile(config.pretrained_path):
@@ -89,9 +103,14 @@ def validate(config, *, workdir: str, num_devices: int, num_processes: int):
     checkpoint.check_safetensors(config.pretrained_path, config.model)
   elif config.get('pretrained_path'):
     _check_pretrained(config, model_shapes)
-  if config.get('nonfinite', 'stop') not in ('stop', 'skip'):
-    raise ValueError(f"config.nonfinite={config.nonfinite!r}: use 'stop' or "
-                     "'skip'.")
-  mixup.check(config)
-  _check_workdir(workdir)
   return input_pipeline.get_info(config)
+
+
+def validate(config, *, workdir: str, num_devices: int, num_processes: int):
+  """All of a classifier run's checks, in the loop's order; returns the
+  dataset's info. Raises ValueError/FileNotFoundError on bad input."""
+  check_run(config, workdir=workdir, num_devices=num_devices,
+            num_processes=num_processes)
+  info = check_classifier(config)
+  check_workdir(workdir)
+  return info

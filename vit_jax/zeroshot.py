@@ -40,6 +40,7 @@ from vit_jax import checkpoint
 from vit_jax import evaluate
 from vit_jax import models_lit
 from vit_jax import predict
+from vit_jax import workdir_files
 from vit_jax.configs import models as models_config
 
 # Prompts in the style of the LiT paper / CLIP's ImageNet prompts.
@@ -56,9 +57,9 @@ FASHION_MNIST_CLASSES = (
     't-shirt', 'trouser', 'pullover', 'dress', 'coat', 'sandal', 'shirt',
     'sneaker', 'bag', 'ankle boot')
 
-# Files a locked-image tuning workdir holds (written by train_lit).
-WORKDIR_FILES = {'config': 'config.json', 'params': 'params.npz',
-                 'vocab': 'vocab.txt'}
+# What `--workdir` reads of a locked-image tuning run (task_lit.py).
+WORKDIR_FILES = {'config': workdir_files.CONFIG,
+                 'params': workdir_files.PARAMS, 'vocab': workdir_files.VOCAB}
 
 
 def dataset_class_names(config) -> List[str]:

@@ -1,0 +1,319 @@
+"""Locked-image tuning: the task (`LitTask`) `train_lit.py` gives the loop.
+
+LiT (Zhai et al., arXiv 2111.07991) trains a text tower to embed captions
+next to the embeddings of a frozen ("locked") image tower. Here the image
+tower is any published-layout ViT checkpoint (`config.image_checkpoint`).
+The image-text pairs are either the images of a classification dataset with
+captions made from their class names and `config.captions.templates` (the
+offline default), or real captioned images: a folder or a TFDS dataset
+(`caption_data`).
+
+One batch, end to end: `input_pipeline.train_iterator` yields images and
+labels (order = f(seed, step)) -> on the mesh -> the jitted step picks a
+template per example (rng = fold_in(key, step)) and looks its caption's
+tokens up in a table tokenized once; with real captions the iterator
+brings each example's tokens instead (`caption_data.Tokens.pick`, on the
+host) -> symmetric contrastive loss on t * zimg @ ztxt.T -> gradients reach
+the text tower, the heads and t only (the image tower's params sit behind
+stop_gradient and get no updates nor optimizer state) -> the training loop's
+logs, checkpoints and graceful stop (`loop.py`) -> zero-shot accuracy on
+`config.dataset`'s eval split and/or image<->text retrieval recall@1 on the
+held-out pairs -> WORKDIR/{params.npz, config.json, vocab.txt}: what
+`python -m vit_jax.zeroshot --workdir=WORKDIR` reads.
+"""
+import os
+import re
+from typing import Any, Dict, List, Sequence
+
+from etils import epath
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from vit_jax import atomic_file
+from vit_jax import caption_data
+from vit_jax import checkpoint
+from vit_jax import input_pipeline
+from vit_jax import models_lit
+from vit_jax import optim
+from vit_jax import remote
+from vit_jax import sharding
+from vit_jax import workdir_files
+from vit_jax import zeroshot
+
+RANDOM_IMAGE_TOWER = 'random'
+_SPECIAL_TOKENS = ('[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]')
+# BERT's basic tokenization: words and single punctuation characters.
+_WORDS = re.compile(r'\w+|[^\w\s]')
+
+
+def build_vocab(texts: Sequence[str]) -> List[str]:
+  """A WordPiece vocabulary holding every (lower-cased) word of `texts`."""
+  words = sorted({w for t in texts for w in _WORDS.findall(t.lower())})
+  return list(_SPECIAL_TOKENS) + words
+
+
+def _vocab_path(config, workdir: str, texts: Sequence[str]) -> str:
+  """`config.vocab_path`, or WORKDIR/vocab.txt built from `texts`."""
+  path = str(workdir_files.path(workdir, workdir_files.VOCAB))
+  if config.get('vocab_path'):
+    # Copied beside the params (under this name whatever its kind), so that
+    # the workdir is complete for `zeroshot --workdir`.
+    if jax.process_index() == 0 and config.vocab_path != path:
+      atomic_file.write(path, epath.Path(config.vocab_path).read_bytes())
+    return path
+  if config.model.pp.tokenizer_name != 'bert':
+    raise ValueError('Without config.vocab_path only a BERT vocabulary can be '
+                     "built; set config.model.pp.tokenizer_name='bert' or pass"
+                     ' the SentencePiece model as config.vocab_path.')
+  if jax.process_index() == 0:
+    atomic_file.write(path, '\n'.join(build_vocab(texts)) + '\n')
+  return path
+
+
+def _validate(config):
+  """LiT's bad-input errors, after the loop's `validate.check_run`.
+
+  Returns (class names for zero-shot eval or None, image-text pairs or None
+  for template captions).
+  """
+  # Unreachable storage fails in seconds (remote.TIMEOUT_S).
+  for field in ('image_checkpoint', 'vocab_path', 'data_dir'):
+    remote.check(config.get(field) or '', f'config.{field}')
+  for field in ('folder', 'data_dir'):
+    remote.check(config.captions.get(field) or '', f'config.captions.{field}')
+  if config.get('accum_steps', 1) != 1:
+    raise ValueError('LiT tuning needs accum_steps=1: the contrastive loss '
+                     'compares every image with every caption of the batch.')
+  source = config.get('image_checkpoint')
+  if not source:
+    raise ValueError(
+        'Set config.image_checkpoint to the locked image tower: a ViT .npz '
+        'whose architecture is config.model.image (e.g. WORKDIR/params.npz '
+        "of `python main.py`), or 'random' for an untrained tower.")
+  if (source != RANDOM_IMAGE_TOWER and '://' not in source and
+      not os.path.isfile(source)):
+    raise FileNotFoundError(
+        f'config.image_checkpoint={source!r} does not exist.')
+  vocab = config.get('vocab_path')
+  if vocab and '://' not in vocab and not os.path.isfile(vocab):
+    raise FileNotFoundError(f'config.vocab_path={vocab!r} does not exist; '
+                            'leave it unset to build one from the captions.')
+  if config.model.pp.size != config.image_size:
+    raise ValueError(f'config.model.pp.size={config.model.pp.size} differs '
+                     f'from config.image_size={config.image_size}.')
+  real_captions = caption_data.is_configured(config)
+  template_sets = [config.zeroshot_templates] if config.dataset else []
+  if not real_captions:
+    template_sets.append(config.captions.templates)
+  for templates in template_sets:
+    if not templates or any('{}' not in t for t in templates):
+      raise ValueError(f'Templates need a {{}} for the class name: '
+                       f'{tuple(templates)}.')
+  input_pipeline.check_config(config)
+  names = None
+  if config.dataset:
+    info = input_pipeline.get_info(config)
+    names = zeroshot.dataset_class_names(config)
+    if len(names) != info.num_classes:
+      raise ValueError(f'{len(names)} class names for {info.num_classes} '
+                       'classes.')
+  elif not real_captions:
+    raise ValueError('Set config.dataset: its class names make the captions '
+                     'unless config.captions.folder or .tfds names real ones.')
+  pairs = None
+  if real_captions:
+    pairs = caption_data.split_holdout(caption_data.load(config),
+                                       config.captions.holdout)
+    if not names and not pairs[1]:
+      raise ValueError('Nothing to evaluate: set config.captions.holdout > 0 '
+                       '(retrieval) and/or config.dataset (zero-shot).')
+  return names, pairs
+
+
+def _init_params(config, model, key) -> Dict[str, Any]:
+  size, max_len = config.image_size, config.model.pp.max_len
+  params = jax.jit(lambda k: model.init(
+      k, images=jnp.zeros((1, size, size, 3)),
+      tokens=jnp.zeros((1, max_len), jnp.int32))['params'])(key)
+  params = jax.device_get(params)
+  params['t'] = np.full((1,), np.log(config.temperature_init), np.float32)
+  if config.image_checkpoint != RANDOM_IMAGE_TOWER:
+    # The classifier head is dropped; the image head (if any) stays fresh.
+    params['img'] = checkpoint.load_pretrained(
+        pretrained_path=config.image_checkpoint, init_params=params['img'],
+        model_config=config.model.image)
+  return params
+
+
+def frozen_mask(params) -> Any:
+  """True for the image tower's params, except its projection head."""
+  flat = flax.traverse_util.flatten_dict(params)
+  return flax.traverse_util.unflatten_dict(
+      {k: k[0] == 'img' and k[1] != 'head' for k in flat})
+
+
+def make_optimizer(config, params) -> optax.GradientTransformation:
+  """The config's optimizer on the trainable params; none for the frozen."""
+  labels = jax.tree.map(lambda f: 'frozen' if f else 'train',
+                        frozen_mask(params))
+  return optax.multi_transform({'train': optim.make_optimizer(config),
+                                'frozen': optax.set_to_zero()}, labels)
+
+
+def contrastive_loss(zimg, ztxt, t):
+  """Mean of image->text and text->image cross-entropies, pairs on the
+  diagonal of the [n, n] logits t * zimg @ ztxt.T."""
+  logits = t * zimg @ ztxt.T
+  labels = jnp.arange(len(logits))
+  return (optax.softmax_cross_entropy_with_integer_labels(logits, labels) +
+          optax.softmax_cross_entropy_with_integer_labels(logits.T, labels)
+          ).mean() / 2
+
+
+def make_train_step(config, model, tx, caption_tokens, frozen, key):
+  """(state, batch) -> (state, metrics); `caption_tokens` [classes,
+  templates, max_len] is each class's captions, tokenized, or None when the
+  batches bring their own 'tokens'."""
+  table = None if caption_tokens is None else jnp.asarray(caption_tokens)
+  schedule = optim.lr_schedule(config)
+
+  def loss_fn(params, images, tokens, rng):
+    params = jax.tree.map(lambda p, f: jax.lax.stop_gradient(p) if f else p,
+                          params, frozen)
+    zimg, ztxt, out = model.apply({'params': params}, images=images,
+                                  tokens=tokens, train=True,
+                                  rngs={'dropout': rng})
+    return contrastive_loss(zimg, ztxt, out['t'])
+
+  def train_step(state, batch):
+    params, step = state['params'], state['step']
+    rng_caption, rng_dropout = jax.random.split(jax.random.fold_in(key, step))
+    if table is None:
+      tokens = batch['tokens']
+    else:
+      template = jax.random.randint(rng_caption, batch['label'].shape, 0,
+                                    table.shape[1])
+      tokens = table[batch['label'], template]
+    loss, grads = jax.value_and_grad(loss_fn)(params, batch['image'], tokens,
+                                              rng_dropout)
+    updates, opt_state = tx.update(grads, state['opt_state'], params)
+    new = {'step': step + 1, 'params': optax.apply_updates(params, updates),
+           'opt_state': opt_state}
+    metrics = {'train/loss': loss, 'train/grad_norm': optax.tree.norm(grads),
+               'train/lr': schedule(step),
+               'train/temperature': jnp.exp(params['t'][0])}
+    return new, metrics
+
+  return train_step
+
+
+def _retrieval(config, model, params, holdout: caption_data.Pairs,
+               tokens: np.ndarray) -> Dict[str, float]:
+  """Image<->text recall@1 among the held-out pairs, `tokens` each image's
+  first caption's; every process computes it over all of them."""
+  ztxt = zeroshot.embed_texts(model, params, tokens)
+  config = ml_collections.ConfigDict(config.to_dict())
+  # Batches no bigger than the pairs: padding decodes example 0 again.
+  config.eval_batch_size = min(config.eval_batch_size,
+                               holdout.images.num_examples)
+  zimg = zeroshot.embed_images(model, params, input_pipeline.eval_iterator(
+      config, source=holdout.images))
+  return zeroshot.retrieval_recall(zimg, ztxt)
+
+
+
+
+class LitTask:
+  """`loop.Task` for a LiT config (configs/lit.py).
+
+  The image-text pairs come from `config.captions` (real captions) or from
+  `config.dataset`'s class names in `config.captions.templates`; the
+  evaluation is zero-shot accuracy on `config.dataset` and/or retrieval on
+  the held-out pairs.
+  """
+
+  def __init__(self, config: ml_collections.ConfigDict):
+    self.config = config
+
+  def check(self, workdir: str) -> None:
+    del workdir
+    self.names, self.pairs = _validate(self.config)
+
+  def prepare(self, workdir: str) -> None:
+    """Tokenizes the captions; writes WORKDIR/vocab.txt (process 0)."""
+    config, names, pairs = self.config, self.names, self.pairs
+    self.prompts = tuple(config.zeroshot_templates)
+    self.train_pairs, self.holdout = pairs or (None, None)
+    self.train_tokens = self.holdout_tokens = self.caption_tokens = None
+    if pairs:
+      texts = [t for p in pairs if p for texts in p.captions for t in texts]
+      texts += [t.format(n) for n in names or () for t in self.prompts]
+      self.tokenizer = models_lit.get_tokenizer(
+          config.model, _vocab_path(config, workdir, texts))
+      self.train_tokens = caption_data.tokenize(self.tokenizer,
+                                                self.train_pairs.captions)
+      self.holdout_tokens = self.holdout and caption_data.tokenize(
+          self.tokenizer, self.holdout.captions).first()
+    else:
+      templates = tuple(config.captions.templates)
+      vocab = _vocab_path(config, workdir, [
+          t.format(n) for n in names for t in templates + self.prompts])
+      self.tokenizer = models_lit.get_tokenizer(config.model, vocab)
+      self.caption_tokens = self.tokenizer(
+          [t.format(n) for n in names for t in templates]
+      ).reshape(len(names), len(templates), -1)
+    self.model = models_lit.LitModel(**config.model)
+
+  def init_state(self, mesh, key):
+    params = _init_params(self.config, self.model, key)
+    self.frozen = frozen_mask(params)
+    self.tx = make_optimizer(self.config, params)
+    state = {'step': jnp.zeros((), jnp.int32), 'params': params,
+             'opt_state': self.tx.init(params)}
+    state_sh = sharding.state_shardings(mesh, state)
+    return jax.device_put(state, state_sh), state_sh
+
+  def train_step(self, key):
+    return make_train_step(self.config, self.model, self.tx,
+                           self.caption_tokens, self.frozen, key)
+
+  def train_batches(self, start_step: int):
+    captioned = {}  # The pairs' images and tokens, or config.dataset's.
+    if self.pairs:
+      seed = self.config.seed % 2**64  # As the input pipeline's.
+      tokens = self.train_tokens
+      captioned = dict(
+          source=self.train_pairs.images, extra=lambda indices, positions: {
+              'tokens': tokens.pick(seed, indices, positions)})
+    return input_pipeline.train_iterator(
+        self.config, start_step=start_step,
+        process_index=jax.process_index(),
+        process_count=jax.process_count(), **captioned)
+
+  def evaluate(self, params, mesh):
+    del mesh  # Embeddings are computed from host copies of the params.
+    config, model = self.config, self.model
+    params = jax.device_get(params)
+    metrics = {}
+    if self.names:
+      classes = zeroshot.class_embeddings(model, params, self.tokenizer,
+                                          self.names, self.prompts)
+      metrics.update({k.replace('eval/', 'eval/zeroshot_'): v for k, v in
+                      zeroshot.zero_shot_accuracy(
+                          model, params, classes,
+                          input_pipeline.eval_iterator(config)).items()})
+    if self.holdout:
+      metrics.update({k.replace('eval/', 'eval/retrieval_'): v for k, v in
+                      _retrieval(config, model, params, self.holdout,
+                                 self.holdout_tokens).items()})
+    return metrics
+
+  def describe(self):
+    c = self.config.captions
+    data = (c.get('folder') or c.get('tfds') and f'tfds:{c.tfds}' or
+            self.config.dataset)
+    return self.config.model.get('model_name', 'LiT'), data
