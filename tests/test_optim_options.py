@@ -14,9 +14,9 @@ from vit_jax import checkpoint
 from vit_jax import ema
 from vit_jax import models
 from vit_jax import optim
-from vit_jax import workdir_files
 from vit_jax import sharding
 from vit_jax import steps
+from vit_jax import workdir_files
 
 
 def _params(scan=False, **overrides):
