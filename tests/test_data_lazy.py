@@ -1,13 +1,16 @@
 """Datasets read lazily: TFRecord TFDS splits by record offset, and the fused
 JPEG decode-and-crop, on data written by the tests themselves."""
+import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from tests.conftest import data_config
+from tests.conftest import ROOT, data_config
 from vit_jax import data_sources
 from vit_jax import input_pipeline
 from vit_jax import tfrecord_reader
@@ -159,3 +162,28 @@ def test_data_threads_sized_to_the_host():
   assert input_pipeline.data_threads(data_config(data_threads=3)) == 3
   with pytest.raises(ValueError, match='data_threads'):
     input_pipeline.check_config(data_config(data_threads=-1))
+
+
+def test_benchmark_input_times_the_pipeline_next_to_the_step(tmp_path):
+  """`benchmark --input` times the config's train pipeline and its step."""
+  rng = np.random.default_rng(0)
+  for i in range(8):
+    folder = tmp_path / 'train' / f'c{i % 2}'
+    folder.mkdir(parents=True, exist_ok=True)
+    image = rng.integers(0, 256, (40 + i, 30, 3), np.uint8)
+    (folder / f'{i}.jpg').write_bytes(tf.io.encode_jpeg(image).numpy())
+  proc = subprocess.run(
+      [sys.executable, '-m', 'vit_jax.benchmark', '--input',
+       '--config=configs/testing.py', '--config.batch_size=4',
+       '--config.dataset=imagefolder', f'--config.data_dir={tmp_path}',
+       '--config.pp.train=inception_crop', '--num_classes=2', '--steps=2',
+       '--warmup=1', '--input_batches=3'],
+      cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr
+  record = json.loads(proc.stdout.strip().splitlines()[-1])
+  assert record['input_images_per_sec'] > 0 and record['images_per_sec'] > 0
+  assert record['data_threads'] == 1 and record['input_batches'] == 3
+  assert record['bottleneck'] == (
+      'input' if record['input_images_per_sec'] < record['images_per_sec']
+      else 'step')
+  assert 'the bottleneck is the' in proc.stderr

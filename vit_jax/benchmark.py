@@ -59,12 +59,10 @@ import jax.numpy as jnp
 from ml_collections import config_flags
 
 from vit_jax import cpu_devices as cpu_split
-from vit_jax import input_pipeline
 from vit_jax import models
 from vit_jax import optim
 from vit_jax import sharding
 from vit_jax import steps
-from vit_jax import train
 from vit_jax.configs import models as models_config
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -380,6 +378,10 @@ def run_input(config, *, batches: int, warmup: int = 2, log=print) -> dict:
   waited for on the devices. JAX must already be configured (as main.py
   does: `cpu_devices.configure`).
   """
+  # Imported here: without --input the benchmark runs where TensorFlow is not
+  # installed (an accelerator host that only times steps).
+  from vit_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+  from vit_jax import train  # pylint: disable=g-import-not-at-top
   input_pipeline.check_config(config)
   mesh = sharding.make_mesh(config.mesh)
   threads = input_pipeline.data_threads(config)
