@@ -348,6 +348,9 @@ def _to_numpy_iterator(make_batch: Callable[[int], Batch], start: int,
   # tune; and its background thread made deleting the iterator wait (seen: 24
   # and 30 s at the end of a run, in ~OptimizeLoop's timed wait, under gdb).
   options.autotune.enabled = False
+  # Fused into MapAndBatch, the per-example map sometimes hung deleting the
+  # iterator at process exit (seen in ~MapAndBatchDataset's wait, py-spy).
+  options.experimental_optimization.map_and_batch_fusion = False
   ds = ds.prefetch(_PREFETCH_BATCHES).with_options(options)
   return ds.as_numpy_iterator()
 
