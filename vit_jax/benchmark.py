@@ -25,6 +25,16 @@ Each timed step is waited for (`block_until_ready`), and `step_time_ms` is the
 median over the timed steps: the median, not the mean, because on a shared
 machine a few steps are slowed by other processes.
 
+`--input` (with `--config`) also times the train input pipeline alone,
+built as `train.py` builds it (`input_pipeline.train_iterator` for the
+config's dataset, put on the devices by `sharding.on_mesh`): the record then
+has `input_images_per_sec` next to the step's `images_per_sec`, the
+`data_threads` used, `input_images_per_cpu_sec` (images per CPU-second of
+the whole process: what one core feeds, robust to other load), and `bottleneck`: 'input' when the pipeline feeds
+fewer images per second than the step consumes, else 'step'. The two are
+timed one after the other, so on a CPU-only host, where they would share
+the cores in training, each figure is what it achieves alone.
+
 Progress goes to stderr; the last stdout line is one JSON object with
 `images_per_sec`, `step_time_ms`, `compile_s`, `gflops_per_image`,
 `achieved_tflops`, `mfu` (null where the device's peak is not in
@@ -76,6 +86,11 @@ _REMAT = flags.DEFINE_bool('remat', False,
 _SCAN = flags.DEFINE_bool('scan', False,
                           'Run the blocks as one scan over stacked params.')
 _NUM_CLASSES = flags.DEFINE_integer('num_classes', 1000, 'Classifier width.')
+_INPUT = flags.DEFINE_bool(
+    'input', False, 'With --config: also time the train input pipeline on '
+    'the config\'s dataset, to see whether input or step is the bottleneck.')
+_INPUT_BATCHES = flags.DEFINE_integer(
+    'input_batches', 30, 'Timed input batches (--input), after --warmup.')
 _CPU_DEVICES = flags.DEFINE_integer(
     'cpu_devices', 0, 'JAX devices on a CPU: 0 = one per core where the batch '
     'splits over them, N = exactly N (config.cpu_devices).')
@@ -354,10 +369,47 @@ def run_config(config, *, mode: str, steps: int, warmup: int = 2,
   }
 
 
+def run_input(config, *, batches: int, warmup: int = 2, log=print) -> dict:
+  """Times `batches` global batches of the train input pipeline.
+
+  The pipeline is the trainer's own: this process's slice of each batch from
+  `input_pipeline.train_iterator`, made one global array on the mesh by
+  `sharding.on_mesh` with the trainer's transfer-ahead depth; each batch is
+  waited for on the devices. JAX must already be configured (as main.py
+  does: `cpu_devices.configure`).
+  """
+  # Imported here: without --input the benchmark runs where TensorFlow is not
+  # installed (an accelerator host that only times steps).
+  from vit_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+  input_pipeline.check_config(config)
+  mesh = sharding.make_mesh(config.mesh)
+  threads = input_pipeline.data_threads(config)
+  log(f'input pipeline: {config.dataset} at {config.image_size} px, '
+      f'pp.train={config.pp.train}, batch {config.batch_size}, '
+      f'{threads} data thread(s)')
+  iterator = sharding.on_mesh(mesh, input_pipeline.train_iterator(
+      config, start_step=0, process_index=jax.process_index(),
+      process_count=jax.process_count()), config.batch_size,
+                              ahead=sharding.DEVICE_PREFETCH)
+  for _ in range(warmup):
+    jax.block_until_ready(next(iterator))
+  start, cpu_start = time.perf_counter(), time.process_time()
+  for i in range(batches):
+    jax.block_until_ready(next(iterator))
+    if (i + 1) % 10 == 0:
+      log(f'input batch {i + 1}/{batches}')
+  elapsed = time.perf_counter() - start
+  images = batches * config.batch_size
+  return {'input_images_per_sec': images / elapsed,
+          'input_images_per_cpu_sec': images / (time.process_time() -
+                                                cpu_start),
+          'input_batches': batches, 'data_threads': threads}
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  for flag in (_BATCH_SIZE, _IMAGE_SIZE, _STEPS):
+  for flag in (_BATCH_SIZE, _IMAGE_SIZE, _STEPS, _INPUT_BATCHES):
     if flag.value <= 0:
       raise app.UsageError(f'--{flag.name} must be positive.')
   log = lambda line: print(line, file=sys.stderr, flush=True)
@@ -367,11 +419,26 @@ def main(argv):
       raise app.UsageError(
           f'{", ".join(given)} with --config: the config sets these; '
           'override its fields as --config.FIELD=VALUE instead.')
+  if _INPUT.value and (_CONFIG.value is None or _MODE.value != 'train'):
+    raise app.UsageError('--input needs --config (the dataset and its '
+                         'preprocessing) and --mode=train.')
   try:
     if _CONFIG.value is not None:
-      record = run_config(_CONFIG.value, mode=_MODE.value, steps=_STEPS.value,
+      config, measured = _CONFIG.value, {}
+      if _INPUT.value:  # First: its errors come before a long compile.
+        cpu_split.configure(config)
+        measured = run_input(config, batches=_INPUT_BATCHES.value,
+                             warmup=_WARMUP.value, log=log)
+      record = run_config(config, mode=_MODE.value, steps=_STEPS.value,
                           warmup=_WARMUP.value, num_classes=_NUM_CLASSES.value,
-                          log=log)
+                          split_cpu=not _INPUT.value, log=log)
+      if _INPUT.value:
+        record.update(measured, bottleneck=(
+            'input' if measured['input_images_per_sec'] <
+            record['images_per_sec'] else 'step'))
+        log(f'input pipeline {record["input_images_per_sec"]:.0f} images/s, '
+            f'train step {record["images_per_sec"]:.0f} images/s: the '
+            f'bottleneck is the {record["bottleneck"]}')
     else:
       record = run(_MODEL.value, batch_size=_BATCH_SIZE.value,
                    image_size=_IMAGE_SIZE.value, mode=_MODE.value,

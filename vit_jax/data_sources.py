@@ -16,7 +16,6 @@ Datasets (`config.dataset`):
   is True (default False).
 """
 import dataclasses
-import functools
 import gzip
 import os
 import struct
@@ -26,6 +25,8 @@ import numpy as np
 from PIL import Image
 import tensorflow as tf
 import tensorflow_datasets as tfds
+
+from vit_jax import tfrecord_reader
 
 # JAX owns the accelerators; TF, here and in the input pipeline, must not
 # reserve their memory.
@@ -185,31 +186,38 @@ def _tfds_builder(config):
 
 
 def _tfds_source(builder, split: str) -> Source:
-  """Random access to a prepared TFDS split.
+  """Random access to a prepared TFDS split, read lazily.
 
-  A dataset prepared as ArrayRecord is read lazily through `as_data_source`.
-  TFRecord (the `tfds build` default) has no random access, so such a split
-  is loaded into memory whole on the first fetch: fine for small datasets;
-  prepare large ones with `tfds build --file_format=array_record`. Images of
-  one fixed shape are decoded on load; others stay encoded until batched.
+  ArrayRecord is read through `as_data_source`; TFRecord (the `tfds build`
+  default) through `tfrecord_reader`, which indexes the record offsets of
+  each file once (cached on disk) and then reads records by index. Either
+  way only the examples asked for are read, so memory does not grow with the
+  dataset. Images of one fixed shape are decoded on read; others stay
+  encoded until batched.
   """
   image_key, label_key = builder.info.supervised_keys
   num_classes = builder.info.features[label_key].num_classes
-  num_examples = builder.info.splits[split].num_examples  # Checks the split.
+  split_info = builder.info.splits[split]  # Checks the split.
+  num_examples = split_info.num_examples
   fixed_shape = None not in builder.info.features[image_key].shape
   key = 'image' if fixed_shape else 'encoded'
   decoders = None if fixed_shape else {image_key: tfds.decode.SkipDecoding()}
   try:
-    data = builder.as_data_source(split, decoders=decoders)
-  except NotImplementedError:  # No random-access format was prepared.
-    load = functools.cache(lambda: tfds.as_numpy(
-        builder.as_dataset(split, batch_size=-1, decoders=decoders)))
-    return Source(num_classes, num_examples, lambda i: {
-        key: load()[image_key][i],
-        'label': load()[label_key][i].astype(np.int32)})
+    getitems = builder.as_data_source(split, decoders=decoders).__getitems__
+  except NotImplementedError:  # Not ArrayRecord: TFRecord, read by offset.
+    reader = tfrecord_reader.RecordReader(
+        [(f.filename, f.skip, f.take) for f in split_info.file_instructions])
+    if reader.num_records != num_examples:
+      raise ValueError(f'The files of split {split!r} hold '
+                       f'{reader.num_records} examples; its info says '
+                       f'{num_examples}. Prepare the dataset again.')
+    features = builder.info.features
+    getitems = lambda indices: [
+        features.deserialize_example_np(record, decoders=decoders)
+        for record in reader.read(indices)]
 
   def fetch(indices):
-    examples = data.__getitems__(indices.tolist())
+    examples = getitems(indices.tolist())
     images = [e[image_key] for e in examples]
     return {
         key: np.stack(images) if fixed_shape else np.array(images, object),

@@ -9,16 +9,19 @@ from s*B + p*L. Augmentation draws its random numbers from (seed, position)
 as well, so a global batch is the same whatever the process count, and
 resuming at step k yields what an uninterrupted run yields at step k.
 
-TensorFlow only runs here and in `data_sources`, on CPU, with one thread by
-default so that it does not compete with JAX for cores. Optional config
+TensorFlow only runs here and in `data_sources`, on CPU: with one thread on
+a CPU-only host so that it does not compete with JAX's step for cores, with
+all cores but two on an accelerator host (`data_threads`). Optional config
 fields besides the trainer's: `tfds_download` (False: never download; see
-`data_sources`) and `data_threads` (1).
+`data_sources`) and `data_threads` (0: sized to the host).
 """
 import dataclasses
 import functools
 import math
+import os
 from typing import Callable, Iterator, Optional
 
+import jax
 import numpy as np
 import tensorflow as tf
 
@@ -64,6 +67,9 @@ def check_config(config) -> None:
   if config.pp.get('crop_padding', 4) < 0:
     raise ValueError('config.pp.crop_padding must be >= 0.')
   randaugment.check(config.pp.get('randaug'))
+  if config.get('data_threads', 0) < 0:
+    raise ValueError(f'config.data_threads={config.data_threads} must be >= 0 '
+                     '(0: sized to the host).')
 
 
 def _source(config, split: str) -> data_sources.Source:
@@ -116,16 +122,15 @@ def _pad_crop(images, uniforms, size: int, pad: int):
   return tf.gather(images, offsets[:, 1:] + window, axis=2, batch_dims=1)
 
 
-def _inception_crop(images, uniforms, size: int, min_area: float):
-  """Random-resized crop of a random area and aspect ratio.
+def _inception_window(height, width, uniforms, min_area: float):
+  """(top, left, crop_h, crop_w) in pixels, float32[n] each, of an image of
+  `height` x `width` (float32 scalars): a random area and aspect ratio.
 
   As in Inception / `tf.image.sample_distorted_bounding_box`: area fraction
   uniform in [min_area, 1], aspect ratio log-uniform in [3/4, 4/3]; the first
   of `_INCEPTION_ATTEMPTS` candidates that fits in the image is taken, else
   the whole image.
   """
-  hw = tf.cast(tf.shape(images)[1:3], tf.float32)
-  height, width = hw[0], hw[1]
   area = (min_area + (1 - min_area) * uniforms[:, 3::2]) * height * width
   ratio = tf.exp(math.log(3 / 4) + math.log(16 / 9) * uniforms[:, 4::2])
   crop_h, crop_w = tf.sqrt(area / ratio), tf.sqrt(area * ratio)
@@ -136,13 +141,69 @@ def _inception_crop(images, uniforms, size: int, min_area: float):
   crop_w = tf.where(found, tf.gather(crop_w, first, batch_dims=1), width)
   top = uniforms[:, 1] * (height - crop_h)
   left = uniforms[:, 2] * (width - crop_w)
+  return top, left, crop_h, crop_w
+
+
+def _crop_and_resize(images, top, left, crop_h, crop_w, size: int):
+  """Bilinear samples of pixels [top, top + crop_h) x [left, left + crop_w)
+  of each image (pixel coordinates of `images`, float32[n] each)."""
+  hw = tf.cast(tf.shape(images)[1:3], tf.float32)
   # crop_and_resize maps a normalised coordinate c to pixel c * (n - 1), so a
   # crop of pixels [top, top + crop_h) spans pixel centres top .. + crop_h - 1.
-  last_h, last_w = tf.maximum(height - 1, 1), tf.maximum(width - 1, 1)
+  last_h, last_w = tf.maximum(hw[0] - 1, 1), tf.maximum(hw[1] - 1, 1)
   boxes = tf.stack([top / last_h, left / last_w, (top + crop_h - 1) / last_h,
                     (left + crop_w - 1) / last_w], axis=1)
   return tf.image.crop_and_resize(images, boxes, tf.range(tf.shape(images)[0]),
                                   (size, size))
+
+
+def _inception_crop(images, uniforms, size: int, min_area: float):
+  """Random-resized crop (`_inception_window`) of same-size images."""
+  hw = tf.cast(tf.shape(images)[1:3], tf.float32)
+  window = _inception_window(hw[0], hw[1], uniforms, min_area)
+  return _crop_and_resize(images, *window, size)
+
+
+def _decode_inception_crop(data, uniforms, size: int, min_area: float):
+  """`_inception_crop` of one encoded image, [1, size, size, 3].
+
+  A JPEG's window is drawn from the shape in its header and only the rows
+  and columns that bilinear sampling reads are decoded
+  (`decode_and_crop_jpeg`): at ImageNet sizes the crop is a fraction of the
+  image, and decoding is most of the pipeline's time. Other formats are
+  decoded whole. The window is the same either way, and so are the pixels
+  up to JPEG's chroma upsampling at the cut edges.
+  """
+  is_jpeg = tf.io.is_jpeg(data)
+  hw = tf.cond(is_jpeg, lambda: tf.image.extract_jpeg_shape(data)[:2],
+               lambda: tf.zeros([2], tf.int32))
+  height, width = tf.unstack(tf.cast(hw, tf.float32))
+  top, left, crop_h, crop_w = _inception_window(height, width, uniforms[None],
+                                                min_area)
+
+  def fused():
+    # The pixels that bilinear sampling of centres top .. top + crop_h - 1
+    # reads: floor of the first to ceil of the last.
+    # (A crop under a pixel wide spans top + crop_h - 1 .. top.)
+    def pixels(start, extent, limit):
+      first = tf.floor(start + tf.minimum(extent - 1, 0))
+      last = tf.math.ceil(start + tf.maximum(extent - 1, 0))
+      return (tf.maximum(tf.cast(first, tf.int32), 0),
+              tf.minimum(tf.cast(last, tf.int32), limit - 1))
+
+    y0, y1 = pixels(top[0], crop_h[0], hw[0])
+    x0, x1 = pixels(left[0], crop_w[0], hw[1])
+    image = tf.image.decode_and_crop_jpeg(
+        data, tf.stack([y0, x0, y1 - y0 + 1, x1 - x0 + 1]), channels=3)
+    return _crop_and_resize(image[None], top - tf.cast(y0, tf.float32),
+                            left - tf.cast(x0, tf.float32), crop_h, crop_w,
+                            size)
+
+  def whole():
+    image = tf.io.decode_image(data, channels=3, expand_animations=False)
+    return _inception_crop(image[None], uniforms[None], size, min_area)
+
+  return tf.cond(is_jpeg, fused, whole)
 
 
 def _resize_crop(images, size: int):
@@ -155,11 +216,14 @@ def _resize_crop(images, size: int):
                                        (scaled[1] - size) // 2, size, size)
 
 
-def _train_images(images, uniforms, config):
+def _train_images(images, uniforms, config, cropped: bool = False):
+  """The train preprocessing; `cropped`: `_decode_inception_crop` did the
+  inception crop while decoding."""
   pp, size = config.pp, config.image_size
   if pp.train == 'inception_crop':
-    images = _inception_crop(images, uniforms, size,
-                             pp.get('crop_min_area', 0.08))
+    if not cropped:
+      images = _inception_crop(images, uniforms, size,
+                               pp.get('crop_min_area', 0.08))
   elif pp.train == 'random_crop':
     images = _pad_crop(_resize(images, size), uniforms[:, 1:3], size,
                        pp.get('crop_padding', 4))
@@ -211,6 +275,21 @@ def _permutation(seed: int, num_examples: int, epoch: int) -> np.ndarray:
       num_examples)
 
 
+def data_threads(config) -> int:
+  """Threads that decode and preprocess: `config.data_threads` if set.
+
+  Else, on a CPU-only host 1, since JAX's train step needs the cores (the
+  default Fashion-MNIST job runs its step on every core); on an accelerator
+  host all cores but two, left to JAX's dispatch and host-to-device copies.
+  """
+  threads = config.get('data_threads', 0)
+  if threads:
+    return threads
+  if jax.default_backend() == 'cpu':
+    return 1
+  return max(1, len(os.sched_getaffinity(0)) - 2)
+
+
 def _local_size(config, key: str, process_index: int,
                 process_count: int) -> int:
   size = config[key]
@@ -224,14 +303,16 @@ def _local_size(config, key: str, process_index: int,
 
 
 def _to_numpy_iterator(make_batch: Callable[[int], Batch], start: int,
-                       stop: Optional[int], images_fn,
-                       threads: int) -> Iterator[Batch]:
+                       stop: Optional[int], images_fn, threads: int,
+                       decode_crop=None) -> Iterator[Batch]:
   """tf.data over `make_batch(i)` for i in [start, stop), then preprocessing.
 
-  `images_fn(images, batch)` preprocesses a batch of same-size images, then
-  `_to_model_input` scales them. Sources of same-size images are processed a
-  whole batch per op; files and encoded images are decoded and processed one
-  by one, then rebatched.
+  `images_fn(images, batch, cropped)` preprocesses a batch of same-size
+  images, then `_to_model_input` scales them. Sources of same-size images are
+  processed a whole batch per op (`cropped` False); files and encoded images
+  are decoded and processed one by one, then rebatched: decoded whole, or,
+  given `decode_crop(data, example)`, decoded by it into a [1, S, S, C]
+  crop (`cropped` True).
   """
   first = make_batch(start)  # For the signature.
   keys = list(first)
@@ -245,17 +326,21 @@ def _to_numpy_iterator(make_batch: Callable[[int], Batch], start: int,
       value.set_shape(first[key].shape)
     return dict(zip(keys, values))
 
-  def preprocess(batch):
-    images = _to_model_input(images_fn(batch['image'], batch))
+  def preprocess(batch, cropped=False):
+    images = _to_model_input(images_fn(batch['image'], batch, cropped))
     return dict({k: v for k, v in batch.items() if k != 'rand'}, image=images)
 
   def preprocess_one(example):
     data = (tf.io.read_file(example['path']) if 'path' in example
             else example['encoded'])
-    image = tf.io.decode_image(data, channels=3, expand_animations=False)
+    if decode_crop:
+      images = decode_crop(data, example)
+    else:
+      images = tf.io.decode_image(data, channels=3,
+                                  expand_animations=False)[None]
     batch = {k: v[None] for k, v in example.items()
              if k not in ('path', 'encoded')}
-    batch = preprocess(dict(batch, image=image[None]))
+    batch = preprocess(dict(batch, image=images), cropped=bool(decode_crop))
     return {k: v[0] for k, v in batch.items()}
 
   ds = (tf.data.Dataset.counter(start) if stop is None else
@@ -272,6 +357,9 @@ def _to_numpy_iterator(make_batch: Callable[[int], Batch], start: int,
   # tune; and its background thread made deleting the iterator wait (seen: 24
   # and 30 s at the end of a run, in ~OptimizeLoop's timed wait, under gdb).
   options.autotune.enabled = False
+  # Fused into MapAndBatch, the per-example map sometimes hung deleting the
+  # iterator at process exit (seen in ~MapAndBatchDataset's wait, py-spy).
+  options.experimental_optimization.map_and_batch_fusion = False
   ds = ds.prefetch(_PREFETCH_BATCHES).with_options(options)
   return ds.as_numpy_iterator()
 
@@ -311,10 +399,16 @@ def train_iterator(config, *, start_step: int, process_index: int = 0,
     batch = dict(source.fetch(indices), rand=rand)
     return dict(batch, **extra(indices, positions)) if extra else batch
 
+  decode_crop = None
+  if config.pp.train == 'inception_crop':
+    decode_crop = lambda data, example: _decode_inception_crop(
+        data, example['rand'], config.image_size,
+        config.pp.get('crop_min_area', 0.08))
   return _to_numpy_iterator(
       make_batch, start_step, None,
-      lambda images, batch: _train_images(images, batch['rand'], config),
-      config.get('data_threads', 1))
+      lambda images, batch, cropped: _train_images(images, batch['rand'],
+                                                   config, cropped),
+      data_threads(config), decode_crop)
 
 
 def eval_iterator(config, *, process_index: int = 0, process_count: int = 1,
@@ -339,8 +433,7 @@ def eval_iterator(config, *, process_index: int = 0, process_count: int = 1,
 
   return _to_numpy_iterator(
       make_batch, 0, -(-source.num_examples // config.eval_batch_size),
-      lambda images, _: _eval_images(images, config),
-      config.get('data_threads', 1))
+      lambda images, *_: _eval_images(images, config), data_threads(config))
 
 
 def _eval_images(images, config):

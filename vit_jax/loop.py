@@ -44,9 +44,6 @@ from vit_jax import workdir_lock
 State = Dict[str, Any]  # {'step', 'params', 'opt_state', ...}: orbax saves it.
 Step = Callable[[State, Dict[str, Any]], Tuple[State, Dict[str, Any]]]
 
-# Train batches put on the devices ahead of the step that uses them.
-_DEVICE_PREFETCH = 2
-
 
 class NonFiniteLossError(RuntimeError):
   """Training produced a NaN/Inf loss (the last good checkpoint is kept)."""
@@ -233,7 +230,7 @@ def _train(task, workdir, stop_requests):
   out = _Outputs(workdir, config.total_steps, start, is_main)
   out.console.line(_start_line(task, workdir, start, state['params'], mesh))
   batches = sharding.on_mesh(mesh, task.train_batches(start),
-                             config.batch_size, ahead=_DEVICE_PREFETCH)
+                             config.batch_size, ahead=sharding.DEVICE_PREFETCH)
   pending, t_log, eval_metrics = [], time.time(), None
   for step in range(start + 1, config.total_steps + 1):
     state, metrics = train_step(state, next(batches))

@@ -67,6 +67,11 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P(mesh.axis_names))
 
 
+# The trainer's (and its benchmark's) train batches put on the devices ahead
+# of the step that uses them.
+DEVICE_PREFETCH = 2
+
+
 def on_mesh(mesh: Mesh, batches: Iterable, global_batch: int,
             ahead: int = 0) -> Iterator:
   """Puts each process-local batch on the mesh as one global array.
