@@ -230,7 +230,8 @@ def _train(task, workdir, stop_requests):
   out = _Outputs(workdir, config.total_steps, start, is_main)
   out.console.line(_start_line(task, workdir, start, state['params'], mesh))
   batches = sharding.on_mesh(mesh, task.train_batches(start),
-                             config.batch_size, ahead=sharding.DEVICE_PREFETCH)
+                             config.batch_size,
+                             ahead=sharding.DEVICE_PREFETCH)
   pending, t_log, eval_metrics = [], time.time(), None
   for step in range(start + 1, config.total_steps + 1):
     state, metrics = train_step(state, next(batches))
