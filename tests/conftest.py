@@ -189,3 +189,20 @@ def trained_run_console(trained_run):
   console = json.loads(_console_file(trained_run).read_text())
   return subprocess.CompletedProcess([], 0, console['stdout'],
                                      console['stderr'])
+
+
+# 20 logged steps of batch 64, no eval or checkpoint on the way.
+SHORT_OVERRIDES = ('--config.total_steps=20', '--config.batch_size=64',
+                   '--config.log_every=1', '--config.eval_batch_size=64',
+                   '--config.eval_every=100', '--config.checkpoint_every=100')
+
+
+@pytest.fixture(scope='session')
+def short_run_8_devices(tmp_path_factory, image_folder):
+  """The workdir of configs/testing.py with SHORT_OVERRIDES on 8 CPU
+  devices, once per session: the data-parallel side of the 1-vs-8 devices,
+  1-vs-2 processes and FSDP comparisons (read-only)."""
+  def train(workdir):
+    proc = run_main(workdir, image_folder, *SHORT_OVERRIDES, devices=8)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+  return build_once(tmp_path_factory, 'short_run_8_devices', train)

@@ -6,8 +6,8 @@ import jax
 import numpy as np
 import pytest
 
-from tests.conftest import needs_fashion_mnist, read_records, run_main, \
-    tiny_config
+from tests.conftest import SHORT_OVERRIDES, needs_fashion_mnist, \
+    read_records, run_main, tiny_config
 from vit_jax import checkpoint
 from vit_jax import evaluate
 from vit_jax import models
@@ -115,15 +115,11 @@ def test_scan_finetunes_like_unrolled(tmp_path, image_folder, reference):
     np.testing.assert_allclose(scanned[key], value, atol=1e-5, err_msg=key)
 
 
-def test_same_losses_on_1_and_8_devices(tmp_path, image_folder):
-  args = ('--config.total_steps=20', '--config.batch_size=64',
-          '--config.log_every=1', '--config.eval_every=100',
-          '--config.checkpoint_every=100', '--config.eval_batch_size=64')
-  for devices in (1, 8):
-    proc = run_main(tmp_path / str(devices), image_folder, *args,
-                    devices=devices)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-  one, eight = _losses(tmp_path / '1'), _losses(tmp_path / '8')
+def test_same_losses_on_1_and_8_devices(tmp_path, image_folder,
+                                        short_run_8_devices):
+  proc = run_main(tmp_path, image_folder, *SHORT_OVERRIDES)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  one, eight = _losses(tmp_path), _losses(short_run_8_devices)
   assert len(one) == 20
   np.testing.assert_allclose(eight, one, rtol=1e-3)
   assert not np.allclose(one[0], one[-1])  # It trained.
