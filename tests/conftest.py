@@ -3,7 +3,6 @@ import itertools
 import json
 import os
 import pathlib
-import shutil
 import subprocess
 import sys
 
@@ -32,17 +31,23 @@ def build_once(tmp_path_factory, name, build):
   """`build(path)` once per test run; every xdist worker gets that `path`.
 
   Session fixtures are otherwise built again by each worker. The first
-  worker to take the lock builds; the others wait, then read its result. A
-  build that fails leaves no `.done` marker, so the next worker retries it
-  (and fails with its own message).
+  worker to take the lock builds; the others wait, then read its result, or
+  fail at once with its error (a failed build is not tried again).
   """
   path = run_temp_dir(tmp_path_factory) / name
-  done = path.with_name(name + '.done')
+  done, failed = (path.with_name(f'{name}.{end}') for end in ('done',
+                                                              'failed'))
   with filelock.FileLock(str(path) + '.lock'):
+    if failed.exists():
+      pytest.fail(f'building {name} failed earlier in this test run:\n'
+                  + failed.read_text(), pytrace=False)
     if not done.exists():
-      shutil.rmtree(path, ignore_errors=True)
       path.mkdir()
-      build(path)
+      try:
+        build(path)
+      except BaseException as e:
+        failed.write_text(f'{type(e).__name__}: {e}'[-5000:])
+        raise
       done.touch()
   return path
 
