@@ -6,6 +6,7 @@ import pathlib
 import subprocess
 import sys
 
+import filelock
 import ml_collections
 import pytest
 
@@ -19,6 +20,38 @@ needs_fashion_mnist = pytest.mark.skipif(
     reason='Debian package dataset-fashion-mnist missing')
 
 
+def run_temp_dir(tmp_path_factory):
+  """The base temp dir of this test run, the same for every xdist worker
+  (each worker's own base temp dir is a folder below it)."""
+  base = tmp_path_factory.getbasetemp()
+  return base.parent if os.environ.get('PYTEST_XDIST_WORKER') else base
+
+
+def build_once(tmp_path_factory, name, build):
+  """`build(path)` once per test run; every xdist worker gets that `path`.
+
+  Session fixtures are otherwise built again by each worker. The first
+  worker to take the lock builds; the others wait, then read its result, or
+  fail at once with its error (a failed build is not tried again).
+  """
+  path = run_temp_dir(tmp_path_factory) / name
+  done, failed = (path.with_name(f'{name}.{end}') for end in ('done',
+                                                              'failed'))
+  with filelock.FileLock(str(path) + '.lock'):
+    if failed.exists():
+      pytest.fail(f'building {name} failed earlier in this test run:\n'
+                  + failed.read_text(), pytrace=False)
+    if not done.exists():
+      path.mkdir()
+      try:
+        build(path)
+      except BaseException as e:
+        failed.write_text(f'{type(e).__name__}: {e}'[-5000:])
+        raise
+      done.touch()
+  return path
+
+
 @pytest.fixture(scope='session', autouse=True)
 def jax_compilation_cache(tmp_path_factory):
   """One persistent JAX compilation cache for every process of a test run.
@@ -29,10 +62,7 @@ def jax_compilation_cache(tmp_path_factory):
   compiler flags and the devices, so a hit is the same executable.
   Under pytest-xdist the workers share the run's base temp dir.
   """
-  base = tmp_path_factory.getbasetemp()
-  if os.environ.get('PYTEST_XDIST_WORKER'):
-    base = base.parent
-  cache = base / 'jax_compilation_cache'
+  cache = run_temp_dir(tmp_path_factory) / 'jax_compilation_cache'
   os.environ.update(JAX_COMPILATION_CACHE_DIR=str(cache),
                     JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0')
   import jax  # pylint: disable=g-import-not-at-top  (after the env is set)
@@ -78,7 +108,9 @@ def write_image_folder(root, *, num_train=48, num_eval=21, size=16, seed=0):
 
 @pytest.fixture(scope='session')
 def image_folder(tmp_path_factory):
-  return write_image_folder(tmp_path_factory.mktemp('images'))
+  """The 3-class folder of `write_image_folder` (read-only: shared by all
+  workers)."""
+  return build_once(tmp_path_factory, 'images', write_image_folder)
 
 
 def main_command(workdir, data_dir, *overrides, config='configs/testing.py'):
@@ -133,12 +165,49 @@ def take(iterator, n):
   return list(itertools.islice(iterator, n))
 
 
+BASELINE_OVERRIDES = ('--config.fewshot.shots=(1, 5)',)
+
+
 @pytest.fixture(scope='session')
 def trained_run(tmp_path_factory, image_folder):
   """The workdir of a finished run of configs/testing.py on the image folder
-  (one device, 6 steps): config.json, checkpoints 3 and 6, params.npz, and
-  eval records at steps 3 and 6 in metrics.jsonl."""
-  workdir = tmp_path_factory.mktemp('trained_run')
-  proc = run_main(workdir, image_folder)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  return workdir
+  (one device, 6 steps, 1- and 5-shot probes at each eval): config.json,
+  checkpoints 3 and 6, params.npz, and eval records at steps 3 and 6 in
+  metrics.jsonl. One run for the whole test session: the tests of train,
+  console, predict, evaluate, export and run_dir read it (read-only: copy it
+  to change it); `trained_run_console` is what it printed."""
+  def train(workdir):
+    proc = run_main(workdir, image_folder, *BASELINE_OVERRIDES)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    _console_file(workdir).write_text(json.dumps(
+        dict(stdout=proc.stdout, stderr=proc.stderr)))
+  return build_once(tmp_path_factory, 'trained_run', train)
+
+
+def _console_file(workdir):
+  return workdir.with_name(workdir.name + '.console.json')
+
+
+@pytest.fixture(scope='session')
+def trained_run_console(trained_run):
+  """The `trained_run` command's stdout and stderr."""
+  console = json.loads(_console_file(trained_run).read_text())
+  return subprocess.CompletedProcess([], 0, console['stdout'],
+                                     console['stderr'])
+
+
+# 20 logged steps of batch 64, no eval or checkpoint on the way.
+SHORT_OVERRIDES = ('--config.total_steps=20', '--config.batch_size=64',
+                   '--config.log_every=1', '--config.eval_batch_size=64',
+                   '--config.eval_every=100', '--config.checkpoint_every=100')
+
+
+@pytest.fixture(scope='session')
+def short_run_8_devices(tmp_path_factory, image_folder):
+  """The workdir of configs/testing.py with SHORT_OVERRIDES on 8 CPU
+  devices, once per session: the data-parallel side of the 1-vs-8 devices,
+  1-vs-2 processes and FSDP comparisons (read-only)."""
+  def train(workdir):
+    proc = run_main(workdir, image_folder, *SHORT_OVERRIDES, devices=8)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+  return build_once(tmp_path_factory, 'short_run_8_devices', train)

@@ -4,7 +4,7 @@ import re
 import resource
 import subprocess
 
-from tests.conftest import main_command, main_env, read_records, run_main
+from tests.conftest import main_command, main_env, read_records
 from vit_jax import console
 
 _LIBRARY_NOISE = ('oneDNN', 'cuda', 'CUDA', 'libtpu', 'InitializeLog',
@@ -12,11 +12,10 @@ _LIBRARY_NOISE = ('oneDNN', 'cuda', 'CUDA', 'libtpu', 'InitializeLog',
                   'I0000', 'W0000', 'E0000')
 
 
-def test_short_run_prints_one_line_per_log_step(tmp_path, image_folder):
+def test_short_run_prints_one_line_per_log_step(trained_run,
+                                                trained_run_console):
   # configs/testing.py: 6 steps, a log line each, an eval every 3.
-  workdir = tmp_path / 'w'
-  proc = run_main(workdir, image_folder)
-  assert proc.returncode == 0, proc.stderr[-3000:]
+  workdir, proc = trained_run, trained_run_console
   lines = proc.stderr.splitlines()
   assert not [l for l in lines if any(n in l for n in _LIBRARY_NOISE)], lines
   assert re.fullmatch(

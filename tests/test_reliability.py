@@ -4,11 +4,16 @@ import signal
 import subprocess
 import time
 
+from absl import flags
+from ml_collections import config_flags
 import numpy as np
 import pytest
 
-from tests.conftest import main_command, main_env, read_records, run_main, \
-    write_image_folder
+from tests.conftest import ROOT, main_command, main_env, read_records, \
+    run_main, write_image_folder
+from vit_jax import augreg
+from vit_jax import cpu_devices
+from vit_jax import validate
 
 # ~90 ms a step on 2 cores: slow enough to kill the run between steps 45 and 60.
 _KILL_ARGS = ('--config.total_steps=60', '--config.checkpoint_every=20',
@@ -114,6 +119,9 @@ def _other_model_npz(root):
 
 # (overrides, devices, what the message must say). `{tmp}` is the test's
 # tmp_path; `{bad_folder}`, `{corrupt}`, `{other}` are files made for it.
+# main.py turns each into one `error:` line and exit 1 (exit 2 for flag and
+# config-file errors); `_PROCESS_CASES` prove that path end to end in a
+# process of its own, the others are checked in this process.
 _CASES = {
     'unknown config file': (['--config=configs/nope.py'], 1, 'nope.py'),
     'unknown field': (['--config.nosuchfield=1'], 1,
@@ -148,10 +156,17 @@ _CASES = {
     'unreadable image': (['--config.data_dir={bad_folder}'], 1, 'broken.png'),
     'unwritable workdir': ([], 1, 'cannot be written'),
 }
+# The flag parser's own message (exit 2), and an error raised once the
+# checkpoint is loaded, after the up-front checks (exit 1).
+_PROCESS_CASES = ('unknown field', 'mismatched pretrained')
+# Errors of the --config flag itself: main.py prints any exception of its
+# flag parsing as one line, with exit 2.
+_FLAG_CASES = ('unknown config file', 'unknown preset')
 
 
-@pytest.mark.parametrize('case', list(_CASES))
-def test_bad_input_gives_one_clear_message(case, tmp_path, image_folder):
+def _case_args(case, tmp_path):
+  """The case's workdir (with a file that must survive), config file and
+  --config overrides."""
   overrides, devices, expected = _CASES[case]
   files = {'tmp': tmp_path, 'bad_folder': _bad_folder(tmp_path / 'bad'),
            'corrupt': _corrupt_npz(tmp_path),
@@ -159,19 +174,61 @@ def test_bad_input_gives_one_clear_message(case, tmp_path, image_folder):
   overrides = [o.format(**files) for o in overrides]
   workdir = tmp_path / 'workdir'
   workdir.mkdir()
-  keep = workdir / 'keep.txt'
-  keep.write_text('precious')
+  (workdir / 'keep.txt').write_text('precious')
   if case == 'unwritable workdir':
-    workdir = keep / 'sub'  # A path below a file cannot be created.
+    workdir = workdir / 'keep.txt' / 'sub'  # Not creatable below a file.
   config = 'configs/testing.py'
   for o in [o for o in overrides if o.startswith('--config=')]:
     overrides.remove(o)
     config = o[len('--config='):]
+  return workdir, config, overrides, devices, expected
+
+
+def _checks_in_process(config_file, overrides, data_dir, workdir, devices):
+  """What main.py runs before training, in this process: the --config flag
+  and its overrides (a FlagValues of its own, not absl's global one), the
+  CPU device count, then the trainer's up-front checks for `devices`."""
+  argv = ['main.py', f'--config={ROOT / config_file}',
+          '--config.dataset=imagefolder', f'--config.data_dir={data_dir}',
+          *overrides]
+  flag_values = flags.FlagValues()
+  config_flags.DEFINE_config_file('config', flag_values=flag_values,
+                                  lock_config=True, sys_argv=argv)
+  flag_values(argv)
+  config = flag_values.config
+  if config.get('cpu_devices', 0) < 0:
+    cpu_devices.configure(config)  # Raises before it sets a device count.
+  validate.validate(augreg.resolve(config), workdir=str(workdir),
+                    num_devices=config.get('cpu_devices') or devices,
+                    num_processes=1)
+
+
+@pytest.mark.parametrize('case', [c for c in _CASES
+                                  if c not in _PROCESS_CASES])
+def test_bad_input_is_refused_up_front(case, tmp_path, image_folder):
+  """The exception main.py prints as its `error:` line, raised by the checks
+  that run before anything is built."""
+  workdir, config, overrides, devices, expected = _case_args(case, tmp_path)
+  errors = Exception if case in _FLAG_CASES else (ValueError, OSError)
+  start = time.time()
+  with pytest.raises(errors) as error:
+    _checks_in_process(config, overrides, image_folder, workdir, devices)
+  assert expected in str(error.value)
+  assert (tmp_path / 'workdir' / 'keep.txt').read_text() == 'precious'
+  assert time.time() - start < 60
+
+
+@pytest.mark.parametrize('case', _PROCESS_CASES)
+def test_bad_input_gives_one_clear_message(case, tmp_path, image_folder):
+  """main.py end to end: one `error:` line, no traceback, nothing lost."""
+  workdir, config, overrides, devices, expected = _case_args(case, tmp_path)
   start = time.time()
   proc = run_main(workdir, image_folder, *overrides, devices=devices,
                   config=config)
-  assert proc.returncode != 0
+  assert proc.returncode == {'unknown field': 2}.get(case, 1)
   assert 'Traceback' not in proc.stderr, proc.stderr[-3000:]
-  assert expected in proc.stderr, proc.stderr[-3000:]
-  assert keep.read_text() == 'precious'
+  # One error (its message may list details on the lines below it).
+  errors = [l for l in proc.stderr.splitlines() if l.startswith('error:')]
+  assert len(errors) == 1 and expected in proc.stderr, proc.stderr[-3000:]
+  assert (tmp_path / 'workdir' / 'keep.txt').read_text() == 'precious'
   assert time.time() - start < 60

@@ -8,12 +8,9 @@ import textwrap
 
 import numpy as np
 
-from tests.conftest import ROOT, main_command, main_env, read_records, \
-    run_main
+from tests.conftest import ROOT, SHORT_OVERRIDES as _SHORT, main_command, \
+    main_env, read_records, run_main
 
-_SHORT = ('--config.total_steps=20', '--config.batch_size=64',
-          '--config.log_every=1', '--config.eval_batch_size=64',
-          '--config.eval_every=100', '--config.checkpoint_every=100')
 _FSDP = "--config.mesh=(('data', -1), ('fsdp', 8))"
 
 
@@ -54,10 +51,9 @@ def _assert_params_close(a_dir, b_dir, atol=2e-3):
       np.testing.assert_allclose(a[k], b[k], rtol=0, atol=atol, err_msg=k)
 
 
-def test_two_processes_match_one_process(tmp_path, image_folder):
-  one = tmp_path / 'one'
-  proc = run_main(one, image_folder, *_SHORT, devices=8)
-  assert proc.returncode == 0, proc.stderr[-3000:]
+def test_two_processes_match_one_process(tmp_path, image_folder,
+                                        short_run_8_devices):
+  one = short_run_8_devices  # _SHORT, one process of 8 devices.
   two = tmp_path / 'two'
   _run_processes(two, image_folder, *_SHORT)
   assert len(_losses(one)) == 20
@@ -65,13 +61,14 @@ def test_two_processes_match_one_process(tmp_path, image_folder):
   _assert_params_close(one, two)
 
 
-def test_fsdp_matches_data_parallel(tmp_path, image_folder):
-  for name, extra in (('dp', ()), ('fsdp', (_FSDP,))):
-    proc = run_main(tmp_path / name, image_folder, *_SHORT, *extra, devices=8)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+def test_fsdp_matches_data_parallel(tmp_path, image_folder,
+                                   short_run_8_devices):
+  data_parallel = short_run_8_devices  # _SHORT on 8 devices.
+  proc = run_main(tmp_path / 'fsdp', image_folder, *_SHORT, _FSDP, devices=8)
+  assert proc.returncode == 0, proc.stderr[-3000:]
   np.testing.assert_allclose(_losses(tmp_path / 'fsdp'),
-                             _losses(tmp_path / 'dp'), rtol=1e-3)
-  _assert_params_close(tmp_path / 'dp', tmp_path / 'fsdp')
+                             _losses(data_parallel), rtol=1e-3)
+  _assert_params_close(data_parallel, tmp_path / 'fsdp')
 
 
 def test_restore_across_meshes(tmp_path, image_folder):

@@ -6,16 +6,17 @@ import jax
 import numpy as np
 import pytest
 
-from tests.conftest import needs_fashion_mnist, read_records, run_main, \
-    tiny_config
+from tests.conftest import SHORT_OVERRIDES, needs_fashion_mnist, \
+    read_records, run_main, tiny_config
 from vit_jax import checkpoint
 from vit_jax import evaluate
 from vit_jax import models
 
-def test_end_to_end_outputs(tmp_path, image_folder):
-  proc = run_main(tmp_path, image_folder, '--config.fewshot.shots=(1, 5)')
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  records = read_records(tmp_path)
+def test_end_to_end_outputs(trained_run, trained_run_console):
+  """The session's baseline run (conftest.BASELINE_OVERRIDES: few-shot
+  probes on)."""
+  workdir, proc = trained_run, trained_run_console
+  records = read_records(workdir)
   train = [r for r in records if 'train/loss' in r]
   evals = [r for r in records if 'eval/accuracy' in r]
   assert [r['step'] for r in train] == [1, 2, 3, 4, 5, 6]
@@ -25,11 +26,11 @@ def test_end_to_end_outputs(tmp_path, image_folder):
   assert evals[-1]['eval/num_examples'] == 21
   # Colour decides the class: 5-shot linear probes on features separate it.
   assert evals[-1]['fewshot/5shot'] > 0.6
-  assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['3', '6']
-  assert any(p.startswith('events.out.tfevents') for p in os.listdir(tmp_path))
-  config = json.loads((tmp_path / 'config.json').read_text())
+  assert sorted(os.listdir(workdir / 'checkpoints')) == ['3', '6']
+  assert any(p.startswith('events.out.tfevents') for p in os.listdir(workdir))
+  config = json.loads((workdir / 'config.json').read_text())
   assert config['total_steps'] == 6
-  params = checkpoint.load_npz(str(tmp_path / 'params.npz'))
+  params = checkpoint.load_npz(str(workdir / 'params.npz'))
   assert params['head']['kernel'].shape == (16, 3)
   assert 'step 6/6' in proc.stderr and 'img/s' in proc.stderr
 
@@ -114,15 +115,11 @@ def test_scan_finetunes_like_unrolled(tmp_path, image_folder, reference):
     np.testing.assert_allclose(scanned[key], value, atol=1e-5, err_msg=key)
 
 
-def test_same_losses_on_1_and_8_devices(tmp_path, image_folder):
-  args = ('--config.total_steps=20', '--config.batch_size=64',
-          '--config.log_every=1', '--config.eval_every=100',
-          '--config.checkpoint_every=100', '--config.eval_batch_size=64')
-  for devices in (1, 8):
-    proc = run_main(tmp_path / str(devices), image_folder, *args,
-                    devices=devices)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-  one, eight = _losses(tmp_path / '1'), _losses(tmp_path / '8')
+def test_same_losses_on_1_and_8_devices(tmp_path, image_folder,
+                                        short_run_8_devices):
+  proc = run_main(tmp_path, image_folder, *SHORT_OVERRIDES)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  one, eight = _losses(tmp_path), _losses(short_run_8_devices)
   assert len(one) == 20
   np.testing.assert_allclose(eight, one, rtol=1e-3)
   assert not np.allclose(one[0], one[-1])  # It trained.
