@@ -38,12 +38,19 @@ import zipfile
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import flax.traverse_util
-import jax
 import numpy as np
 import scipy.ndimage
 
-from vit_jax import models_mixer
+from vit_jax import checkpoint_torch
+from vit_jax import checkpoint_tree
+from vit_jax import files
 from vit_jax import models_vit
+# The block stacking and the mismatch error are shared with the timm /
+# transformers layouts (checkpoint_torch); re-exported as checkpoint.NAME.
+from vit_jax.checkpoint_tree import CheckpointMismatchError
+from vit_jax.checkpoint_tree import has_stacked_blocks
+from vit_jax.checkpoint_tree import stack_blocks
+from vit_jax.checkpoint_tree import unstack_blocks
 
 Params = Dict[str, Any]
 
@@ -57,10 +64,6 @@ _BLOCK_CHILDREN = {
 _BLOCK_CHILDREN_PUBLISHED = {v: k for k, v in _BLOCK_CHILDREN.items()}
 _BLOCK = re.compile(r'encoderblock_\d+$')
 _CONV = re.compile(r'(embedding|stem|conv_root|conv\d+|conv_proj)$')
-
-
-class CheckpointMismatchError(ValueError):
-  """A checkpoint's keys or shapes do not fit the model."""
 
 
 def _rename_block_children(path: Tuple[str, ...], table) -> Tuple[str, ...]:
@@ -105,14 +108,6 @@ def _squeezed(shape) -> Tuple[int, ...]:
   return tuple(d for d in shape if d != 1)
 
 
-def _open(path: str, mode: str):
-  """Local files with `open`; URLs such as gs:// through tf.io.gfile."""
-  if '://' in path:
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    return tf.io.gfile.GFile(path, mode)
-  return open(path, mode)
-
-
 def _check_exists(path: str) -> None:
   if '://' not in path and not os.path.isfile(path):
     raise FileNotFoundError(f'Checkpoint file {path!r} does not exist.')
@@ -128,7 +123,7 @@ def load_npz(path: str) -> Params:
   """Reads a published-layout .npz into a nested dict of numpy arrays."""
   _check_exists(path)
   try:
-    with _open(path, 'rb') as f:
+    with files.open_file(path, 'rb') as f:
       with np.load(io.BytesIO(f.read()), allow_pickle=False) as npz:
         flat = {k: npz[k] for k in npz.files}
   except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
@@ -157,7 +152,7 @@ def npz_shapes(path: str) -> Params:
   _check_exists(path)
   shapes = {}
   try:
-    with _open(path, 'rb') as f, zipfile.ZipFile(f) as archive:
+    with files.open_file(path, 'rb') as f, zipfile.ZipFile(f) as archive:
       for name in archive.namelist():
         with archive.open(name) as member:
           version = np.lib.format.read_magic(member)
@@ -183,7 +178,7 @@ def mixer_tokens(params: Params) -> Optional[int]:
 
   Leaves may be arrays, shape structs or shapes (`npz_shapes`).
   """
-  kernel = _subtree(params, _MIXER_TOKENS[:-1]).get(_MIXER_TOKENS[-1])
+  kernel = checkpoint_tree.subtree(params, _MIXER_TOKENS[:-1]).get(_MIXER_TOKENS[-1])
   return None if kernel is None else tuple(getattr(kernel, 'shape',
                                                    kernel))[-2]
 
@@ -213,62 +208,6 @@ def check_token_count(checkpoint_params: Params, model_params: Params,
       f'at{hint}.')
 
 
-# Where each model family keeps its blocks: (the module holding them, the
-# name of block N without N, the scanned subtree `<scan>/<block>`).
-_BLOCK_STACKS = (
-    (('Transformer',), 'encoderblock_', models_vit.SCANNED_BLOCKS),
-    ((), 'MixerBlock_', models_mixer.SCANNED_BLOCKS),
-)
-
-
-def _subtree(params: Params, path: Tuple[str, ...]) -> Params:
-  for name in path:
-    params = params.get(name, {})
-  return params
-
-
-def _with_subtree(params: Params, path: Tuple[str, ...], subtree) -> Params:
-  if not path:
-    return subtree
-  return {**params, path[0]: _with_subtree(params[path[0]], path[1:], subtree)}
-
-
-def has_stacked_blocks(params: Params) -> bool:
-  """Whether `params` are those of a `scan=True` model (see stack_blocks)."""
-  return any(scan in _subtree(params, parent)
-             for parent, _, (scan, _) in _BLOCK_STACKS)
-
-
-def stack_blocks(params: Params) -> Params:
-  """Per-block `Transformer/encoderblock_N` (`MixerBlock_N`) -> the stacked
-  tree of a `scan` model (each leaf gains a leading layer axis, block 0
-  first)."""
-  for parent, prefix, (scan, block) in _BLOCK_STACKS:
-    holder = dict(_subtree(params, parent))
-    num_layers = sum(1 for name in holder
-                     if re.fullmatch(re.escape(prefix) + r'\d+', name))
-    if num_layers:
-      blocks = [holder.pop(f'{prefix}{i}') for i in range(num_layers)]
-      holder[scan] = {block: jax.tree.map(lambda *leaves: np.stack(leaves),
-                                          *blocks)}
-      return _with_subtree(params, parent, holder)
-  return params
-
-
-def unstack_blocks(params: Params) -> Params:
-  """The inverse of `stack_blocks`; other trees are returned unchanged."""
-  for parent, prefix, (scan, block) in _BLOCK_STACKS:
-    holder = dict(_subtree(params, parent))
-    if scan in holder:
-      stacked = holder.pop(scan)[block]
-      num_layers = len(jax.tree.leaves(stacked)[0])
-      holder.update({f'{prefix}{i}': jax.tree.map(lambda x, i=i: x[i],
-                                                  stacked)
-                     for i in range(num_layers)})
-      return _with_subtree(params, parent, holder)
-  return params
-
-
 def to_published(params: Params) -> Dict[str, Any]:
   """Flat {published key: leaf} for a module params tree (leaves as given)."""
   flat = flax.traverse_util.flatten_dict(unstack_blocks(dict(params)))
@@ -284,47 +223,28 @@ def save_npz(path: str, params: Params) -> None:
   """
   buf = io.BytesIO()
   np.savez(buf, **{k: np.asarray(v) for k, v in to_published(params).items()})
-  _write_atomically(path, buf.getvalue())
+  files.write_atomically(path, buf.getvalue())
 
 
-def _write_atomically(path: str, data: bytes) -> None:
-  """Writes beside the target and renames into place (local paths)."""
-  if '://' in path:
-    with _open(path, 'wb') as f:
-      f.write(data)
-    return
-  tmp = f'{path}.tmp-{os.getpid()}'
-  with open(tmp, 'wb') as f:
-    f.write(data)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
-
-
-# timm / transformers ViTs: checkpoint_torch.py holds the key tables. (It
-# imports this module, so it is imported where used.)
-# pylint: disable=g-import-not-at-top
+# timm / transformers ViTs: checkpoint_torch.py holds the key tables.
 
 
 def load_safetensors(path: str, model_config=None) -> Params:
   """Params of a timm or transformers ViT `.safetensors` file for
   `VisionTransformer(num_classes=N, **model_config)`; without model_config,
   that of `safetensors_model_config(path)`."""
-  from vit_jax import checkpoint_torch
   return checkpoint_torch.load(path, model_config)
 
 
 def safetensors_model_config(path: str):
   """The model config a `.safetensors` file describes (its shapes and the
   library's config.json beside it)."""
-  from vit_jax import checkpoint_torch
   return checkpoint_torch.model_config(path)
 
 
 def check_safetensors(path: str, model_config) -> None:
   """Raises the key and architecture errors `load_safetensors(path,
   model_config)` would, from the file's header (the weights are not read)."""
-  from vit_jax import checkpoint_torch
   checkpoint_torch.check(path, model_config)
 
 
@@ -332,11 +252,8 @@ def save_safetensors(path: str, params: Params, model_config,
                      layout: str = 'timm') -> None:
   """Writes params as a timm (`layout='timm'`) or transformers
   (`'transformers'`) state dict, with that library's config.json beside."""
-  from vit_jax import checkpoint_torch
   checkpoint_torch.save(path, params, model_config, layout)
 
-
-# pylint: enable=g-import-not-at-top
 
 
 def load_params(path: str, model_config=None) -> Params:
