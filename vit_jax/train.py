@@ -25,6 +25,7 @@ from vit_jax import checkpoint
 from vit_jax import console
 from vit_jax import evaluate
 from vit_jax import fewshot
+from vit_jax import files
 from vit_jax import input_pipeline
 from vit_jax import metrics_file
 from vit_jax import optim
@@ -45,13 +46,6 @@ class NonFiniteLossError(RuntimeError):
   """Training produced a NaN/Inf loss (the last good checkpoint is kept)."""
 
 
-def _write_atomically(path: epath.Path, text: str) -> None:
-  """Writes beside `path` and renames: a kill never leaves half a file."""
-  tmp = path.parent / f'{path.name}.tmp'
-  tmp.write_text(text)
-  tmp.replace(path)
-
-
 class _Outputs:
   """metrics.jsonl + clu writers (TensorBoard) + the stderr progress lines.
 
@@ -67,7 +61,7 @@ class _Outputs:
       # Steps after the restored checkpoint are re-run: drop their records.
       keep = [json.dumps(r) + '\n' for r in metrics_file.read(self.path)
               if r['step'] <= start_step]
-      _write_atomically(self.path, ''.join(keep))
+      files.write_atomically(self.path, ''.join(keep))
     self.console = console.Progress(total_steps, start_step, active)
 
   def write(self, step, metrics):
@@ -151,8 +145,8 @@ def _train(config, workdir, info, stop_requests):
   init_key, dropout_key = jax.random.split(jax.random.PRNGKey(config.seed))
 
   if is_main:
-    _write_atomically(epath.Path(workdir) / 'config.json',
-                      config.to_json_best_effort(indent=2))
+    files.write_atomically(epath.Path(workdir) / 'config.json',
+                           config.to_json_best_effort(indent=2))
 
   manager = train_checkpoints.Manager(workdir, config)
   state, state_sh = steps.init_state(config, model, tx, init_key, mesh)

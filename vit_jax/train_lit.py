@@ -36,6 +36,7 @@ import optax
 
 from vit_jax import caption_data
 from vit_jax import checkpoint
+from vit_jax import files
 from vit_jax import input_pipeline
 from vit_jax import models_lit
 from vit_jax import optim
@@ -72,8 +73,8 @@ def _vocab_path(config, workdir: str, texts: Sequence[str]) -> str:
                      "built; set config.model.pp.tokenizer_name='bert' or pass"
                      ' the SentencePiece model as config.vocab_path.')
   if jax.process_index() == 0:
-    train._write_atomically(epath.Path(path),  # pylint: disable=protected-access
-                            '\n'.join(build_vocab(texts)) + '\n')
+    files.write_atomically(epath.Path(path),
+                           '\n'.join(build_vocab(texts)) + '\n')
   return path
 
 
@@ -270,7 +271,7 @@ def _tune(config, workdir: str, names, pairs,
   tx = make_optimizer(config, params)
   is_main = jax.process_index() == 0
   if is_main:
-    train._write_atomically(  # pylint: disable=protected-access
+    files.write_atomically(
         epath.Path(workdir) / zeroshot.WORKDIR_FILES['config'],
         config.to_json_best_effort(indent=2))
 
