@@ -8,7 +8,7 @@ Args: `--config=configs/finetune.py:model=ViT-B_16,dataset=cifar10`, then
 model is the one the file describes: `model=FILE.safetensors` and
 `--config.pretrained_path=FILE.safetensors`.
 """
-from configs import common
+from vit_jax.configs import common
 
 
 def get_config(arg=None):

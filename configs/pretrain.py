@@ -5,7 +5,7 @@ linear warmup over 10k steps then linear decay, global-norm clipping at 1.
 Args: `--config=configs/pretrain.py:variant=B/16,dataset=imagenet2012`
 (variant: a size/patch such as B/16, or any preset name).
 """
-from configs import common
+from vit_jax.configs import common
 
 
 def get_config(arg=None):

@@ -34,6 +34,7 @@ from vit_jax import sharding
 from vit_jax import steps
 from vit_jax import train_checkpoints
 from vit_jax import validate
+from vit_jax import workdir_files
 from vit_jax import workdir_lock
 
 State = Dict[str, Any]
@@ -54,7 +55,7 @@ class _Outputs:
 
   def __init__(self, workdir, total_steps, start_step, active):
     self.active = active
-    self.path = epath.Path(workdir) / 'metrics.jsonl'
+    self.path = epath.Path(workdir) / workdir_files.METRICS
     self.writer = metric_writers.create_default_writer(
         workdir, just_logging=not active, asynchronous=False)
     if active and self.path.exists():
@@ -145,7 +146,7 @@ def _train(config, workdir, info, stop_requests):
   init_key, dropout_key = jax.random.split(jax.random.PRNGKey(config.seed))
 
   if is_main:
-    files.write_atomically(epath.Path(workdir) / 'config.json',
+    files.write_atomically(epath.Path(workdir) / workdir_files.CONFIG,
                            config.to_json_best_effort(indent=2))
 
   manager = train_checkpoints.Manager(workdir, config)
@@ -229,7 +230,7 @@ def _train(config, workdir, info, stop_requests):
   if jax.process_count() > 1:
     params = multihost_utils.process_allgather(params, tiled=True)
   if is_main:
-    checkpoint.save_npz(os.path.join(workdir, 'params.npz'),
+    checkpoint.save_npz(os.path.join(workdir, workdir_files.PARAMS),
                         jax.device_get(params))
   out.close()
   return eval_metrics

@@ -26,7 +26,9 @@ import jax
 from jax.experimental import multihost_utils
 import numpy as np
 
-LOCK_NAME = 'run.lock'
+from vit_jax import workdir_files
+
+LOCK_NAME = workdir_files.LOCK
 
 
 class WorkdirInUse(ValueError):

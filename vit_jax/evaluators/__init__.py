@@ -1,0 +1,1 @@
+"""Evaluators: what a model scores on data (classification, few-shot, zero-shot)."""
