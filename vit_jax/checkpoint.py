@@ -45,8 +45,6 @@ from vit_jax import checkpoint_torch
 from vit_jax import checkpoint_tree
 from vit_jax import files
 from vit_jax import models_vit
-# The block stacking and the mismatch error are shared with the timm /
-# transformers layouts (checkpoint_torch); re-exported as checkpoint.NAME.
 from vit_jax.checkpoint_tree import CheckpointMismatchError
 from vit_jax.checkpoint_tree import has_stacked_blocks
 from vit_jax.checkpoint_tree import stack_blocks
