@@ -201,7 +201,7 @@ def forward_flops(model_config, image_size: int, num_classes: int) -> int:
 def make_config(model: str, *, batch_size: int, image_size: int,
                 dtype: str = 'float32', remat: bool = False,
                 scan: bool = False, cpu_devices: int = 0):
-  """The trainer's default config (`vit_jax/configs/common.py`) for preset `model`."""
+  """The trainer's default config (`common.base_config()`) for `model`."""
   config = common.base_config()
   config.model = models_config.get_model_config(model)
   config.batch_size = batch_size

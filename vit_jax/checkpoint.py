@@ -41,14 +41,14 @@ import flax.traverse_util
 import numpy as np
 import scipy.ndimage
 
+from vit_jax import atomic_file
+from vit_jax import checkpoint_common
 from vit_jax import checkpoint_torch
-from vit_jax import checkpoint_tree
-from vit_jax import files
 from vit_jax import models_vit
-from vit_jax.checkpoint_tree import CheckpointMismatchError
-from vit_jax.checkpoint_tree import has_stacked_blocks
-from vit_jax.checkpoint_tree import stack_blocks
-from vit_jax.checkpoint_tree import unstack_blocks
+from vit_jax.checkpoint_common import CheckpointMismatchError
+from vit_jax.checkpoint_common import has_stacked_blocks
+from vit_jax.checkpoint_common import stack_blocks
+from vit_jax.checkpoint_common import unstack_blocks
 
 Params = Dict[str, Any]
 
@@ -59,6 +59,7 @@ _BLOCK_CHILDREN = {
     'LayerNorm_2': 'LayerNorm_1',
     'MlpBlock_3': 'MlpBlock_0',
 }
+_open = checkpoint_common.open_file  # Local paths or URLs.
 _BLOCK_CHILDREN_PUBLISHED = {v: k for k, v in _BLOCK_CHILDREN.items()}
 _BLOCK = re.compile(r'encoderblock_\d+$')
 _CONV = re.compile(r'(embedding|stem|conv_root|conv\d+|conv_proj)$')
@@ -121,7 +122,7 @@ def load_npz(path: str) -> Params:
   """Reads a published-layout .npz into a nested dict of numpy arrays."""
   _check_exists(path)
   try:
-    with files.open_file(path, 'rb') as f:
+    with _open(path, 'rb') as f:
       with np.load(io.BytesIO(f.read()), allow_pickle=False) as npz:
         flat = {k: npz[k] for k in npz.files}
   except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
@@ -150,7 +151,7 @@ def npz_shapes(path: str) -> Params:
   _check_exists(path)
   shapes = {}
   try:
-    with files.open_file(path, 'rb') as f, zipfile.ZipFile(f) as archive:
+    with _open(path, 'rb') as f, zipfile.ZipFile(f) as archive:
       for name in archive.namelist():
         with archive.open(name) as member:
           version = np.lib.format.read_magic(member)
@@ -176,7 +177,8 @@ def mixer_tokens(params: Params) -> Optional[int]:
 
   Leaves may be arrays, shape structs or shapes (`npz_shapes`).
   """
-  kernel = checkpoint_tree.subtree(params, _MIXER_TOKENS[:-1]).get(_MIXER_TOKENS[-1])
+  kernel = checkpoint_common.subtree(params, _MIXER_TOKENS[:-1]).get(
+      _MIXER_TOKENS[-1])
   return None if kernel is None else tuple(getattr(kernel, 'shape',
                                                    kernel))[-2]
 
@@ -216,12 +218,11 @@ def to_published(params: Params) -> Dict[str, Any]:
 def save_npz(path: str, params: Params) -> None:
   """Writes params in the published layout (names and shapes).
 
-  The file appears complete or not at all: it is written beside the target
-  and renamed into place (local paths).
+  The file appears complete or not at all (`atomic_file.write`).
   """
   buf = io.BytesIO()
   np.savez(buf, **{k: np.asarray(v) for k, v in to_published(params).items()})
-  files.write_atomically(path, buf.getvalue())
+  atomic_file.write(path, buf.getvalue())
 
 
 # timm / transformers ViTs: checkpoint_torch.py holds the key tables.

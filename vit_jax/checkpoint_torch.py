@@ -44,12 +44,12 @@ import numpy as np
 import safetensors
 import safetensors.numpy
 
+from vit_jax import atomic_file
+from vit_jax import checkpoint_common
 from vit_jax import checkpoint_torch_config as hub_config
-from vit_jax import checkpoint_tree
-from vit_jax import files
 from vit_jax import models_vit
 
-Mismatch = checkpoint_tree.CheckpointMismatchError
+Mismatch = checkpoint_common.CheckpointMismatchError
 
 
 class _Conversion(NamedTuple):
@@ -214,7 +214,7 @@ def _read_tensors(path: str) -> Dict[str, np.ndarray]:
   """{key: float32 array} of a .safetensors file, with clear errors."""
   if '://' not in path and not os.path.isfile(path):
     raise FileNotFoundError(f'Checkpoint file {path!r} does not exist.')
-  with files.open_file(path, 'rb') as f:
+  with checkpoint_common.open_file(path, 'rb') as f:
     data = f.read()
   try:
     entries = safetensors.deserialize(data)
@@ -449,7 +449,7 @@ def save(path: str, params, config, layout: str = 'timm'):
   layout = _LAYOUTS[layout]
   flat = {'/'.join(k): np.asarray(v, np.float32) for k, v in
           flax.traverse_util.flatten_dict(
-              checkpoint_tree.unstack_blocks(dict(params))).items()}
+              checkpoint_common.unstack_blocks(dict(params))).items()}
   _check_savable(layout, flat, config)
   t = config['transformer']
   heads, used, tensors = t['num_heads'], set(), {}
@@ -471,8 +471,6 @@ def save(path: str, params, config, layout: str = 'timm'):
                      'timm and transformers configs need a square image.')
   image_size = [side * p for p in hub_config.patch_size(config)]
   hub = hub_config.WRITERS[layout.name](config, num_classes, image_size)
-  files.write_atomically(
+  atomic_file.write(
       path, safetensors.numpy.save(tensors, metadata={'format': 'pt'}))
-  files.write_atomically(
-      hub_config.path_beside(path),
-      json.dumps(hub, indent=2).encode())
+  atomic_file.write(hub_config.path_beside(path), json.dumps(hub, indent=2))

@@ -13,7 +13,7 @@ import os
 import re
 from typing import Any, Dict, Tuple
 
-from vit_jax import files
+from vit_jax import checkpoint_common
 from vit_jax import models_vit
 
 # The activations each library can name, as `transformer.gelu` values.
@@ -154,7 +154,7 @@ def read_beside(path: str) -> Dict[str, Any]:
   if not exists:
     return {}
   try:
-    with files.open_file(config_path, 'r') as f:
+    with checkpoint_common.open_file(config_path, 'r') as f:
       return json.load(f)
   except ValueError as e:
     raise ValueError(f'{config_path!r} is not valid JSON: {e}') from e

@@ -22,7 +22,6 @@ from vit_jax import data_sources
 from vit_jax import remote
 from vit_jax import steps
 from vit_jax import train_checkpoints
-from vit_jax import workdir_files
 
 
 class Run(NamedTuple):
@@ -35,7 +34,7 @@ class Run(NamedTuple):
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
   """The run's config.json (written when the run started)."""
-  path = epath.Path(workdir) / workdir_files.CONFIG
+  path = epath.Path(workdir) / 'config.json'
   if not path.exists():
     raise FileNotFoundError(
         f'{path} does not exist: is {workdir!r} the --workdir of a '
@@ -72,7 +71,7 @@ def load(workdir: str, step: Optional[int] = None,
   names = data_sources.class_names(config)
   model = steps.create_model(config, len(names))
   like = abstract_params(model, config.image_size)
-  npz = epath.Path(workdir) / workdir_files.PARAMS
+  npz = epath.Path(workdir) / 'params.npz'
   newest_instead = step is None and not npz.exists()
   if step is None and npz.exists():
     params = checkpoint.load_npz(str(npz))
@@ -82,7 +81,7 @@ def load(workdir: str, step: Optional[int] = None,
                                    config.model.get('model_name'))
     return Run(config, model, params, names, str(npz))
   params, step = train_checkpoints.restore_params(workdir, like, step)
-  source = str(epath.Path(workdir) / workdir_files.CHECKPOINTS / str(step))
+  source = str(epath.Path(workdir) / 'checkpoints' / str(step))
   if newest_instead:
     print(f'{npz} does not exist (the run has not finished); using '
           f'checkpoint {source}.', file=sys.stderr)

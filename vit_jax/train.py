@@ -25,7 +25,6 @@ from vit_jax import checkpoint
 from vit_jax import console
 from vit_jax import evaluate
 from vit_jax import fewshot
-from vit_jax import files
 from vit_jax import input_pipeline
 from vit_jax import metrics_file
 from vit_jax import optim
@@ -34,7 +33,6 @@ from vit_jax import sharding
 from vit_jax import steps
 from vit_jax import train_checkpoints
 from vit_jax import validate
-from vit_jax import workdir_files
 from vit_jax import workdir_lock
 
 State = Dict[str, Any]
@@ -47,6 +45,13 @@ class NonFiniteLossError(RuntimeError):
   """Training produced a NaN/Inf loss (the last good checkpoint is kept)."""
 
 
+def _write_atomically(path: epath.Path, text: str) -> None:
+  """Writes beside `path` and renames: a kill never leaves half a file."""
+  tmp = path.parent / f'{path.name}.tmp'
+  tmp.write_text(text)
+  tmp.replace(path)
+
+
 class _Outputs:
   """metrics.jsonl + clu writers (TensorBoard) + the stderr progress lines.
 
@@ -55,14 +60,14 @@ class _Outputs:
 
   def __init__(self, workdir, total_steps, start_step, active):
     self.active = active
-    self.path = epath.Path(workdir) / workdir_files.METRICS
+    self.path = epath.Path(workdir) / 'metrics.jsonl'
     self.writer = metric_writers.create_default_writer(
         workdir, just_logging=not active, asynchronous=False)
     if active and self.path.exists():
       # Steps after the restored checkpoint are re-run: drop their records.
       keep = [json.dumps(r) + '\n' for r in metrics_file.read(self.path)
               if r['step'] <= start_step]
-      files.write_atomically(self.path, ''.join(keep))
+      _write_atomically(self.path, ''.join(keep))
     self.console = console.Progress(total_steps, start_step, active)
 
   def write(self, step, metrics):
@@ -146,8 +151,8 @@ def _train(config, workdir, info, stop_requests):
   init_key, dropout_key = jax.random.split(jax.random.PRNGKey(config.seed))
 
   if is_main:
-    files.write_atomically(epath.Path(workdir) / workdir_files.CONFIG,
-                           config.to_json_best_effort(indent=2))
+    _write_atomically(epath.Path(workdir) / 'config.json',
+                      config.to_json_best_effort(indent=2))
 
   manager = train_checkpoints.Manager(workdir, config)
   state, state_sh = steps.init_state(config, model, tx, init_key, mesh)
@@ -230,7 +235,7 @@ def _train(config, workdir, info, stop_requests):
   if jax.process_count() > 1:
     params = multihost_utils.process_allgather(params, tiled=True)
   if is_main:
-    checkpoint.save_npz(os.path.join(workdir, workdir_files.PARAMS),
+    checkpoint.save_npz(os.path.join(workdir, 'params.npz'),
                         jax.device_get(params))
   out.close()
   return eval_metrics

@@ -15,8 +15,6 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from vit_jax import workdir_files
-
 
 class Manager:
   """A thin wrapper over `ocp.CheckpointManager` for the train state."""
@@ -24,7 +22,7 @@ class Manager:
   def __init__(self, workdir: str, config):
     if '://' not in workdir:  # Orbax wants absolute local paths.
       workdir = os.path.abspath(workdir)
-    self.directory = os.path.join(workdir, workdir_files.CHECKPOINTS)
+    self.directory = os.path.join(workdir, 'checkpoints')
     self._manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(
@@ -77,7 +75,7 @@ def restore_params(workdir: str, like, step: Optional[int] = None
   Raises:
     ValueError: no such checkpoint (the message lists those there are).
   """
-  directory = epath.Path(workdir) / workdir_files.CHECKPOINTS
+  directory = epath.Path(workdir) / 'checkpoints'
   if not directory.exists():
     raise ValueError(f'{workdir} has no checkpoints (no {directory}).')
   manager = ocp.CheckpointManager(

@@ -36,7 +36,6 @@ import optax
 
 from vit_jax import caption_data
 from vit_jax import checkpoint
-from vit_jax import files
 from vit_jax import input_pipeline
 from vit_jax import models_lit
 from vit_jax import optim
@@ -44,9 +43,8 @@ from vit_jax import preemption
 from vit_jax import sharding
 from vit_jax import train
 from vit_jax import train_checkpoints
-from vit_jax import workdir_files
 from vit_jax import workdir_lock
-from vit_jax.evaluators import zeroshot
+from vit_jax import zeroshot
 
 RANDOM_IMAGE_TOWER = 'random'
 _SPECIAL_TOKENS = ('[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]')
@@ -62,7 +60,7 @@ def build_vocab(texts: Sequence[str]) -> List[str]:
 
 def _vocab_path(config, workdir: str, texts: Sequence[str]) -> str:
   """`config.vocab_path`, or WORKDIR/vocab.txt built from `texts`."""
-  path = os.path.join(workdir, workdir_files.VOCAB)
+  path = os.path.join(workdir, zeroshot.WORKDIR_FILES['vocab'])
   if config.get('vocab_path'):
     # Copied beside the params (under this name whatever its kind), so that
     # the workdir is complete for `zeroshot --workdir`.
@@ -74,8 +72,8 @@ def _vocab_path(config, workdir: str, texts: Sequence[str]) -> str:
                      "built; set config.model.pp.tokenizer_name='bert' or pass"
                      ' the SentencePiece model as config.vocab_path.')
   if jax.process_index() == 0:
-    files.write_atomically(epath.Path(path),
-                           '\n'.join(build_vocab(texts)) + '\n')
+    train._write_atomically(epath.Path(path),  # pylint: disable=protected-access
+                            '\n'.join(build_vocab(texts)) + '\n')
   return path
 
 
@@ -272,8 +270,8 @@ def _tune(config, workdir: str, names, pairs,
   tx = make_optimizer(config, params)
   is_main = jax.process_index() == 0
   if is_main:
-    files.write_atomically(
-        epath.Path(workdir) / workdir_files.CONFIG,
+    train._write_atomically(  # pylint: disable=protected-access
+        epath.Path(workdir) / zeroshot.WORKDIR_FILES['config'],
         config.to_json_best_effort(indent=2))
 
   mesh = sharding.make_mesh(config.mesh)
@@ -364,7 +362,7 @@ def _tune(config, workdir: str, names, pairs,
   manager.close()
   if is_main:
     checkpoint.save_npz(
-        os.path.join(workdir, workdir_files.PARAMS),
+        os.path.join(workdir, zeroshot.WORKDIR_FILES['params']),
         jax.device_get(state['params']))
   out.close()
   return eval_metrics

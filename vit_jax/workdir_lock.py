@@ -26,9 +26,7 @@ import jax
 from jax.experimental import multihost_utils
 import numpy as np
 
-from vit_jax import workdir_files
-
-LOCK_NAME = workdir_files.LOCK
+LOCK_NAME = 'run.lock'
 
 
 class WorkdirInUse(ValueError):

@@ -39,7 +39,6 @@ import numpy as np
 from vit_jax import checkpoint
 from vit_jax import inference
 from vit_jax import models_lit
-from vit_jax import workdir_files
 from vit_jax.configs import models as models_config
 # The library half of this tool is `evaluators.zeroshot`; its names are
 # used, and stay importable, from here.
@@ -48,10 +47,9 @@ from vit_jax.evaluators.zeroshot import (  # pylint: disable=unused-import,g-imp
     dataset_class_names, embed_images, embed_texts, make_eval_step,
     retrieval_recall, zero_shot_accuracy)
 
-# Files of a locked-image tuning workdir that make its model.
-WORKDIR_FILES = {'config': workdir_files.CONFIG,
-                 'params': workdir_files.PARAMS,
-                 'vocab': workdir_files.VOCAB}
+# Files a locked-image tuning workdir holds (written by train_lit).
+WORKDIR_FILES = {'config': 'config.json', 'params': 'params.npz',
+                 'vocab': 'vocab.txt'}
 
 
 def lit_config_from_json(spec: str) -> ml_collections.ConfigDict:
@@ -158,7 +156,8 @@ def main(argv):
     t0 = time.time()
     classes = class_embeddings(model, params, tokenizer, names, templates)
     if paths:
-      images = np.stack([inference.load_image(p, config.pp.size) for p in paths])
+      images = np.stack([inference.load_image(p, config.pp.size)
+                         for p in paths])
     else:
       metrics = zero_shot_accuracy(model, params, classes,
                                    _batches(data, FLAGS.limit))

@@ -89,7 +89,7 @@ def class_embeddings(model, params, tokenizer, class_names: Sequence[str],
 
 
 def make_eval_step(model, classes: np.ndarray) -> Callable:
-  """`classification.evaluate`'s step for zero-shot logits t * zimg @ classes.T."""
+  """`classification.evaluate`'s step: zero-shot logits t * zimg @ classes.T."""
   classes = jnp.asarray(classes)
 
   def eval_step(params, batch):
@@ -102,8 +102,8 @@ def make_eval_step(model, classes: np.ndarray) -> Callable:
 def zero_shot_accuracy(model, params, classes: np.ndarray,
                        batches: Iterable) -> Dict[str, float]:
   """Accuracy (and loss) over batches of {'image', 'label', 'mask'}."""
-  return classification.evaluate(jax.jit(make_eval_step(model, classes)), params,
-                           batches)
+  return classification.evaluate(jax.jit(make_eval_step(model, classes)),
+                                 params, batches)
 
 
 def classify(model, params, images: np.ndarray, classes: np.ndarray):

@@ -1,4 +1,7 @@
-"""What every checkpoint layout shares: the mismatch error and stacked blocks.
+"""What every checkpoint layout shares: files, the mismatch error, blocks.
+
+`open_file` opens a checkpoint (or the config.json beside it) on a local
+disk or at a URL (gs://, through tf.io.gfile).
 
 A model built with `scan=True` keeps its blocks as one scanned subtree whose
 leaves have a leading layer axis (`Transformer/encoderblocks/block`, Mixer:
@@ -6,6 +9,7 @@ leaves have a leading layer axis (`Transformer/encoderblocks/block`, Mixer:
 transformers state dicts) stores them per block (`encoderblock_N`,
 `MixerBlock_N`). `stack_blocks` and `unstack_blocks` convert between the two.
 """
+import os
 import re
 from typing import Any, Dict, Tuple
 
@@ -20,6 +24,14 @@ Params = Dict[str, Any]
 
 class CheckpointMismatchError(ValueError):
   """A checkpoint's keys or shapes do not fit the model."""
+
+
+def open_file(path: str, mode: str):
+  """Local files with `open`; URLs such as gs:// through tf.io.gfile."""
+  if '://' in os.fspath(path):
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top  (slow)
+    return tf.io.gfile.GFile(path, mode)
+  return open(path, mode)
 
 
 # Where each model family keeps its blocks: (the module holding them, the
