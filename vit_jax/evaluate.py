@@ -1,8 +1,9 @@
-r"""Evaluates a run of the trainer as the trainer does (its exact
-`evaluators.classification.evaluate_split`), on a finished or checkpointed
-run:
+r"""Evaluates a finished or checkpointed run exactly as the trainer does.
 
   python -m vit_jax.evaluate --workdir=DIR [--split=NAME] [--step=N]
+
+The figures are those of `evaluators.classification.evaluate_split`, the
+trainer's own evaluation.
 
 It reads DIR/config.json and DIR/params.npz (or checkpoint N; see
 `run_dir.load`), evaluates on the devices the trainer would use here, and
