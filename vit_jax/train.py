@@ -23,7 +23,6 @@ import numpy as np
 from vit_jax import augreg
 from vit_jax import checkpoint
 from vit_jax import console
-from vit_jax import evaluate
 from vit_jax import fewshot
 from vit_jax import input_pipeline
 from vit_jax import metrics_file
@@ -33,6 +32,7 @@ from vit_jax import sharding
 from vit_jax import steps
 from vit_jax import train_checkpoints
 from vit_jax import validate
+from vit_jax.evaluators import classification
 from vit_jax import workdir_lock
 
 State = Dict[str, Any]
@@ -164,11 +164,12 @@ def _train(config, workdir, info, stop_requests):
       steps.make_train_step(config, model, tx, dropout_key),
       in_shardings=(state_sh, batch_sh),
       out_shardings=(state_sh, sharding.replicated(mesh)), donate_argnums=0)
-  eval_step = jax.jit(evaluate.make_eval_step(model))
+  eval_step = jax.jit(classification.make_eval_step(model))
   fewshot_evaluator = _fewshot_evaluator(config)
 
   def run_eval():
-    metrics = evaluate.evaluate_split(config, eval_step, state['params'], mesh)
+    metrics = classification.evaluate_split(config, eval_step,
+                                            state['params'], mesh)
     if fewshot_evaluator is not None:
       metrics.update(fewshot_evaluator.run(fewshot.pre_logits_fn(model),
                                            state['params']))

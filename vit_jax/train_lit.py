@@ -44,7 +44,8 @@ from vit_jax import sharding
 from vit_jax import train
 from vit_jax import train_checkpoints
 from vit_jax import workdir_lock
-from vit_jax import zeroshot
+from vit_jax import workdir_files
+from vit_jax.evaluators import zeroshot
 
 RANDOM_IMAGE_TOWER = 'random'
 _SPECIAL_TOKENS = ('[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]')
@@ -60,7 +61,7 @@ def build_vocab(texts: Sequence[str]) -> List[str]:
 
 def _vocab_path(config, workdir: str, texts: Sequence[str]) -> str:
   """`config.vocab_path`, or WORKDIR/vocab.txt built from `texts`."""
-  path = os.path.join(workdir, zeroshot.WORKDIR_FILES['vocab'])
+  path = os.path.join(workdir, workdir_files.VOCAB)
   if config.get('vocab_path'):
     # Copied beside the params (under this name whatever its kind), so that
     # the workdir is complete for `zeroshot --workdir`.
@@ -271,7 +272,7 @@ def _tune(config, workdir: str, names, pairs,
   is_main = jax.process_index() == 0
   if is_main:
     train._write_atomically(  # pylint: disable=protected-access
-        epath.Path(workdir) / zeroshot.WORKDIR_FILES['config'],
+        epath.Path(workdir) / workdir_files.CONFIG,
         config.to_json_best_effort(indent=2))
 
   mesh = sharding.make_mesh(config.mesh)
@@ -362,7 +363,7 @@ def _tune(config, workdir: str, names, pairs,
   manager.close()
   if is_main:
     checkpoint.save_npz(
-        os.path.join(workdir, zeroshot.WORKDIR_FILES['params']),
+        os.path.join(workdir, workdir_files.PARAMS),
         jax.device_get(state['params']))
   out.close()
   return eval_metrics

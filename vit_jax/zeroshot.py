@@ -39,6 +39,7 @@ import numpy as np
 from vit_jax import checkpoint
 from vit_jax import inference
 from vit_jax import models_lit
+from vit_jax import workdir_files
 from vit_jax.configs import models as models_config
 # The library half of this tool is `evaluators.zeroshot`; its names are
 # used, and stay importable, from here.
@@ -47,9 +48,9 @@ from vit_jax.evaluators.zeroshot import (  # pylint: disable=unused-import,g-imp
     dataset_class_names, embed_images, embed_texts, make_eval_step,
     retrieval_recall, zero_shot_accuracy)
 
-# Files a locked-image tuning workdir holds (written by train_lit).
-WORKDIR_FILES = {'config': 'config.json', 'params': 'params.npz',
-                 'vocab': 'vocab.txt'}
+# What `--workdir` reads of a locked-image tuning run (train_lit.py).
+WORKDIR_FILES = {'config': workdir_files.CONFIG,
+                 'params': workdir_files.PARAMS, 'vocab': workdir_files.VOCAB}
 
 
 def lit_config_from_json(spec: str) -> ml_collections.ConfigDict:
