@@ -24,7 +24,6 @@ import jax
 from ml_collections import config_flags
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, _HERE)  # Config files import `configs.common`.
 
 
 def _unknown_field(error) -> str:

@@ -14,15 +14,18 @@ As the original: a new head, position embeddings resized to the fine-tuning
 resolution (384 px), the AugReg dropout off, SGD with momentum at lr 0.03
 for 500 steps (100 warmup). `config.dataset` has no default: set it.
 """
-from configs import finetune
+import os
+
 from vit_jax import augreg
+from vit_jax.configs import common
 
 
 def get_config(arg=None):
   if not arg:
     raise ValueError('configs/augreg.py needs a model or file name, e.g. '
                      '--config=configs/augreg.py:R_Ti_16.')
-  config = finetune.get_config()
+  config = common.config_file(
+      os.path.join(os.path.dirname(__file__), 'finetune.py'))
   config.model = augreg.model_config(arg)
   config.model.transformer.dropout_rate = 0.0  # No AugReg when fine-tuning.
   config.model_or_filename = arg

@@ -28,7 +28,7 @@ Why this model (each figure a full run, test accuracy at the end):
 """
 import ml_collections
 
-from configs import common
+from vit_jax.configs import common
 
 
 def get_config(arg=None):

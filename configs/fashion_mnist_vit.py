@@ -15,7 +15,7 @@ the run, deterministic, is then the same on any machine whatever its cores.
 """
 import ml_collections
 
-from configs import common
+from vit_jax.configs import common
 
 
 def get_config(arg=None):

@@ -13,7 +13,7 @@ its repo describes, and the checkpoint (`config.pretrained_path`). Layer-wise
 lr decay (`--config.optimizer.layer_decay=0.75`) and an EMA of the params
 (`--config.ema_decay=0.9999`) are options (vit_jax/optim.py, ema.py).
 """
-from configs import common
+from vit_jax.configs import common
 
 
 def get_config(arg=None):

@@ -34,19 +34,21 @@ names the zero-shot eval (its eval split); set it to '' for none:
       --config.image_checkpoint=VIT.npz --config.captions.folder=DIR \
       --config.captions.holdout=500 --config.dataset=
 """
+import os
+
 import ml_collections
 from ml_collections import config_dict
 
-from configs import common
-from configs import fashion_mnist_vit
-from vit_jax import zeroshot
+from vit_jax.configs import common
+from vit_jax.evaluators import zeroshot
 
 
 def get_config(arg=None):
   del arg
   config = common.base_config()
   config.trainer = 'lit'  # main.py: vit_jax/train_lit.py runs it.
-  image = fashion_mnist_vit.get_config().model
+  image = common.config_file(os.path.join(
+      os.path.dirname(__file__), 'fashion_mnist_vit.py')).model
   config.model = ml_collections.ConfigDict(dict(
       model_name='LiT-fmnist', image=image.to_dict(), text_model='bert',
       text=dict(config=dict(

@@ -14,8 +14,8 @@ in the file-name form `augreg=aug_medium1-wd_0.1-do_0.0-sd_0.0` (also takes
 sd=0.0,lr=0.001`. The defaults are the paper's plain recipe (aug none, wd
 0.1, no stochastic depth).
 """
-from configs import common
 from vit_jax import augreg_settings
+from vit_jax.configs import common
 
 
 def get_config(arg=None):

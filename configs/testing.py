@@ -1,7 +1,7 @@
 """A tiny job for tests: 2 small blocks at 16 px, a few steps."""
 import ml_collections
 
-from configs import common
+from vit_jax.configs import common
 
 
 def get_config(arg=None):

@@ -104,7 +104,7 @@ def test_vit_h14_fsdp_compiles_with_an_eighth_of_the_state(tmp_path):
   script = textwrap.dedent('''
       import json, sys
       sys.path.insert(0, sys.argv[1])
-      from configs import common
+      from vit_jax.configs import common
       from vit_jax import steps
       config = common.base_config()
       config.model = common.model_from_variant('ViT-H_14')

@@ -7,7 +7,7 @@ r"""Speed, FLOPs and memory of the trainer's real train step (or inference).
       [--config.batch_size=256] [--num_classes=10] [--mode=train] [--steps=20]
 
 Train mode times exactly what `train.train_and_evaluate` runs: the config is
-`configs/common.base_config()` with the preset as `config.model`, the model,
+`common.base_config()` with the preset as `config.model`, the model,
 optimizer (AdamW + clipping) and state come from `train` and `optim`, and the
 step is `steps.make_train_step` jitted with the same shardings over
 `sharding.make_mesh(config.mesh)` and the same buffer donation. With
@@ -63,6 +63,7 @@ from vit_jax import models
 from vit_jax import optim
 from vit_jax import sharding
 from vit_jax import steps
+from vit_jax.configs import common
 from vit_jax.configs import models as models_config
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -212,19 +213,10 @@ def forward_flops(model_config, image_size: int, num_classes: int) -> int:
   return 2 * macs
 
 
-def _add_repo_root():
-  """configs/ is a top-level package beside vit_jax/, as main.py sees it."""
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  if root not in sys.path:
-    sys.path.insert(0, root)
-
-
 def make_config(model: str, *, batch_size: int, image_size: int,
                 dtype: str = 'float32', remat: bool = False,
                 scan: bool = False, cpu_devices: int = 0):
-  """The trainer's default config (`configs/common.py`) for preset `model`."""
-  _add_repo_root()
-  from configs import common  # pylint: disable=g-import-not-at-top
+  """The trainer's default config (`common.base_config()`) for `model`."""
   config = common.base_config()
   config.model = models_config.get_model_config(model)
   config.batch_size = batch_size
@@ -453,5 +445,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  _add_repo_root()  # Before flag parsing loads a --config file.
   app.run(main)

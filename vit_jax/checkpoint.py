@@ -38,14 +38,20 @@ import zipfile
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import flax.traverse_util
-import jax
 import numpy as np
 import scipy.ndimage
 
 from vit_jax import atomic_file
 from vit_jax import checkpoint_bigvision
-from vit_jax import models_mixer
+from vit_jax import checkpoint_common
+from vit_jax import checkpoint_torch
+from vit_jax import checkpoint_torch_mixer
+from vit_jax import hub
 from vit_jax import models_vit
+from vit_jax.checkpoint_common import CheckpointMismatchError
+from vit_jax.checkpoint_common import has_stacked_blocks
+from vit_jax.checkpoint_common import stack_blocks
+from vit_jax.checkpoint_common import unstack_blocks
 
 Params = Dict[str, Any]
 
@@ -56,13 +62,10 @@ _BLOCK_CHILDREN = {
     'LayerNorm_2': 'LayerNorm_1',
     'MlpBlock_3': 'MlpBlock_0',
 }
+_open = checkpoint_common.open_file  # Local paths or URLs.
 _BLOCK_CHILDREN_PUBLISHED = {v: k for k, v in _BLOCK_CHILDREN.items()}
 _BLOCK = re.compile(r'encoderblock_\d+$')
 _CONV = re.compile(r'(embedding|stem|conv_root|conv\d+|conv_proj)$')
-
-
-class CheckpointMismatchError(ValueError):
-  """A checkpoint's keys or shapes do not fit the model."""
 
 
 def _rename_block_children(path: Tuple[str, ...], table) -> Tuple[str, ...]:
@@ -105,14 +108,6 @@ def _to_rank(array: np.ndarray, rank: int) -> np.ndarray:
 
 def _squeezed(shape) -> Tuple[int, ...]:
   return tuple(d for d in shape if d != 1)
-
-
-def _open(path: str, mode: str):
-  """Local files with `open`; URLs such as gs:// through tf.io.gfile."""
-  if '://' in path:
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    return tf.io.gfile.GFile(path, mode)
-  return open(path, mode)
 
 
 def _check_exists(path: str) -> None:
@@ -192,7 +187,8 @@ def mixer_tokens(params: Params) -> Optional[int]:
 
   Leaves may be arrays, shape structs or shapes (`npz_shapes`).
   """
-  kernel = _subtree(params, _MIXER_TOKENS[:-1]).get(_MIXER_TOKENS[-1])
+  kernel = checkpoint_common.subtree(params, _MIXER_TOKENS[:-1]).get(
+      _MIXER_TOKENS[-1])
   return None if kernel is None else tuple(getattr(kernel, 'shape',
                                                    kernel))[-2]
 
@@ -222,62 +218,6 @@ def check_token_count(checkpoint_params: Params, model_params: Params,
       f'at{hint}.')
 
 
-# Where each model family keeps its blocks: (the module holding them, the
-# name of block N without N, the scanned subtree `<scan>/<block>`).
-_BLOCK_STACKS = (
-    (('Transformer',), 'encoderblock_', models_vit.SCANNED_BLOCKS),
-    ((), 'MixerBlock_', models_mixer.SCANNED_BLOCKS),
-)
-
-
-def _subtree(params: Params, path: Tuple[str, ...]) -> Params:
-  for name in path:
-    params = params.get(name, {})
-  return params
-
-
-def _with_subtree(params: Params, path: Tuple[str, ...], subtree) -> Params:
-  if not path:
-    return subtree
-  return {**params, path[0]: _with_subtree(params[path[0]], path[1:], subtree)}
-
-
-def has_stacked_blocks(params: Params) -> bool:
-  """Whether `params` are those of a `scan=True` model (see stack_blocks)."""
-  return any(scan in _subtree(params, parent)
-             for parent, _, (scan, _) in _BLOCK_STACKS)
-
-
-def stack_blocks(params: Params) -> Params:
-  """Per-block `Transformer/encoderblock_N` (`MixerBlock_N`) -> the stacked
-  tree of a `scan` model (each leaf gains a leading layer axis, block 0
-  first)."""
-  for parent, prefix, (scan, block) in _BLOCK_STACKS:
-    holder = dict(_subtree(params, parent))
-    num_layers = sum(1 for name in holder
-                     if re.fullmatch(re.escape(prefix) + r'\d+', name))
-    if num_layers:
-      blocks = [holder.pop(f'{prefix}{i}') for i in range(num_layers)]
-      holder[scan] = {block: jax.tree.map(lambda *leaves: np.stack(leaves),
-                                          *blocks)}
-      return _with_subtree(params, parent, holder)
-  return params
-
-
-def unstack_blocks(params: Params) -> Params:
-  """The inverse of `stack_blocks`; other trees are returned unchanged."""
-  for parent, prefix, (scan, block) in _BLOCK_STACKS:
-    holder = dict(_subtree(params, parent))
-    if scan in holder:
-      stacked = holder.pop(scan)[block]
-      num_layers = len(jax.tree.leaves(stacked)[0])
-      holder.update({f'{prefix}{i}': jax.tree.map(lambda x, i=i: x[i],
-                                                  stacked)
-                     for i in range(num_layers)})
-      return _with_subtree(params, parent, holder)
-  return params
-
-
 def to_published(params: Params) -> Dict[str, Any]:
   """Flat {published key: leaf} for a module params tree (leaves as given)."""
   flat = flax.traverse_util.flatten_dict(unstack_blocks(dict(params)))
@@ -295,48 +235,58 @@ def save_npz(path: str, params: Params) -> None:
   atomic_file.write(path, buf.getvalue())
 
 
-# timm / transformers ViTs: checkpoint_torch.py holds the key tables. (It
-# imports this module, so it is imported where used.)
-# pylint: disable=g-import-not-at-top
+# timm / transformers ViTs: checkpoint_torch.py holds the key tables; timm's
+# Mixers: checkpoint_torch_mixer.py. A file's keys say which it is.
+
+
+def _torch_module(path: str):
+  shapes = checkpoint_torch.read_shapes(path)
+  return (checkpoint_torch_mixer if checkpoint_torch_mixer.is_mixer(shapes)
+          else checkpoint_torch), shapes
 
 
 def load_safetensors(path: str, model_config=None) -> Params:
-  """Params of a timm or transformers ViT `.safetensors` file for
-  `VisionTransformer(num_classes=N, **model_config)`; without model_config,
-  that of `safetensors_model_config(path)`."""
-  from vit_jax import checkpoint_torch
-  return checkpoint_torch.load(path, model_config)
+  """Params of a timm or transformers ViT (or a timm Mixer) `.safetensors`
+  file for `models.create(model_config, N)`; without model_config, that of
+  `safetensors_model_config(path)`."""
+  module, _ = _torch_module(path)
+  if module is checkpoint_torch_mixer:
+    return module.load(path, checkpoint_torch.read_tensors(path), model_config)
+  return module.load(path, model_config)
 
 
 def safetensors_model_config(path: str):
   """The model config a `.safetensors` file describes (its shapes and the
   library's config.json beside it)."""
-  from vit_jax import checkpoint_torch
-  return checkpoint_torch.model_config(path)
+  module, shapes = _torch_module(path)
+  if module is checkpoint_torch_mixer:
+    return module.model_config(path, shapes)
+  return module.model_config(path)
 
 
 def check_safetensors(path: str, model_config) -> None:
   """Raises the key and architecture errors `load_safetensors(path,
   model_config)` would, from the file's header (the weights are not read)."""
-  from vit_jax import checkpoint_torch
-  checkpoint_torch.check(path, model_config)
+  module, shapes = _torch_module(path)
+  if module is checkpoint_torch_mixer:
+    return module.check(path, shapes, model_config)
+  return module.check(path, model_config)
 
 
 def save_safetensors(path: str, params: Params, model_config,
                      layout: str = 'timm') -> None:
   """Writes params as a timm (`layout='timm'`) or transformers
   (`'transformers'`) state dict, with that library's config.json beside."""
-  from vit_jax import checkpoint_torch
-  checkpoint_torch.save(path, params, model_config, layout)
-
-
-# pylint: enable=g-import-not-at-top
+  if 'num_blocks' in model_config:
+    if layout != 'timm':
+      raise ValueError("Mixers have a timm layout only: layout='timm'.")
+    return checkpoint_torch_mixer.save(path, params, model_config)
+  return checkpoint_torch.save(path, params, model_config, layout)
 
 
 def is_safetensors(path: str) -> bool:
   """Whether `path` (or hub name: its default file is model.safetensors)
   names a .safetensors file."""
-  from vit_jax import hub
   if hub.is_hub_name(path):
     return hub.is_safetensors(path)
   return path.endswith('.safetensors')
@@ -346,7 +296,6 @@ def load_params(path: str, model_config=None) -> Params:
   """Params from a published .npz, or a timm / transformers .safetensors
   (checked against `model_config`), by the file's extension; `path` may be
   a hub name (hf-hub:ORG/NAME[@REVISION][/FILE])."""
-  from vit_jax import hub
   if is_safetensors(path):
     return load_safetensors(path, model_config)
   return load_npz(hub.resolve(path))

@@ -46,12 +46,12 @@ import safetensors
 import safetensors.numpy
 
 from vit_jax import atomic_file
-from vit_jax import checkpoint
+from vit_jax import checkpoint_common
 from vit_jax import checkpoint_torch_config as hub_config
 from vit_jax import hub
 from vit_jax import models_vit
 
-Mismatch = checkpoint.CheckpointMismatchError
+Mismatch = checkpoint_common.CheckpointMismatchError
 
 
 class _Conversion(NamedTuple):
@@ -261,13 +261,13 @@ def _unreadable(path: str, error) -> ValueError:
                     'ending in .npz).')
 
 
-def _read_tensors(name: str) -> Dict[str, np.ndarray]:
+def read_tensors(name: str) -> Dict[str, np.ndarray]:
   """{key: float32 array} of a .safetensors file (or hub name), with clear
   errors."""
   path = hub.resolve(name)
   if '://' not in path and not os.path.isfile(path):
     raise FileNotFoundError(f'Checkpoint file {path!r} does not exist.')
-  with checkpoint._open(path, 'rb') as f:  # pylint: disable=protected-access
+  with checkpoint_common.open_file(path, 'rb') as f:
     data = f.read()
   try:
     entries = safetensors.deserialize(data)
@@ -285,12 +285,12 @@ def _read_tensors(name: str) -> Dict[str, np.ndarray]:
   return tensors
 
 
-def _read_shapes(name: str) -> Dict[str, Tuple[int, ...]]:
+def read_shapes(name: str) -> Dict[str, Tuple[int, ...]]:
   """{key: shape} from the file's header alone where the file is local (a
   model config without reading the weights)."""
   path = hub.resolve(name)
   if '://' in path:
-    return {k: v.shape for k, v in _read_tensors(path).items()}
+    return {k: v.shape for k, v in read_tensors(path).items()}
   if not os.path.isfile(path):
     raise FileNotFoundError(f'Checkpoint file {path!r} does not exist.')
   try:
@@ -473,35 +473,20 @@ def _complete(config, path: str) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(config)
 
 
-# timm's Mixers have a module of their own; it builds on this one.
-# pylint: disable=g-import-not-at-top
-
-
 def model_config(path: str) -> ml_collections.ConfigDict:
   """The model config a .safetensors file and its config.json describe."""
-  shapes = _read_shapes(path)
-  from vit_jax import checkpoint_torch_mixer as mixer
-  if mixer.is_mixer(shapes):
-    return mixer.model_config(path, shapes)
-  return _complete(_describe(path, shapes)[0], path)
+  return _complete(_describe(path, read_shapes(path))[0], path)
 
 
 def check(path: str, config) -> None:
   """Raises unless `load(path, config)` would load (from the header)."""
-  shapes = _read_shapes(path)
-  from vit_jax import checkpoint_torch_mixer as mixer
-  if mixer.is_mixer(shapes):
-    return mixer.check(path, shapes, config)
-  _check_matches(config, _describe(path, shapes)[0], path)
+  _check_matches(config, _describe(path, read_shapes(path))[0], path)
 
 
 def load(path: str, config=None) -> Dict[str, Any]:
-  """Params of a timm or transformers ViT (or timm Mixer) .safetensors for
+  """Params of a timm or transformers ViT .safetensors for
   `models.create(config, ...)` (default: `model_config(path)`)."""
-  tensors = _read_tensors(path)
-  from vit_jax import checkpoint_torch_mixer as mixer
-  if mixer.is_mixer(tensors):
-    return mixer.load(path, tensors, config)
+  tensors = read_tensors(path)
   file_config, layout, table = _describe(
       path, {k: v.shape for k, v in tensors.items()})
   if config is None:
@@ -553,15 +538,10 @@ def save(path: str, params, config, layout: str = 'timm'):
   dict, and the library's config.json beside it."""
   if layout not in _LAYOUTS:
     raise ValueError(f'layout={layout!r}: use one of {", ".join(_LAYOUTS)}.')
-  if 'num_blocks' in config:
-    if layout != 'timm':
-      raise ValueError("Mixers have a timm layout only: layout='timm'.")
-    from vit_jax import checkpoint_torch_mixer as mixer
-    return mixer.save(path, params, config)
   layout = _LAYOUTS[layout]
   flat = {'/'.join(k): np.asarray(v, np.float32) for k, v in
           flax.traverse_util.flatten_dict(
-              checkpoint.unstack_blocks(dict(params))).items()}
+              checkpoint_common.unstack_blocks(dict(params))).items()}
   _check_savable(layout, flat, config)
   t = config['transformer']
   heads, used, tensors = t['num_heads'], set(), {}

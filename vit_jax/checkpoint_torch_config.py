@@ -13,7 +13,7 @@ import os
 import re
 from typing import Any, Dict, Tuple
 
-from vit_jax import checkpoint
+from vit_jax import checkpoint_common
 from vit_jax import hub
 from vit_jax import models_vit
 
@@ -186,7 +186,7 @@ def read_beside(path: str) -> Dict[str, Any]:
   if not exists:
     return {}
   try:
-    with checkpoint._open(config_path, 'r') as f:  # pylint: disable=protected-access
+    with checkpoint_common.open_file(config_path, 'r') as f:
       return json.load(f)
   except ValueError as e:
     raise ValueError(f'{config_path!r} is not valid JSON: {e}') from e

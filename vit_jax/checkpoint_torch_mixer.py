@@ -19,11 +19,12 @@ import ml_collections
 import numpy as np
 import safetensors.numpy
 
-from vit_jax import checkpoint
+from vit_jax import atomic_file
+from vit_jax import checkpoint_common
 from vit_jax import checkpoint_torch
 from vit_jax import checkpoint_torch_config as hub_config
 
-Mismatch = checkpoint.CheckpointMismatchError
+Mismatch = checkpoint_common.CheckpointMismatchError
 _STEM = 'stem.proj.weight'
 _BLOCK = re.compile(r'^blocks\.(\d+)\.')
 _TIMM_ACTS = {'gelu': 'exact', 'gelu_tanh': 'tanh'}
@@ -117,7 +118,7 @@ def save(path: str, params, config) -> None:
   """timm's state dict and config.json (`mixer_b16_224`-style)."""
   flat = {'/'.join(k): np.asarray(v, np.float32) for k, v in
           flax.traverse_util.flatten_dict(
-              checkpoint.unstack_blocks(dict(params))).items()}
+              checkpoint_common.unstack_blocks(dict(params))).items()}
   table = _table(config['num_blocks'])
   if 'head/kernel' not in flat:
     table = {k: v for k, v in table.items() if not k.startswith('head.')}
@@ -142,7 +143,6 @@ def save(path: str, params, config) -> None:
                                  mean=[0.5] * 3, std=[0.5] * 3,
                                  num_classes=num_classes,
                                  first_conv='stem.proj', classifier='head'))
-  checkpoint._write_atomically(  # pylint: disable=protected-access
+  atomic_file.write(
       path, safetensors.numpy.save(tensors, metadata={'format': 'pt'}))
-  checkpoint._write_atomically(  # pylint: disable=protected-access
-      hub_config.path_beside(path), json.dumps(hub, indent=2).encode())
+  atomic_file.write(hub_config.path_beside(path), json.dumps(hub, indent=2))

@@ -32,7 +32,7 @@ import numpy as np
 from PIL import Image
 
 from vit_jax import models
-from vit_jax import predict
+from vit_jax import inference
 
 FLAGS = flags.FLAGS
 Grid = Tuple[int, int]
@@ -221,7 +221,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
   try:
-    loaded = predict.load_model(FLAGS.checkpoint, model_name=FLAGS.model,
+    loaded = inference.load_model(FLAGS.checkpoint, model_name=FLAGS.model,
                                 config_json=FLAGS.config_json,
                                 image_size=FLAGS.image_size)
     if not isinstance(loaded.model, models.VisionTransformer):
@@ -229,7 +229,7 @@ def main(argv):
           f'{loaded.config.get("model_name") or "This model"} is an '
           'MLP-Mixer: it has no attention and no position embeddings to '
           'show; visualize takes ViT and hybrid checkpoints.')
-    images = [predict.load_image(p, loaded.image_size) for p in FLAGS.image]
+    images = [inference.load_image(p, loaded.image_size) for p in FLAGS.image]
     os.makedirs(FLAGS.out_dir, exist_ok=True)
   except (OSError, ValueError) as e:
     sys.exit(f'Error: {e}')
@@ -263,7 +263,7 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  predict.define_model_flags()
+  inference.define_model_flags()
   flags.DEFINE_multi_string('image', [], 'Image(s) for the attention plots.')
   flags.DEFINE_string('out_dir', None, 'Where to write the PNG files.')
   flags.DEFINE_integer('num_pcs', 28, 'Principal components to plot.')

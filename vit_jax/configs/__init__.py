@@ -1,1 +1,2 @@
-"""Model presets (`vit_jax.configs.models`)."""
+"""Model presets (`configs.models`) and the base every experiment config
+starts from (`configs.common`)."""

@@ -4,11 +4,29 @@ Each config file starts from `base_config()` and changes what it needs;
 any field can then be overridden on the command line
 (`--config.total_steps=100`, `--config.model.hidden_size=128`).
 """
+import importlib.util
+import os
+
 import ml_collections
 from ml_collections import config_dict
 
 from vit_jax import models_vit
 from vit_jax.configs import models as models_config
+
+
+def config_file(path: str, arg=None) -> ml_collections.ConfigDict:
+  """`get_config(arg)` of the config file at `path`, as main.py would load it.
+
+  For config files that build on another one (`configs/augreg.py` on
+  `configs/finetune.py`): config files are not a package, so they reach
+  each other by path, e.g. `common.config_file(os.path.join(
+  os.path.dirname(__file__), 'finetune.py'))`.
+  """
+  name = os.path.splitext(os.path.basename(path))[0]
+  spec = importlib.util.spec_from_file_location(f'_config_{name}', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config() if arg is None else module.get_config(arg)
 
 
 def parse_arg(arg, **defaults):

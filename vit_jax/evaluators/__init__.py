@@ -1,0 +1,2 @@
+"""Evaluators: what a model scores on data (classification, few-shot,
+zero-shot)."""

@@ -1,0 +1,69 @@
+"""Exact evaluation: accuracy and loss over every example of a split once.
+
+The input pipeline pads the last batch and marks padding with mask=False;
+sums (not means) are reduced on device and divided on the host at the end, so
+the figures are exact whatever the batch size or device count. The trainer
+runs `evaluate_split`; so does `python -m vit_jax.evaluate` on a run.
+"""
+from typing import Callable, Dict, Iterable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from vit_jax import sharding
+
+
+def masked_sums(logits, batch) -> Dict[str, jnp.ndarray]:
+  """Sums of correct predictions, loss and examples over a batch's real
+  (mask=True) examples: what `evaluate` adds up and divides."""
+  mask = batch['mask'].astype(jnp.float32)
+  loss = optax.softmax_cross_entropy_with_integer_labels(logits,
+                                                         batch['label'])
+  correct = jnp.argmax(logits, -1) == batch['label']
+  return {'correct': jnp.sum(correct * mask), 'loss': jnp.sum(loss * mask),
+          'count': jnp.sum(mask)}
+
+
+def make_eval_step(model) -> Callable:
+  """(params, batch) -> `masked_sums` of the model's logits."""
+
+  def eval_step(params, batch):
+    logits = model.apply({'params': params}, batch['image'], train=False)
+    return masked_sums(logits, batch)
+
+  return eval_step
+
+
+def evaluate(eval_step: Callable, params, batches: Iterable) -> Dict[str, float]:
+  """Runs `eval_step` over global `batches` (already on the mesh)."""
+  totals = None
+  for batch in batches:
+    sums = eval_step(params, batch)
+    totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
+  if totals is None:
+    raise ValueError('The eval split yielded no batches.')
+  totals = jax.tree.map(lambda x: float(np.asarray(x)), totals)
+  count = totals['count']
+  return {'eval/accuracy': totals['correct'] / count,
+          'eval/loss': totals['loss'] / count,
+          'eval/num_examples': int(count)}
+
+
+def evaluate_split(config, eval_step: Callable, params, mesh
+                   ) -> Dict[str, float]:
+  """The trainer's evaluation: every example of `config.eval_split` once.
+
+  Each process reads its slice of the padded global batches; they are put on
+  `mesh` and evaluated with `eval_step` (jitted `make_eval_step`) and
+  `params` (placed as the trainer places them).
+  """
+  # Imported here: the rest of this module (used by the notebook) does not
+  # need TensorFlow.
+  from vit_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+  batches = input_pipeline.eval_iterator(
+      config, process_index=jax.process_index(),
+      process_count=jax.process_count())
+  return evaluate(eval_step, params,
+                  sharding.on_mesh(mesh, batches, config.eval_batch_size))

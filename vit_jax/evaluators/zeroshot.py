@@ -1,0 +1,114 @@
+"""Zero-shot classification with a LiT model: classes named, not trained.
+
+Each class name is put into prompt templates ("a photo of a {}.", ...), the
+text embeddings of its prompts are averaged (then re-normalised), and an
+image is assigned the class whose embedding is nearest (largest dot product
+with the image embedding), as in the LiT paper. Also image-text retrieval
+recall, for captioned eval data. `python -m vit_jax.zeroshot` runs it.
+"""
+import os
+from typing import Callable, Dict, Iterable, List, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from vit_jax.evaluators import classification
+
+
+# Prompts in the style of the LiT paper / CLIP's ImageNet prompts.
+TEMPLATES = (
+    'a photo of a {}.',
+    'a bad photo of a {}.',
+    'a photo of the {}.',
+    'a close-up photo of a {}.',
+    'a low resolution photo of a {}.',
+    'a black and white photo of the {}.',
+)
+
+FASHION_MNIST_CLASSES = (
+    't-shirt', 'trouser', 'pullover', 'dress', 'coat', 'sandal', 'shirt',
+    'sneaker', 'bag', 'ankle boot')
+
+def dataset_class_names(config) -> List[str]:
+  """The class names of `config.dataset`, in label order."""
+  if config.dataset == 'fashion_mnist':
+    return list(FASHION_MNIST_CLASSES)
+  if config.dataset == 'imagefolder':
+    root = os.path.join(config.data_dir or '', config.train_split)
+    if not os.path.isdir(root):
+      raise ValueError(f'Image folder {root} does not exist.')
+    return sorted(e.name.replace('_', ' ') for e in os.scandir(root)
+                  if e.is_dir())
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  builder = tfds.builder(config.dataset, data_dir=config.get('data_dir'))
+  _, label_key = builder.info.supervised_keys
+  return [n.replace('_', ' ') for n in builder.info.features[label_key].names]
+
+
+def embed_texts(model, params, tokens: np.ndarray,
+                batch_size: int = 256) -> np.ndarray:
+  """[n, dim]: the unit-norm text embeddings of tokens [n, max_len]."""
+  embed = jax.jit(lambda p, t: model.apply({'params': p}, tokens=t)[1])
+  return np.concatenate([np.asarray(embed(params, tokens[i:i + batch_size]))
+                         for i in range(0, len(tokens), batch_size)])
+
+
+def embed_images(model, params, batches: Iterable) -> np.ndarray:
+  """[n, dim]: the image embeddings of the real (mask=True) examples of
+  `eval_iterator`-style batches, in order."""
+  embed = jax.jit(lambda p, x: model.apply({'params': p}, images=x)[0])
+  return np.concatenate([np.asarray(embed(params, b['image']))[b['mask']]
+                         for b in batches])
+
+
+def retrieval_recall(zimg: np.ndarray, ztxt: np.ndarray) -> Dict[str, float]:
+  """Recall@1 of image i's text among all texts (image->text), and of text
+  i's image among all images (text->image), for n pairs [n, dim]."""
+  sims = zimg @ ztxt.T
+  target = np.arange(len(sims))
+  return {'eval/i2t_recall_at_1': float(np.mean(sims.argmax(1) == target)),
+          'eval/t2i_recall_at_1': float(np.mean(sims.argmax(0) == target)),
+          'eval/num_pairs': len(sims)}
+
+
+def class_embeddings(model, params, tokenizer, class_names: Sequence[str],
+                     templates: Sequence[str] = TEMPLATES,
+                     batch_size: int = 256) -> np.ndarray:
+  """[classes, dim]: the unit-norm mean of each class's prompt embeddings."""
+  if not class_names:
+    raise ValueError('No class names to classify into.')
+  bad = [t for t in templates if '{}' not in t]
+  if not templates or bad:
+    raise ValueError(f'Every template needs a {{}} for the class name: '
+                     f'{bad or "none given"}.')
+  texts = [t.format(name) for name in class_names for t in templates]
+  z = embed_texts(model, params, tokenizer(texts), batch_size)
+  z = z.reshape(len(class_names), len(templates), -1).mean(1)
+  return z / np.linalg.norm(z, axis=1, keepdims=True)
+
+
+def make_eval_step(model, classes: np.ndarray) -> Callable:
+  """`classification.evaluate`'s step: zero-shot logits t * zimg @ classes.T."""
+  classes = jnp.asarray(classes)
+
+  def eval_step(params, batch):
+    zimg, _, out = model.apply({'params': params}, images=batch['image'])
+    return classification.masked_sums(out['t'] * zimg @ classes.T, batch)
+
+  return eval_step
+
+
+def zero_shot_accuracy(model, params, classes: np.ndarray,
+                       batches: Iterable) -> Dict[str, float]:
+  """Accuracy (and loss) over batches of {'image', 'label', 'mask'}."""
+  return classification.evaluate(jax.jit(make_eval_step(model, classes)),
+                                 params, batches)
+
+
+def classify(model, params, images: np.ndarray, classes: np.ndarray):
+  """(probabilities [n, classes], predicted class [n]) for a few images."""
+  zimg, _, out = jax.jit(lambda p, x: model.apply({'params': p}, images=x))(
+      params, images)
+  probs = jax.nn.softmax(out['t'] * zimg @ classes.T)
+  return np.asarray(probs), np.asarray(jnp.argmax(probs, -1))
