@@ -3,10 +3,10 @@
 Any config field can be overridden: `--config.total_steps=100`. Without
 `--config` the offline default job (configs/default.py) runs. Re-running the
 same command resumes from the newest checkpoint in DIR; one run at a time
-holds DIR (DIR/run.lock, vit_jax/workdir_lock.py).
+holds DIR (DIR/run.lock, vit_jax/workdir/lock.py).
 
 On SIGTERM or Ctrl-C (SIGINT) the run finishes its step, saves a checkpoint
-there and exits (vit_jax/preemption.py); a second Ctrl-C aborts at once.
+there and exits (vit_jax/train/preemption.py); a second Ctrl-C aborts at once.
 Exit codes: 0 done; 1 bad input, a workdir in use, a non-finite loss or an
 I/O error (one `error:` line); 2 a bad flag or config field; 128 + signal
 when stopped by one (143 SIGTERM, 130 SIGINT): re-run to resume.
@@ -109,12 +109,12 @@ def main(argv):
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   # Imported here so that `--help` and flag errors stay fast.
   # pylint: disable=g-import-not-at-top
-  from vit_jax import console
+  from vit_jax.train import console
   if not _VERBOSE.value:
     console.quiet()  # Before anything imports TensorFlow.
-  from vit_jax import cpu_devices
-  from vit_jax import preemption
-  from vit_jax import train
+  from vit_jax.train import cpu_devices
+  from vit_jax.train import preemption
+  from vit_jax.train import supervised as train
   # pylint: enable=g-import-not-at-top
   try:
     cpu_devices.configure(flags.FLAGS.config, multi_process=(
@@ -122,7 +122,7 @@ def main(argv):
     _init_distributed()
     trainer = train
     if flags.FLAGS.config.get('trainer') == 'lit':  # configs/lit.py
-      from vit_jax import train_lit as trainer  # pylint: disable=g-import-not-at-top
+      from vit_jax.train import lit as trainer  # pylint: disable=g-import-not-at-top
     metrics = trainer.train_and_evaluate(flags.FLAGS.config, _WORKDIR.value)
   except (ValueError, OSError, train.NonFiniteLossError) as e:
     if _TRACEBACK.value:

@@ -8,7 +8,7 @@ B_8, R26_S_32, R50_L_32, ...: a ViT/hybrid preset name without 'ViT-', with
 '_' for '+'), which takes the ImageNet-21k checkpoint with the best
 `final_val` in `pretrained_dir`/index.csv, or a full file name without .npz
 (R_Ti_16-i21k-300ep-lr_0.001-aug_none-wd_0.03-do_0.0-sd_0.0), which takes
-that file. `vit_jax/augreg.py` resolves it when training starts.
+that file. `vit_jax/checkpoint/augreg.py` resolves it when training starts.
 
 As the original: a new head, position embeddings resized to the fine-tuning
 resolution (384 px), the AugReg dropout off, SGD with momentum at lr 0.03
@@ -16,7 +16,7 @@ for 500 steps (100 warmup). `config.dataset` has no default: set it.
 """
 import os
 
-from vit_jax import augreg
+from vit_jax.checkpoint import augreg
 from vit_jax.configs import common
 
 

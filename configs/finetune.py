@@ -11,7 +11,7 @@ model is the one the file describes: `model=FILE.safetensors` and
 hub, `model=hf-hub:timm/vit_base_patch16_224.augreg_in21k` is both: the model
 its repo describes, and the checkpoint (`config.pretrained_path`). Layer-wise
 lr decay (`--config.optimizer.layer_decay=0.75`) and an EMA of the params
-(`--config.ema_decay=0.9999`) are options (vit_jax/optim.py, ema.py).
+(`--config.ema_decay=0.9999`) are options (vit_jax/train/optim.py, ema.py).
 """
 from vit_jax.configs import common
 

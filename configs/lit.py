@@ -16,7 +16,7 @@ which is a training template.
 tests and baselines). Without `vocab_path` a BERT WordPiece vocabulary of
 the caption and prompt words is written to WORKDIR/vocab.txt.
 
-Real image-text pairs instead of the templates (vit_jax/caption_data.py):
+Real image-text pairs instead of the templates (vit_jax/data/captions.py):
 - `captions.folder=DIR`: an image folder with captions, either
   DIR/metadata.jsonl (Hugging Face imagefolder: lines of {"file_name":
   "x/1.jpg", "text": "a caption" or [several]}) or a caption file beside
@@ -46,7 +46,7 @@ from vit_jax.evaluators import zeroshot
 def get_config(arg=None):
   del arg
   config = common.base_config()
-  config.trainer = 'lit'  # main.py: vit_jax/train_lit.py runs it.
+  config.trainer = 'lit'  # main.py: vit_jax/train/lit.py runs it.
   image = common.config_file(os.path.join(
       os.path.dirname(__file__), 'fashion_mnist_vit.py')).model
   config.model = ml_collections.ConfigDict(dict(

@@ -131,7 +131,7 @@ def main_env(devices=1):
   """The environment for `main.py` on exactly `devices` CPU devices.
 
   Without it main.py splits the CPU into one device per core
-  (vit_jax/cpu_devices.py), and runs compared bit for bit must match.
+  (vit_jax/train/cpu_devices.py), and runs compared bit for bit must match.
   """
   return dict(os.environ,
               XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}')

@@ -11,10 +11,10 @@ import tensorflow as tf
 
 from tests import test_scale
 from tests.conftest import data_config, read_records, run_main, take
-from vit_jax import data_sources
-from vit_jax import input_pipeline
-from vit_jax import mixup
-from vit_jax import randaugment
+from vit_jax.data import input_pipeline
+from vit_jax.data import mixup
+from vit_jax.data import randaugment
+from vit_jax.data import sources
 
 _GREY = 128
 
@@ -155,7 +155,7 @@ def test_randaugment_ranges_and_determinism():
 def _constant_source(count=40):
   """`count` copies of one image: any difference is the augmentation's."""
   image = _image(3)[None]
-  return data_sources.Source(
+  return sources.Source(
       3, count, lambda i: {'image': np.repeat(image, len(i), 0),
                            'label': np.zeros(len(i), np.int32)})
 

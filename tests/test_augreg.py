@@ -12,11 +12,11 @@ import pytest
 
 from configs import augreg as augreg_config
 from tests.conftest import run_main
-from vit_jax import augreg
 from vit_jax import checkpoint
 from vit_jax import models
-from vit_jax import validate
+from vit_jax.checkpoint import augreg
 from vit_jax.configs import models as models_config
+from vit_jax.train import validate
 
 _STEM = 'Ti_16-{ds}-300ep-lr_0.001-aug_{aug}-wd_0.03-do_0.0-sd_0.0'
 # (ds, aug, final_val): the best i21k run is aug_light1; an i1k run scores

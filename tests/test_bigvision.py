@@ -9,8 +9,8 @@ import pytest
 
 from tests.conftest import read_records, run_main, tiny_config
 from vit_jax import checkpoint
-from vit_jax import checkpoint_bigvision
 from vit_jax import models
+from vit_jax.checkpoint import big_vision
 
 IMAGES = np.random.RandomState(0).uniform(-1, 1, (2, 32, 32, 3)).astype(
     np.float32)
@@ -20,8 +20,8 @@ def test_reference_case(reference):
   ref_dir, cases = reference
   case = cases['bv_s16_map']
   params = checkpoint.load_npz(str(ref_dir / case['checkpoint']))
-  config = checkpoint_bigvision.config_from_kwargs(case['big_vision_kwargs'])
-  inferred = checkpoint_bigvision.model_config(params)
+  config = big_vision.config_from_kwargs(case['big_vision_kwargs'])
+  inferred = big_vision.model_config(params)
   for field in ('patches', 'hidden_size', 'transformer', 'classifier',
                 'posemb', 'representation_size'):
     assert inferred[field] == config[field], field
@@ -82,7 +82,7 @@ def test_big_vision_layout_loads_to_the_same_function(tmp_path, overrides,
   path = str(tmp_path / 'bv.npz')
   np.savez(path, **flat)
   loaded = checkpoint.load_npz(path)
-  inferred = checkpoint_bigvision.model_config(loaded)
+  inferred = big_vision.model_config(loaded)
   for field in ('patches', 'hidden_size', 'classifier', 'posemb',
                 'representation_size'):
     assert inferred[field] == config[field], field
@@ -124,7 +124,7 @@ def test_old_big_vision_layouts(tmp_path):
 def test_vit_jax_files_are_not_converted(reference):
   ref_dir, cases = reference
   flat = np.load(ref_dir / cases['vit_s16_2blocks']['checkpoint'])
-  assert not checkpoint_bigvision.is_big_vision(flat)
+  assert not big_vision.is_big_vision(flat)
 
 
 @pytest.mark.parametrize('classifier', ['token', 'map'])
@@ -160,7 +160,7 @@ def test_fine_tune_from_big_vision_file(tmp_path, classifier):
 
 
 def test_config_from_kwargs():
-  config = checkpoint_bigvision.config_from_kwargs(
+  config = big_vision.config_from_kwargs(
       dict(variant='S/16', pool_type='tok', rep_size=True,
            posemb='sincos2d', head_zeroinit=False))
   assert (config.hidden_size, config.transformer.num_layers,
@@ -170,9 +170,9 @@ def test_config_from_kwargs():
   assert (config.classifier, config.posemb, config.representation_size,
           config.head_zeroinit) == ('token', 'sincos2d', 384, False)
   with pytest.raises(ValueError, match="pool_type='0'"):
-    checkpoint_bigvision.config_from_kwargs(dict(pool_type='0'))
+    big_vision.config_from_kwargs(dict(pool_type='0'))
   with pytest.raises(ValueError, match='fancy'):
-    checkpoint_bigvision.config_from_kwargs(dict(fancy=1))
+    big_vision.config_from_kwargs(dict(fancy=1))
 
 
 def test_main_fine_tunes_from_big_vision_file(tmp_path, image_folder,

@@ -5,7 +5,7 @@ import resource
 import subprocess
 
 from tests.conftest import main_command, main_env, read_records
-from vit_jax import console
+from vit_jax.train import console
 
 _LIBRARY_NOISE = ('oneDNN', 'cuda', 'CUDA', 'libtpu', 'InitializeLog',
                   'cpu_feature_guard', 'logging_writer', 'xla_bridge',

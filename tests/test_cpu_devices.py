@@ -1,4 +1,4 @@
-"""Splitting the CPU into one JAX device per core (vit_jax/cpu_devices.py)."""
+"""Splitting the CPU into one JAX device per core (vit_jax/train/cpu_devices.py)."""
 import os
 import re
 import subprocess
@@ -7,7 +7,7 @@ import pytest
 
 from configs import testing
 from tests.conftest import main_command
-from vit_jax import cpu_devices
+from vit_jax.train import cpu_devices
 
 
 def _config(**overrides):

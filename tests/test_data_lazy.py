@@ -11,9 +11,9 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from tests.conftest import ROOT, data_config
-from vit_jax import data_sources
-from vit_jax import input_pipeline
-from vit_jax import tfrecord_reader
+from vit_jax.data import input_pipeline
+from vit_jax.data import sources
+from vit_jax.data import tfrecord_reader
 
 _NUM_TRAIN = 2000
 
@@ -69,7 +69,7 @@ def _config(data_dir, **overrides):
 def test_tfrecord_examples_in_tfds_order(noise_jpegs, split, index_cache):
   data_dir, _ = noise_jpegs
   config = _config(data_dir)
-  source = data_sources.get_source(config, split)
+  source = sources.get_source(config, split)
   expected = list(tfds.as_numpy(tfds.builder('noise_jpegs', data_dir=data_dir)
                                 .as_dataset(split, decoders={
                                     'image': tfds.decode.SkipDecoding()})))
@@ -87,7 +87,7 @@ def test_tfrecord_memory_does_not_grow_with_the_dataset(noise_jpegs):
   data_dir, dataset_bytes = noise_jpegs
   assert dataset_bytes > 20e6  # Large enough to see in RSS.
   config = _config(data_dir, pp=dict(train='inception_crop', flip=True))
-  source = data_sources.get_source(config, 'train')
+  source = sources.get_source(config, 'train')
   iterator = input_pipeline.train_iterator(config, start_step=0)
   next(iterator), source.fetch(np.arange(64))  # Warm up TF and numpy.
 

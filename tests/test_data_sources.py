@@ -1,4 +1,4 @@
-"""Tests for vit_jax.data_sources: each kind of dataset, as a source and
+"""Tests for vit_jax.data.sources: each kind of dataset, as a source and
 through the input pipeline, on data written by the tests themselves."""
 import os
 
@@ -8,8 +8,8 @@ import pytest
 import tensorflow_datasets as tfds
 
 from tests.conftest import data_config, needs_fashion_mnist, take
-from vit_jax import data_sources
-from vit_jax import input_pipeline
+from vit_jax.data import input_pipeline
+from vit_jax.data import sources
 
 
 def _save(path, image):
@@ -42,7 +42,7 @@ def test_image_folder_mixed_modes_and_sizes(image_folder):
                            eval='resize_crop'))
   assert input_pipeline.get_info(config) == input_pipeline.DatasetInfo(2, 5, 3)
   # Classes are the sorted folder names: cat 0, dog 1; order class then file.
-  fetched = data_sources.get_source(config, 'test').fetch(np.array([2, 0]))
+  fetched = sources.get_source(config, 'test').fetch(np.array([2, 0]))
   assert [os.path.basename(p) for p in fetched['path']] == ['a.png', 'a.webp']
   np.testing.assert_array_equal(fetched['label'], [1, 0])
   train = take(input_pipeline.train_iterator(config, start_step=0), 3)
@@ -157,7 +157,7 @@ def test_tfds_dataset(tmp_path, file_format, variant):
                    pp=dict(train='random_crop', crop_padding=1, flip=True))
   assert input_pipeline.get_info(config) == input_pipeline.DatasetInfo(3, 7, 5)
   # Images of one shape come decoded, others encoded.
-  fetched = data_sources.get_source(config, 'test').fetch(np.array([3, 1]))
+  fetched = sources.get_source(config, 'test').fetch(np.array([3, 1]))
   assert set(fetched) == {'image' if variant == 'fixed' else 'encoded', 'label'}
   assert fetched['label'].dtype == np.int32 and fetched['label'].shape == (2,)
   batch = next(input_pipeline.train_iterator(config, start_step=0))

@@ -7,9 +7,9 @@ import jax
 import pytest
 
 from tests.conftest import ROOT, main_env, read_records
-from vit_jax import evaluate
-from vit_jax import run_dir
-from vit_jax import sharding
+from vit_jax.evaluators import classification
+from vit_jax.train import sharding
+from vit_jax.workdir import run as run_dir
 
 
 def _evaluate(*args):
@@ -41,8 +41,8 @@ def test_checkpoint_reproduces_its_eval(trained_run):
   run), gives the run's eval at step 3 exactly."""
   run = run_dir.load(str(trained_run), step=3)
   mesh = sharding.make_mesh(run.config.mesh, jax.devices()[:1])
-  metrics = evaluate.evaluate_split(
-      run.config, jax.jit(evaluate.make_eval_step(run.model)),
+  metrics = classification.evaluate_split(
+      run.config, jax.jit(classification.make_eval_step(run.model)),
       jax.device_put(run.params, sharding.state_shardings(mesh, run.params)),
       mesh)
   expected = _eval_record(trained_run, 3)

@@ -13,9 +13,9 @@ import tensorflow as tf
 
 from tests.conftest import ROOT, tiny_config
 from vit_jax import export
-from vit_jax import input_pipeline
-from vit_jax import run_dir
-from vit_jax import steps
+from vit_jax.data import input_pipeline
+from vit_jax.train import steps
+from vit_jax.workdir import run as run_dir
 
 
 @pytest.fixture(scope='module')

@@ -1,11 +1,11 @@
-"""Tests for vit_jax.fewshot on scikit-learn's bundled digits (no download)."""
+"""Tests for vit_jax.evaluators.fewshot on scikit-learn's bundled digits (no download)."""
 import jax
 import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
-from vit_jax import fewshot
 from vit_jax import models
+from vit_jax.evaluators import fewshot
 
 
 @pytest.fixture(scope='module')

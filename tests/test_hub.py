@@ -15,9 +15,9 @@ import safetensors.numpy
 
 from tests.conftest import ROOT, tiny_config
 from vit_jax import checkpoint
-from vit_jax import hub
 from vit_jax import models
-from vit_jax import models_resnet
+from vit_jax.checkpoint import hub
+from vit_jax.models import resnet
 
 COMMIT = '0123456789abcdef0123456789abcdef01234567'
 
@@ -182,7 +182,7 @@ def test_timm_weight_standardisation():
   for std_conv, want in [
       ('timm', centred / np.sqrt(centred.var(axis=(0, 1, 2)) + 1e-8)),
       ('original', centred / (centred.std(axis=(0, 1, 2)) + 1e-5))]:
-    conv = models_resnet.StdConv(2, (3, 3), use_bias=False, std_conv=std_conv)
+    conv = resnet.StdConv(2, (3, 3), use_bias=False, std_conv=std_conv)
     got = conv.apply({'params': {'kernel': w}}, x)
     expected = jax.lax.conv_general_dilated(
         x, want, (1, 1), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
@@ -292,7 +292,7 @@ def test_augreg_name_falls_back_to_the_hub(offline_cache, tmp_path,
                                            monkeypatch, capsys):
   """gs://vit_models unreadable: R_Ti_16 is timm's .augreg_in21k repo,
   loaded into the original's preset (tanh GELU, its standardisation)."""
-  from vit_jax import augreg  # pylint: disable=g-import-not-at-top
+  from vit_jax.checkpoint import augreg  # pylint: disable=g-import-not-at-top
   from vit_jax import remote  # pylint: disable=g-import-not-at-top
   from vit_jax.configs import models as models_config  # pylint: disable=g-import-not-at-top
 

@@ -1,4 +1,4 @@
-"""Tests for vit_jax.input_pipeline on data written by the tests themselves."""
+"""Tests for vit_jax.data.input_pipeline on data written by the tests themselves."""
 import gzip
 import struct
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import data_config, take
-from vit_jax import input_pipeline
+from vit_jax.data import input_pipeline
 
 _NUM_TRAIN, _NUM_EVAL = 37, 13
 

@@ -9,9 +9,9 @@ import pytest
 from tests.conftest import REFERENCE
 from vit_jax import checkpoint
 from vit_jax import models
-from vit_jax import models_lit
-from vit_jax import preprocess
 from vit_jax.configs import models as models_config
+from vit_jax.models import lit
+from vit_jax.models import tokenizers
 
 LIT_PRESETS = ['LiT-B16B', 'LiT-B16B_2', 'LiT-L16L', 'LiT-L16S', 'LiT-L16Ti']
 
@@ -29,7 +29,7 @@ def test_reference_case(reference, name):
   ref_dir, cases = reference
   case = cases[name]
   config = case_config(case)
-  tokens = models_lit.get_tokenizer(config, str(ref_dir / case['tokenizer']))(
+  tokens = lit.get_tokenizer(config, str(ref_dir / case['tokenizer']))(
       case['texts'])
   np.testing.assert_array_equal(tokens, np.load(ref_dir / case['tokens']))
   assert tokens.dtype == np.int32
@@ -122,7 +122,7 @@ def _bert(tmp_path, words=('a', 'photo', 'of', 'dog', '##s', '.'), max_len=6):
   vocab = tmp_path / 'vocab.txt'
   vocab.write_text('\n'.join(['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]',
                               *words]) + '\n')
-  return preprocess.get_tokenizer('bert')(vocab_path=str(vocab),
+  return tokenizers.get_tokenizer('bert')(vocab_path=str(vocab),
                                           max_len=max_len)
 
 
@@ -143,7 +143,7 @@ def test_bert_tokenizer_edge_cases(tmp_path):
 
 def test_sentencepiece_tokenizer_edge_cases(reference):
   ref_dir, _ = reference
-  tok = preprocess.get_tokenizer('sentencepiece')(
+  tok = tokenizers.get_tokenizer('sentencepiece')(
       vocab_path=str(ref_dir / 'lit_tt_spm.model'), max_len=8)
   assert tok.eos_token == 1 and tok.vocab_size == 80
   got = tok(['dog', '', 'DOG', '€', 'a photo of a photo of a dog'])
@@ -160,7 +160,7 @@ def test_preprocess_tf_matches_batch_call(reference, name):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   ref_dir, cases = reference
   case = cases['lit_bert_tiny' if name == 'bert' else 'lit_tt_tiny']
-  tok = preprocess.get_tokenizer(name)(
+  tok = tokenizers.get_tokenizer(name)(
       vocab_path=str(ref_dir / case['tokenizer']), max_len=16)
   ds = tf.data.Dataset.from_tensor_slices(case['texts']).map(
       tok.preprocess_tf).batch(len(case['texts']))
@@ -171,22 +171,22 @@ def test_preprocess_tf_matches_batch_call(reference, name):
 def test_tokenizer_errors(reference, tmp_path):
   ref_dir, cases = reference
   with pytest.raises(FileNotFoundError, match='Vocabulary file .* does not'):
-    preprocess.get_tokenizer('bert')(vocab_path=str(tmp_path / 'x.txt'),
+    tokenizers.get_tokenizer('bert')(vocab_path=str(tmp_path / 'x.txt'),
                                      max_len=16)
   with pytest.raises(ValueError, match="Unknown tokenizer 'wordpiece'"):
-    preprocess.get_tokenizer('wordpiece')
+    tokenizers.get_tokenizer('wordpiece')
   with pytest.raises(ValueError, match='not a SentencePiece model'):
-    preprocess.get_tokenizer('sentencepiece')(
+    tokenizers.get_tokenizer('sentencepiece')(
         vocab_path=str(ref_dir / 'lit_bert_vocab.txt'), max_len=16)
   with pytest.raises(ValueError, match='not a BERT WordPiece vocabulary'):
     (tmp_path / 'words.txt').write_text('a\nb\n')
-    preprocess.get_tokenizer('bert')(vocab_path=str(tmp_path / 'words.txt'),
+    tokenizers.get_tokenizer('bert')(vocab_path=str(tmp_path / 'words.txt'),
                                      max_len=16)
   # A tokenizer of another model: more token ids than the tower embeds.
   config = case_config(cases['lit_tt_tiny'])
   config['pp'] = dict(config['pp'], tokenizer_name='bert')
   with pytest.raises(ValueError, match='belongs to another model'):
-    models_lit.get_tokenizer(config, str(ref_dir / 'lit_bert_vocab.txt'))
+    lit.get_tokenizer(config, str(ref_dir / 'lit_bert_vocab.txt'))
 
 
 def test_more_tokens_than_bert_positions(reference):

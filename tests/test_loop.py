@@ -11,18 +11,18 @@ from tests.test_train_lit_captions import _tfds_config
 from tests.test_train_lit_captions import tiny_captions  # pylint: disable=unused-import  (a fixture)
 from vit_jax import atomic_file
 from vit_jax import checkpoint
-from vit_jax import loop
-from vit_jax import metrics_file
-from vit_jax import optim
-from vit_jax import preemption
 from vit_jax import remote
-from vit_jax import train_lit
-from vit_jax import workdir_files
+from vit_jax.train import lit
+from vit_jax.train import loop
+from vit_jax.train import optim
+from vit_jax.train import preemption
+from vit_jax.workdir import layout
+from vit_jax.workdir import metrics
 
 
 def _flat_params(workdir):
   return checkpoint.to_published(checkpoint.load_npz(
-      str(workdir / workdir_files.PARAMS)))
+      str(workdir / layout.PARAMS)))
 
 
 def _stop_at(monkeypatch, stop_step):
@@ -48,12 +48,12 @@ def _lit_configs(kind, data_dir):
 def test_lit_stopped_and_resumed_is_bit_identical(tmp_path, monkeypatch,
                                                   tiny_captions, kind):
   config = _lit_configs(kind, tiny_captions)
-  full = train_lit.train_and_evaluate(config, str(tmp_path / 'full'))
+  full = lit.train_and_evaluate(config, str(tmp_path / 'full'))
   _stop_at(monkeypatch, 4)
   with pytest.raises(preemption.Stopped, match='at step 4'):
-    train_lit.train_and_evaluate(config, str(tmp_path / 'cut'))
-  assert not (tmp_path / 'cut' / workdir_files.PARAMS).exists()
-  resumed = train_lit.train_and_evaluate(config, str(tmp_path / 'cut'))
+    lit.train_and_evaluate(config, str(tmp_path / 'cut'))
+  assert not (tmp_path / 'cut' / layout.PARAMS).exists()
+  resumed = lit.train_and_evaluate(config, str(tmp_path / 'cut'))
   assert resumed == full
   a, b = _flat_params(tmp_path / 'full'), _flat_params(tmp_path / 'cut')
   assert sorted(a) == sorted(b)
@@ -61,7 +61,7 @@ def test_lit_stopped_and_resumed_is_bit_identical(tmp_path, monkeypatch,
     np.testing.assert_array_equal(a[k], b[k], err_msg=k)
   # The classifier's cadence: a train record per log step only (not at the
   # saves at 3 and 4), the lr that of the logged step.
-  records = metrics_file.read(tmp_path / 'cut' / workdir_files.METRICS)
+  records = metrics.read(tmp_path / 'cut' / layout.METRICS)
   train = [r for r in records if 'train/loss' in r]
   assert [r['step'] for r in train] == [2, 4, 6]
   schedule = optim.lr_schedule(config)
@@ -94,13 +94,13 @@ def test_lit_run_skips_nonfinite_steps(tmp_path, tiny_captions):
   config = _lit_configs('captions', tiny_captions)
   config.lr.base = 1e30
   with pytest.raises(loop.NonFiniteLossError, match='nonfinite=skip'):
-    train_lit.train_and_evaluate(config, str(tmp_path / 'stop'))
+    lit.train_and_evaluate(config, str(tmp_path / 'stop'))
   config.nonfinite = 'skip'
-  train_lit.train_and_evaluate(config, str(tmp_path / 'skip'))
-  records = metrics_file.read(tmp_path / 'skip' / workdir_files.METRICS)
+  lit.train_and_evaluate(config, str(tmp_path / 'skip'))
+  records = metrics.read(tmp_path / 'skip' / layout.METRICS)
   losses = [r['train/loss'] for r in records if 'train/loss' in r]
   assert len(losses) == 3 and not np.isfinite(losses).all(), losses
-  assert (tmp_path / 'skip' / workdir_files.PARAMS).exists()
+  assert (tmp_path / 'skip' / layout.PARAMS).exists()
 
 
 def test_lit_checks_remote_paths_and_the_workdir(tmp_path, monkeypatch,
@@ -117,12 +117,12 @@ def test_lit_checks_remote_paths_and_the_workdir(tmp_path, monkeypatch,
   config = _lit_configs('captions', tiny_captions)
   config.image_checkpoint = 'gs://bucket/vit.npz'
   with pytest.raises(remote.RemotePathError, match='image_checkpoint'):
-    train_lit.train_and_evaluate(config, str(tmp_path / 'a'))
+    lit.train_and_evaluate(config, str(tmp_path / 'a'))
   assert not (tmp_path / 'a').exists()  # Nothing written.
   config = _lit_configs('captions', tiny_captions)
   (tmp_path / 'file').write_text('')
   with pytest.raises(ValueError, match='cannot be written'):
-    train_lit.train_and_evaluate(config, str(tmp_path / 'file' / 'w'))
+    lit.train_and_evaluate(config, str(tmp_path / 'file' / 'w'))
   assert {'--workdir', 'config.captions.data_dir'} <= set(asked)
 
 

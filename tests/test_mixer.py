@@ -11,10 +11,10 @@ from configs import finetune
 from tests.conftest import REFERENCE, read_records, run_main
 from vit_jax import benchmark
 from vit_jax import checkpoint
+from vit_jax import inference
 from vit_jax import models
-from vit_jax import predict
-from vit_jax import validate
 from vit_jax.configs import models as models_config
+from vit_jax.train import validate
 
 MIXER_PRESETS = ['Mixer-B_16', 'Mixer-B_32', 'Mixer-L_16']
 
@@ -178,17 +178,17 @@ def test_token_count_change_is_refused(reference, tmp_path):
   json_path = tmp_path / 'cases.json'
   json_path.write_text(json.dumps({'m': case}))
   with pytest.raises(checkpoint.CheckpointMismatchError, match=want):
-    predict.load_model(str(path), config_json=f'{json_path}:m',
-                       image_size=160)
+    inference.load_model(str(path), config_json=f'{json_path}:m',
+                         image_size=160)
 
 
 def test_predict_loads_a_mixer(reference, tmp_path):
   case, path, x, want = _case(reference)
   json_path = tmp_path / 'cases.json'
   json_path.write_text(json.dumps({'m': case}))
-  loaded = predict.load_model(str(path), config_json=f'{json_path}:m')
+  loaded = inference.load_model(str(path), config_json=f'{json_path}:m')
   assert loaded.image_size == 224 and loaded.model.num_classes == 10
-  probs, indices = predict.predict(loaded.model, loaded.params, x, top_k=3)
+  probs, indices = inference.predict(loaded.model, loaded.params, x, top_k=3)
   want_probs = np.exp(want) / np.exp(want).sum(-1, keepdims=True)
   np.testing.assert_array_equal(indices, np.argsort(-want_probs)[:, :3])
   np.testing.assert_allclose(probs, -np.sort(-want_probs)[:, :3], atol=1e-6)

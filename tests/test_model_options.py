@@ -8,7 +8,7 @@ import pytest
 
 from tests.conftest import tiny_config
 from vit_jax import models
-from vit_jax import models_vit
+from vit_jax.models import vit
 
 IMAGES = np.random.RandomState(0).uniform(-1, 1, (4, 32, 32, 3)).astype(
     np.float32)
@@ -21,16 +21,16 @@ def _init(config, num_classes=3):
 
 
 def test_drop_path_rates_linear_over_depth():
-  np.testing.assert_allclose(models_vit.drop_path_rates(0.3, 4),
+  np.testing.assert_allclose(vit.drop_path_rates(0.3, 4),
                              [0.0, 0.1, 0.2, 0.3])
-  np.testing.assert_allclose(models_vit.drop_path_rates(0.3, 1), [0.0])
+  np.testing.assert_allclose(vit.drop_path_rates(0.3, 1), [0.0])
 
 
 def test_drop_path_masks_whole_examples_and_rescales():
   class Branch(flax.linen.Module):
     @flax.linen.compact
     def __call__(self, x, rate, deterministic):
-      return models_vit.drop_path(self, x, rate, deterministic)
+      return vit.drop_path(self, x, rate, deterministic)
 
   x = jnp.ones((4000, 3, 2))
   rngs = {'dropout': jax.random.PRNGKey(1)}
@@ -78,7 +78,7 @@ def test_stochastic_depth_rate_checked():
 
 
 def test_posemb_sincos_2d_values():
-  pe = np.asarray(models_vit.posemb_sincos_2d(3, 4, 16))
+  pe = np.asarray(vit.posemb_sincos_2d(3, 4, 16))
   assert pe.shape == (1, 12, 16)
   omega = 1.0 / 10_000 ** (np.arange(4) / 3)  # width/4 = 4 frequencies.
   y, x = 1, 2  # Token 6 = row 1, column 2 (row-major).
@@ -88,7 +88,7 @@ def test_posemb_sincos_2d_values():
       rtol=1e-6, atol=1e-6)
   np.testing.assert_allclose(pe[0, 0], [0] * 4 + [1] * 4 + [0] * 4 + [1] * 4)
   with pytest.raises(ValueError, match='multiple of 4'):
-    models_vit.posemb_sincos_2d(2, 2, 10)
+    vit.posemb_sincos_2d(2, 2, 10)
 
 
 def test_sincos2d_model_has_no_posemb_param_and_adds_it():
@@ -101,7 +101,7 @@ def test_sincos2d_model_has_no_posemb_param_and_adds_it():
   learned = dict(params)
   learned['Transformer'] = {
       **params['Transformer'],
-      'posembed_input': {'pos_embedding': models_vit.posemb_sincos_2d(
+      'posembed_input': {'pos_embedding': vit.posemb_sincos_2d(
           4, 4, 16)}}
   np.testing.assert_allclose(
       model.apply({'params': params}, IMAGES, train=False),
@@ -133,7 +133,7 @@ def test_map_head_pools_like_attention_over_tokens():
   """One head, a probe equal for all tokens' keys: the attention is uniform
   when the key kernel is zero, so MAP's attention output is the mean value."""
   x = jax.random.normal(jax.random.PRNGKey(0), (2, 5, 8))
-  head = models_vit.CrossAttention(num_heads=1)
+  head = vit.CrossAttention(num_heads=1)
   probe = jnp.ones((2, 1, 8))
   p = head.init(jax.random.PRNGKey(1), probe, x)['params']
   p = jax.tree.map(lambda a: a, p)

@@ -6,8 +6,8 @@ import pytest
 from tests.conftest import tiny_config
 from vit_jax import checkpoint
 from vit_jax import models
-from vit_jax import models_vit
 from vit_jax.configs import models as models_config
+from vit_jax.models import vit as models_vit
 
 
 def test_reference_logits(reference):

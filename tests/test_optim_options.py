@@ -11,12 +11,12 @@ import pytest
 from configs import common
 from tests.conftest import read_records, run_main, tiny_config
 from vit_jax import checkpoint
-from vit_jax import ema
 from vit_jax import models
-from vit_jax import optim
-from vit_jax import sharding
-from vit_jax import steps
-from vit_jax import workdir_files
+from vit_jax.train import ema
+from vit_jax.train import optim
+from vit_jax.train import sharding
+from vit_jax.train import steps
+from vit_jax.workdir import layout
 
 
 def _params(scan=False, **overrides):
@@ -164,7 +164,7 @@ def test_main_evaluates_and_saves_ema(tmp_path, image_folder):
   evals = [r for r in read_records(tmp_path) if 'eval/accuracy' in r]
   assert all('eval_ema/accuracy' in r for r in evals), evals
   params = checkpoint.load_npz(str(tmp_path / 'params.npz'))
-  averaged = checkpoint.load_npz(str(tmp_path / workdir_files.PARAMS_EMA))
+  averaged = checkpoint.load_npz(str(tmp_path / layout.PARAMS_EMA))
   assert jax.tree.structure(params) == jax.tree.structure(averaged)
   assert not np.allclose(params['head']['kernel'], averaged['head']['kernel'])
 
@@ -196,12 +196,12 @@ def test_resume_with_every_option_is_bit_exact(tmp_path, image_folder):
   cut = tmp_path / 'cut'
   shutil.copytree(full, cut)
   shutil.rmtree(cut / 'checkpoints' / '6')
-  for name in ('params.npz', workdir_files.PARAMS_EMA):
+  for name in ('params.npz', layout.PARAMS_EMA):
     (cut / name).unlink()
   proc = run_main(cut, image_folder, *args)
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert 'Starting at step 3' in proc.stderr
-  for name in ('params.npz', workdir_files.PARAMS_EMA):
+  for name in ('params.npz', layout.PARAMS_EMA):
     with np.load(full / name) as a, np.load(cut / name) as b:
       assert sorted(a.files) == sorted(b.files)
       for k in a.files:

@@ -11,11 +11,11 @@ import pytest
 import skimage.data
 
 from vit_jax import checkpoint
-from vit_jax import data_sources
-from vit_jax import input_pipeline
+from vit_jax import inference
 from vit_jax import models
-from vit_jax import predict
-from vit_jax import run_dir
+from vit_jax.data import input_pipeline
+from vit_jax.data import sources
+from vit_jax.workdir import run
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = Path(__file__).resolve().parents[2] / 'shared' / 'reference'
@@ -44,7 +44,7 @@ def photos(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def reference_model():
-  return predict.load_model(CHECKPOINT, config_json=CONFIG)
+  return inference.load_model(CHECKPOINT, config_json=CONFIG)
 
 
 def _assert_ranked(probs):
@@ -92,8 +92,8 @@ def test_probabilities_match_reference_logits(reference_model):
   images = np.load(REFERENCE / 'vit_s16_2blocks_input.npy')
   expected = np.asarray(jax.nn.softmax(
       np.load(REFERENCE / 'vit_s16_2blocks_logits.npy')))
-  probs, indices = predict.predict(reference_model.model,
-                                   reference_model.params, images, top_k=4)
+  probs, indices = inference.predict(reference_model.model,
+                                     reference_model.params, images, top_k=4)
   assert probs.shape == indices.shape == (2, 4)
   np.testing.assert_array_equal(indices, np.argsort(-expected)[:, :4])
   np.testing.assert_allclose(probs, np.sort(expected)[:, ::-1][:, :4],
@@ -106,11 +106,11 @@ def test_loads_reference_at_trained_size(reference_model):
 
 
 def test_other_image_size_resizes_position_embeddings(photos):
-  loaded = predict.load_model(CHECKPOINT, config_json=CONFIG, image_size=160)
+  loaded = inference.load_model(CHECKPOINT, config_json=CONFIG, image_size=160)
   posemb = loaded.params['Transformer']['posembed_input']['pos_embedding']
   assert posemb.shape == (1, 1 + 10 * 10, 384)
-  probs, _ = predict.predict(loaded.model, loaded.params,
-                             predict.load_image(photos[0], 160)[None], 10)
+  probs, _ = inference.predict(loaded.model, loaded.params,
+                               inference.load_image(photos[0], 160)[None], 10)
   np.testing.assert_allclose(probs.sum(), 1.0, atol=1e-5)
 
 
@@ -127,7 +127,7 @@ def test_other_image_size_resizes_position_embeddings(photos):
 ])
 def test_load_model_errors(kwargs, error, message):
   with pytest.raises(error) as e:
-    predict.load_model(CHECKPOINT, **kwargs)
+    inference.load_model(CHECKPOINT, **kwargs)
   assert message in str(e.value)
 
 
@@ -135,9 +135,9 @@ def test_corrupt_or_missing_checkpoint(tmp_path):
   corrupt = tmp_path / 'corrupt.npz'
   corrupt.write_bytes(Path(CHECKPOINT).read_bytes()[:1000])
   with pytest.raises(ValueError, match='not a readable .npz'):
-    predict.load_model(str(corrupt), config_json=CONFIG)
+    inference.load_model(str(corrupt), config_json=CONFIG)
   with pytest.raises(FileNotFoundError, match='does not exist'):
-    predict.load_model(str(tmp_path / 'none.npz'), config_json=CONFIG)
+    inference.load_model(str(tmp_path / 'none.npz'), config_json=CONFIG)
 
 
 def test_load_image_converts_modes(tmp_path):
@@ -151,30 +151,30 @@ def test_load_image_converts_modes(tmp_path):
   }
   for name, img in images.items():
     img.save(tmp_path / name)
-    x = predict.load_image(str(tmp_path / name), 32)
+    x = inference.load_image(str(tmp_path / name), 32)
     assert x.shape == (32, 32, 3) and x.dtype == np.float32, name
     assert -1.0 <= x.min() and x.max() <= 1.0, name
-  x = predict.load_image(str(tmp_path / 'rgba.png'), 32)
+  x = inference.load_image(str(tmp_path / 'rgba.png'), 32)
   np.testing.assert_allclose(x[:, 0], [[1, -1, -1]] * 32)
   np.testing.assert_allclose(x[:, -1], 1.0)  # Transparent -> white.
-  x = predict.load_image(str(tmp_path / 'large.jpg'), 32)
+  x = inference.load_image(str(tmp_path / 'large.jpg'), 32)
   np.testing.assert_allclose(x.mean(axis=(0, 1)), [-1, 0, 1], atol=0.02)
 
 
 def test_unreadable_image(tmp_path):
   (tmp_path / 'text.png').write_text('not an image')
   with pytest.raises(ValueError, match='Cannot read image'):
-    predict.load_image(str(tmp_path / 'text.png'), 32)
+    inference.load_image(str(tmp_path / 'text.png'), 32)
 
 
 def test_labels():
-  names = predict.read_labels('imagenet2012', 1000)
+  names = inference.read_labels('imagenet2012', 1000)
   assert len(names) == 1000
   assert names[0].startswith('tench') and names[340] == 'zebra'
-  assert predict.read_labels(None, 10) is None
+  assert inference.read_labels(None, 10) is None
   with pytest.raises(ValueError, match='has 1000 names but the checkpoint '
                      'has 10 classes'):
-    predict.read_labels('imagenet2012', 10)
+    inference.read_labels('imagenet2012', 10)
 
 
 def test_checkpoint_decides_head_pre_logits_and_size(tmp_path):
@@ -187,8 +187,8 @@ def test_checkpoint_decides_head_pre_logits_and_size(tmp_path):
   checkpoint.save_npz(str(tmp_path / 'params.npz'), params)
   (tmp_path / 'model.json').write_text(json.dumps(config))
 
-  loaded = predict.load_model(str(tmp_path / 'params.npz'),
-                              config_json=str(tmp_path / 'model.json'))
+  loaded = inference.load_model(str(tmp_path / 'params.npz'),
+                                config_json=str(tmp_path / 'model.json'))
   assert loaded.image_size == 48  # 6x6 patches of 8 px, no class token.
   assert loaded.model.num_classes == 3
   assert loaded.config.representation_size == 12
@@ -213,9 +213,9 @@ def test_cli_from_workdir_names_the_classes(trained_run, image_folder):
 
 def test_workdir_images_are_the_eval_input(trained_run):
   """An image file becomes exactly what the run's eval pipeline feeds."""
-  config = run_dir.load_config(str(trained_run))
-  paths = data_sources.get_source(config, 'test').fetch(np.arange(4))['path']
+  config = run.load_config(str(trained_run))
+  paths = sources.get_source(config, 'test').fetch(np.arange(4))['path']
   batch = next(input_pipeline.eval_iterator(config))
   for path, image in zip(paths, batch['image']):
-    np.testing.assert_array_equal(predict.load_image_as_run(path, config),
+    np.testing.assert_array_equal(inference.load_image_as_run(path, config),
                                   image)

@@ -6,8 +6,8 @@ import pytest
 from configs import pretrain
 from configs import vit_i1k
 from tests.conftest import read_records, run_main
-from vit_jax import augreg_settings
 from vit_jax import checkpoint
+from vit_jax.configs import augreg_settings
 
 
 def test_vit_i1k_is_the_plain_vit_baseline():

@@ -11,9 +11,9 @@ import pytest
 
 from tests.conftest import ROOT, main_command, main_env, read_records, \
     run_main, write_image_folder
-from vit_jax import augreg
-from vit_jax import cpu_devices
-from vit_jax import validate
+from vit_jax.checkpoint import augreg
+from vit_jax.train import cpu_devices
+from vit_jax.train import validate
 
 # ~90 ms a step on 2 cores: slow enough to kill the run between steps 45 and 60.
 _KILL_ARGS = ('--config.total_steps=60', '--config.checkpoint_every=20',

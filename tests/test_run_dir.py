@@ -1,4 +1,4 @@
-"""vit_jax.run_dir: a run read back from its workdir."""
+"""vit_jax.workdir.run: a run read back from its workdir."""
 import shutil
 
 import jax
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from tests.conftest import data_config, needs_fashion_mnist
-from vit_jax import data_sources
-from vit_jax import run_dir
+from vit_jax.data import sources
+from vit_jax.workdir import run as run_dir
 
 
 def _equal_trees(a, b):
@@ -18,14 +18,14 @@ def _equal_trees(a, b):
 
 @needs_fashion_mnist
 def test_fashion_mnist_class_names_without_download():
-  names = data_sources.class_names(data_config())
+  names = sources.class_names(data_config())
   assert len(names) == 10
   assert (names[0], names[9]) == ('T-shirt/top', 'Ankle boot')
 
 
 def test_image_folder_class_names(image_folder):
   config = data_config(dataset='imagefolder', data_dir=str(image_folder))
-  assert data_sources.class_names(config) == ['class0', 'class1', 'class2']
+  assert sources.class_names(config) == ['class0', 'class1', 'class2']
 
 
 def test_params_npz_is_the_last_checkpoint(trained_run):

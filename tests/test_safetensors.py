@@ -16,8 +16,8 @@ import skimage.data
 
 from tests.conftest import ROOT, read_records, run_main, tiny_config
 from vit_jax import checkpoint
+from vit_jax import inference
 from vit_jax import models
-from vit_jax import predict
 
 CASES = {'timm': 'timm_s16_2blocks', 'transformers': 'hf_vit_2blocks'}
 
@@ -263,8 +263,8 @@ def test_save_errors(tmp_path, change, message):
 def test_predict_reads_the_model_from_the_file(reference, tmp_path):
   ref_dir, cases = reference
   case = cases[CASES['transformers']]
-  loaded = predict.load_model(_with_config(reference, 'transformers',
-                                           tmp_path))
+  loaded = inference.load_model(_with_config(reference, 'transformers',
+                                             tmp_path))
   assert loaded.image_size == 224 and loaded.model.num_classes == 10
   logits = _logits(loaded.config, loaded.params,
                    np.load(ref_dir / case['input']), 10)
@@ -284,7 +284,7 @@ def test_predict_cli_takes_a_safetensors_checkpoint(reference, tmp_path):
   predictions = json.loads(result.stdout)[0]['predictions']
   assert len(predictions) == 3
   with pytest.raises(ValueError, match='Pass --model or --config_json'):
-    predict.load_model(str(reference[0] / 'vit_s16_2blocks.npz'))
+    inference.load_model(str(reference[0] / 'vit_s16_2blocks.npz'))
 
 
 @pytest.mark.parametrize('layout', list(CASES))

@@ -9,8 +9,8 @@ import ml_collections
 import numpy as np
 
 from tests.conftest import needs_fashion_mnist
-from vit_jax import data_sources
-from vit_jax import predict
+from vit_jax import inference
+from vit_jax.data import sources
 
 MODEL_DIR = (Path(__file__).resolve().parents[1] / 'notebooks' / 'models' /
              'fashion_mnist_vit')
@@ -35,15 +35,15 @@ def test_small_and_made_by_its_config():
 def test_test_accuracy_is_the_one_its_readme_states():
   stated = float(re.search(r'Test accuracy: \*\*([\d.]+)%\*\*',
                            (MODEL_DIR / 'README.md').read_text()).group(1))
-  loaded = predict.load_model(str(MODEL_DIR / 'params.npz'),
-                              config_json=str(MODEL_DIR / 'config.json'))
+  loaded = inference.load_model(str(MODEL_DIR / 'params.npz'),
+                                config_json=str(MODEL_DIR / 'config.json'))
   assert loaded.image_size == 28
   job = ml_collections.ConfigDict(
       json.loads((MODEL_DIR / 'config.json').read_text()))
-  test = data_sources.get_source(job, 'test')
+  test = sources.get_source(job, 'test')
   batch = test.fetch(np.arange(test.num_examples))
   images = np.repeat(batch['image'] / 127.5 - 1, 3, axis=-1).astype(np.float32)
-  _, top = predict.predict(loaded.model, loaded.params, images, top_k=1)
+  _, top = inference.predict(loaded.model, loaded.params, images, top_k=1)
   accuracy = 100 * np.mean(top[:, 0] == batch['label'])
   # Same params, same images; 1 device here against the trainer's 2 may
   # flip a borderline image or two.

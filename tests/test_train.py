@@ -9,8 +9,8 @@ import pytest
 from tests.conftest import SHORT_OVERRIDES, needs_fashion_mnist, \
     read_records, run_main, tiny_config
 from vit_jax import checkpoint
-from vit_jax import evaluate
 from vit_jax import models
+from vit_jax.evaluators import classification
 
 def test_end_to_end_outputs(trained_run, trained_run_console):
   """The session's baseline run (conftest.BASELINE_OVERRIDES: few-shot
@@ -85,8 +85,8 @@ def test_exact_eval_counts_every_example_once():
         'image': np.pad(images[start:start + 16], [(0, pad)] + [(0, 0)] * 3),
         'label': np.pad(labels[start:start + 16], (0, pad)),
         'mask': np.arange(16) < 16 - pad})
-  got = evaluate.evaluate(jax.jit(evaluate.make_eval_step(model)), params,
-                          batches)
+  got = classification.evaluate(jax.jit(classification.make_eval_step(model)), params,
+                                batches)
   assert got['eval/num_examples'] == 37
   assert got['eval/accuracy'] == pytest.approx(
       np.mean(logits.argmax(-1) == labels), abs=1e-7)

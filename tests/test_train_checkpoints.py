@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import ml_collections
 import pytest
 
-from vit_jax import train_checkpoints
+from vit_jax.workdir import checkpoints
 
 STATE = {'a': jnp.arange(20.0).reshape(4, 5), 'b': {'c': jnp.zeros(3)}}
 
@@ -22,12 +22,12 @@ def _truncate(directory):
 
 def _run(tmp_path, damage):
   """Checkpoints 10 and 20 (20 holds STATE + 1), `damage`d, then restored."""
-  manager = train_checkpoints.Manager(str(tmp_path), ml_collections.ConfigDict())
+  manager = checkpoints.Manager(str(tmp_path), ml_collections.ConfigDict())
   manager.save(10, STATE)
   manager.save(20, jax.tree.map(lambda x: x + 1, STATE))
   manager.close()
   damage(tmp_path / 'checkpoints')
-  manager = train_checkpoints.Manager(str(tmp_path), ml_collections.ConfigDict())
+  manager = checkpoints.Manager(str(tmp_path), ml_collections.ConfigDict())
   try:
     return manager.restore_latest(STATE)
   finally:
@@ -53,10 +53,10 @@ def test_truncated_only_checkpoint_is_refused_with_what_to_do(tmp_path):
 
 
 def test_checkpoints_of_another_model_are_refused(tmp_path):
-  manager = train_checkpoints.Manager(str(tmp_path), ml_collections.ConfigDict())
+  manager = checkpoints.Manager(str(tmp_path), ml_collections.ConfigDict())
   manager.save(10, STATE)
   manager.close()
-  manager = train_checkpoints.Manager(str(tmp_path), ml_collections.ConfigDict())
+  manager = checkpoints.Manager(str(tmp_path), ml_collections.ConfigDict())
   with pytest.raises(ValueError, match=r'None of the checkpoints \[10\].*'
                      'different model'):
     manager.restore_latest({'a': jnp.zeros((2, 5)), 'b': {'c': jnp.zeros(3)}})

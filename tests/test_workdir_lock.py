@@ -10,7 +10,7 @@ import pytest
 from tests.conftest import ROOT, main_command, main_env, read_records, \
     run_main
 from tests.test_preemption import _wait_for_step
-from vit_jax import workdir_lock
+from vit_jax.workdir import lock
 
 
 def test_second_run_is_refused_while_the_first_finishes(tmp_path,
@@ -34,7 +34,7 @@ def test_second_run_is_refused_while_the_first_finishes(tmp_path,
   assert first.returncode == 143, err[-3000:]
   steps = [r['step'] for r in read_records(workdir)]
   assert steps == list(range(1, max(steps) + 1))  # Each step once.
-  assert not (workdir / workdir_lock.LOCK_NAME).exists()  # Released.
+  assert not (workdir / lock.LOCK_NAME).exists()  # Released.
 
 
 def test_lock_of_a_killed_run_is_taken_over(tmp_path):
@@ -44,26 +44,26 @@ def test_lock_of_a_killed_run_is_taken_over(tmp_path):
        ' print("locked", flush=True); time.sleep(600)', str(ROOT),
        str(tmp_path)], stdout=subprocess.PIPE, text=True)
   assert holder.stdout.readline().strip() == 'locked'
-  with pytest.raises(workdir_lock.WorkdirInUse, match=f'pid {holder.pid} '):
-    workdir_lock.acquire(str(tmp_path))
+  with pytest.raises(lock.WorkdirInUse, match=f'pid {holder.pid} '):
+    lock.acquire(str(tmp_path))
   holder.kill()  # kill -9: no chance to clean up.
   holder.wait()
   with pytest.MonkeyPatch.context() as mp:
     notes = []
     mp.setattr(logging, 'warning', notes.append)
-    mine = workdir_lock.acquire(str(tmp_path))
+    mine = lock.acquire(str(tmp_path))
   assert len(notes) == 1 and f'lock of pid {holder.pid} ' in notes[0]
-  path = tmp_path / workdir_lock.LOCK_NAME
+  path = tmp_path / lock.LOCK_NAME
   assert json.loads(path.read_text()) == mine
-  workdir_lock.release(str(tmp_path), mine)
+  lock.release(str(tmp_path), mine)
   assert not path.exists()
 
 
 def test_lock_of_another_host_is_kept(tmp_path):
-  path = tmp_path / workdir_lock.LOCK_NAME
+  path = tmp_path / lock.LOCK_NAME
   path.write_text(json.dumps(dict(host='elsewhere', pid=1, started='09:00',
                                   command='main.py')))
-  with pytest.raises(workdir_lock.WorkdirInUse,
+  with pytest.raises(lock.WorkdirInUse,
                      match=f'pid 1 on host elsewhere.*delete {path}'):
-    workdir_lock.acquire(str(tmp_path))
+    lock.acquire(str(tmp_path))
 

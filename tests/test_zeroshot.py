@@ -11,8 +11,9 @@ import pytest
 
 from tests.conftest import ROOT
 from vit_jax import checkpoint
-from vit_jax import input_pipeline
 from vit_jax import zeroshot
+from vit_jax.data import input_pipeline
+from vit_jax.evaluators import zeroshot as evaluators_zeroshot
 
 
 @pytest.fixture(scope='module')
@@ -30,12 +31,12 @@ def test_class_embeddings_and_classify_match_the_reference(tiny):
   ref_dir, case, model, params, tokenizer, _ = tiny
   ztxt = np.load(ref_dir / case['ztxt'])
   # One template '{}': each "class" embedding is its text's embedding.
-  classes = zeroshot.class_embeddings(model, params, tokenizer, case['texts'],
-                                      templates=('{}',), batch_size=3)
+  classes = evaluators_zeroshot.class_embeddings(model, params, tokenizer, case['texts'],
+                                                 templates=('{}',), batch_size=3)
   np.testing.assert_allclose(classes, ztxt, atol=1e-5)
-  probs, predicted = zeroshot.classify(model, params,
-                                       np.load(ref_dir / case['images']),
-                                       classes)
+  probs, predicted = evaluators_zeroshot.classify(model, params,
+                                                  np.load(ref_dir / case['images']),
+                                                  classes)
   logits = case['t'] * np.load(ref_dir / case['zimg']) @ ztxt.T
   np.testing.assert_array_equal(predicted, logits.argmax(1))
   np.testing.assert_allclose(probs, jax.nn.softmax(logits), atol=1e-4)
@@ -44,16 +45,16 @@ def test_class_embeddings_and_classify_match_the_reference(tiny):
 def test_prompt_ensemble_is_the_normalised_mean(tiny):
   _, _, model, params, tokenizer, _ = tiny
   templates = ('a photo of a {}.', 'a {}')
-  got = zeroshot.class_embeddings(model, params, tokenizer, ['dog', 'cat'],
-                                  templates)
-  each = zeroshot.class_embeddings(
+  got = evaluators_zeroshot.class_embeddings(model, params, tokenizer, ['dog', 'cat'],
+                                             templates)
+  each = evaluators_zeroshot.class_embeddings(
       model, params, tokenizer,
       [t.format(c) for c in ['dog', 'cat'] for t in templates], ('{}',))
   mean = each.reshape(2, 2, -1).mean(1)
   np.testing.assert_allclose(
       got, mean / np.linalg.norm(mean, axis=1, keepdims=True), atol=1e-6)
   with pytest.raises(ValueError, match='needs a {}'):
-    zeroshot.class_embeddings(model, params, tokenizer, ['dog'], ('a dog',))
+    evaluators_zeroshot.class_embeddings(model, params, tokenizer, ['dog'], ('a dog',))
 
 
 def _image_folder(root):
@@ -82,10 +83,10 @@ def test_cli_on_an_image_folder_agrees_with_the_function(tiny, tmp_path):
       dataset='imagefolder', data_dir=str(tmp_path), train_split='test',
       eval_split='test', image_size=224, eval_batch_size=4,
       pp=dict(train='resize', eval='resize')))
-  assert zeroshot.dataset_class_names(config) == ['ankle boot', 'bag']
-  classes = zeroshot.class_embeddings(model, params, tokenizer,
-                                      ['ankle boot', 'bag'])
-  metrics = zeroshot.zero_shot_accuracy(
+  assert evaluators_zeroshot.dataset_class_names(config) == ['ankle boot', 'bag']
+  classes = evaluators_zeroshot.class_embeddings(model, params, tokenizer,
+                                                 ['ankle boot', 'bag'])
+  metrics = evaluators_zeroshot.zero_shot_accuracy(
       model, params, classes, input_pipeline.eval_iterator(config))
   assert metrics['eval/num_examples'] == 6
   assert float(match.group(1)) == pytest.approx(metrics['eval/accuracy'],

@@ -18,7 +18,7 @@ overrides a field), so any experiment, the default job included, is timed as
 times a jitted `model.apply(..., train=False)`. The batch is synthetic and
 already on the devices, so the input pipeline is not part of the figure.
 On a CPU the process is split into one JAX device per core, as `main.py`
-does (`--cpu_devices`, `vit_jax/cpu_devices.py`), unless XLA_FLAGS sets a
+does (`--cpu_devices`, `vit_jax/train/cpu_devices.py`), unless XLA_FLAGS sets a
 device count.
 
 Each timed step is waited for (`block_until_ready`), and `step_time_ms` is the
@@ -26,7 +26,7 @@ median over the timed steps: the median, not the mean, because on a shared
 machine a few steps are slowed by other processes.
 
 `--input` (with `--config`) also times the train input pipeline alone,
-built as `train.py` builds it (`input_pipeline.train_iterator` for the
+built as `train/supervised.py` builds it (`input_pipeline.train_iterator` for the
 config's dataset, put on the devices by `sharding.on_mesh`): the record then
 has `input_images_per_sec` next to the step's `images_per_sec`, the
 `data_threads` used, `input_images_per_cpu_sec` (images per CPU-second of
@@ -58,13 +58,13 @@ import jax
 import jax.numpy as jnp
 from ml_collections import config_flags
 
-from vit_jax import cpu_devices as cpu_split
 from vit_jax import models
-from vit_jax import optim
-from vit_jax import sharding
-from vit_jax import steps
 from vit_jax.configs import common
 from vit_jax.configs import models as models_config
+from vit_jax.train import cpu_devices as cpu_split
+from vit_jax.train import optim
+from vit_jax.train import sharding
+from vit_jax.train import steps
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Experiment config file, optionally with `:ARG` (e.g. '
@@ -372,7 +372,7 @@ def run_input(config, *, batches: int, warmup: int = 2, log=print) -> dict:
   """
   # Imported here: without --input the benchmark runs where TensorFlow is not
   # installed (an accelerator host that only times steps).
-  from vit_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+  from vit_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
   input_pipeline.check_config(config)
   mesh = sharding.make_mesh(config.mesh)
   threads = input_pipeline.data_threads(config)

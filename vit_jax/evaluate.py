@@ -19,8 +19,8 @@ from absl import app
 from absl import flags
 import jax
 
-from vit_jax import sharding
 from vit_jax.evaluators import classification
+from vit_jax.train import sharding
 # The library half of this tool moved to `evaluators.classification`; its
 # names stay importable from here.
 from vit_jax.evaluators.classification import (  # pylint: disable=unused-import,g-importing-member
@@ -35,8 +35,8 @@ def main(argv):
   workdir = flags.FLAGS.workdir
   try:
     remote.check(workdir, '--workdir')  # Before importing TensorFlow.
-    from vit_jax import cpu_devices
-    from vit_jax import run_dir
+    from vit_jax.train import cpu_devices
+    from vit_jax.workdir import run as run_dir
     # pylint: enable=g-import-not-at-top
     config = run_dir.load_config(workdir)
     if flags.FLAGS.split:

@@ -96,7 +96,7 @@ def export_run(workdir: str, out: str, *, fmt: str = 'saved_model',
                platforms: Sequence[str] = PLATFORMS) -> str:
   """Exports the run in `workdir` (`run_dir.load`) to `out`; returns a
   one-line summary."""
-  from vit_jax import run_dir  # pylint: disable=g-import-not-at-top
+  from vit_jax.workdir import run as run_dir  # pylint: disable=g-import-not-at-top
   if fmt not in FORMATS:
     raise ValueError(f'--format={fmt}: use one of {", ".join(FORMATS)}.')
   unknown = set(platforms) - set(PLATFORMS)

@@ -223,7 +223,7 @@ def load_image(path: str, size: int) -> np.ndarray:
 def load_image_as_run(path: str, config) -> np.ndarray:
   """[S, S, 3] model input, preprocessed as the eval split of the run with
   experiment `config` was (`input_pipeline.eval_model_input`)."""
-  from vit_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+  from vit_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
   image = np.asarray(_read_rgb(path, None))
   return input_pipeline.eval_model_input(image[None], config)[0]
 

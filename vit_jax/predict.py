@@ -68,7 +68,7 @@ def _from_workdir(paths):
   # pylint: disable=g-import-not-at-top  (TensorFlow, for this form only)
   from vit_jax import remote
   remote.check(FLAGS.workdir, '--workdir')  # Before importing TensorFlow.
-  from vit_jax import run_dir
+  from vit_jax.workdir import run as run_dir
   # pylint: enable=g-import-not-at-top
   run = run_dir.load(FLAGS.workdir, FLAGS.step)
   images = np.stack([inference.load_image_as_run(p, run.config) for p in paths])

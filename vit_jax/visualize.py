@@ -31,8 +31,8 @@ from matplotlib.figure import Figure
 import numpy as np
 from PIL import Image
 
-from vit_jax import models
 from vit_jax import inference
+from vit_jax import models
 
 FLAGS = flags.FLAGS
 Grid = Tuple[int, int]

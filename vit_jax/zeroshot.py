@@ -8,7 +8,7 @@ with the image embedding), as in the LiT paper.
   # A published LiT model on an image folder (DIR/test/<class>/<images>):
   python -m vit_jax.zeroshot --model=LiT-B16B --checkpoint=LiT-B16B.npz \
       --vocab=LiT-B16B.txt --dataset=imagefolder --data_dir=DIR --split=test
-  # A locked-image tuning run (vit_jax/train_lit.py) on Fashion-MNIST:
+  # A locked-image tuning run (vit_jax/train/lit.py) on Fashion-MNIST:
   python -m vit_jax.zeroshot --workdir=WORKDIR --dataset=fashion_mnist
   # Single images (classes: --classes=dog,cat, or a workdir's dataset's):
   python -m vit_jax.zeroshot --workdir=WORKDIR a.jpg b.png
@@ -38,9 +38,9 @@ import numpy as np
 
 from vit_jax import checkpoint
 from vit_jax import inference
-from vit_jax import models_lit
-from vit_jax import workdir_files
 from vit_jax.configs import models as models_config
+from vit_jax.models import lit as models_lit
+from vit_jax.workdir import layout
 # The library half of this tool is `evaluators.zeroshot`; its names are
 # used, and stay importable, from here.
 from vit_jax.evaluators.zeroshot import (  # pylint: disable=unused-import,g-importing-member
@@ -48,9 +48,9 @@ from vit_jax.evaluators.zeroshot import (  # pylint: disable=unused-import,g-imp
     dataset_class_names, embed_images, embed_texts, make_eval_step,
     retrieval_recall, zero_shot_accuracy)
 
-# What `--workdir` reads of a locked-image tuning run (train_lit.py).
-WORKDIR_FILES = {'config': workdir_files.CONFIG,
-                 'params': workdir_files.PARAMS, 'vocab': workdir_files.VOCAB}
+# What `--workdir` reads of a locked-image tuning run (train/lit.py).
+WORKDIR_FILES = {'config': layout.CONFIG,
+                 'params': layout.PARAMS, 'vocab': layout.VOCAB}
 
 
 def lit_config_from_json(spec: str) -> ml_collections.ConfigDict:
@@ -107,7 +107,7 @@ def _dataset_config(size: int) -> ml_collections.ConfigDict:
 
 
 def _batches(config, limit: Optional[int]):
-  from vit_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+  from vit_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
   seen = 0
   for batch in input_pipeline.eval_iterator(config):
     if limit is not None:

@@ -16,8 +16,8 @@ from typing import Any, Dict, Tuple
 import jax
 import numpy as np
 
-from vit_jax import models_mixer
-from vit_jax import models_vit
+from vit_jax.models import mixer
+from vit_jax.models import vit
 
 Params = Dict[str, Any]
 
@@ -37,8 +37,8 @@ def open_file(path: str, mode: str):
 # Where each model family keeps its blocks: (the module holding them, the
 # name of block N without N, the scanned subtree `<scan>/<block>`).
 _BLOCK_STACKS = (
-    (('Transformer',), 'encoderblock_', models_vit.SCANNED_BLOCKS),
-    ((), 'MixerBlock_', models_mixer.SCANNED_BLOCKS),
+    (('Transformer',), 'encoderblock_', vit.SCANNED_BLOCKS),
+    ((), 'MixerBlock_', mixer.SCANNED_BLOCKS),
 )
 
 

@@ -13,9 +13,9 @@ import os
 import re
 from typing import Any, Dict, Tuple
 
-from vit_jax import checkpoint_common
-from vit_jax import hub
-from vit_jax import models_vit
+from vit_jax.checkpoint import common
+from vit_jax.checkpoint import hub
+from vit_jax.models import vit
 
 # The activations each library can name, as `transformer.gelu` values.
 _TIMM_ACTS = {'gelu': 'exact', 'gelu_tanh': 'tanh'}
@@ -28,16 +28,16 @@ TIMM_LAYER_NORM_EPS = 1e-6  # timm's ViT: partial(nn.LayerNorm, eps=1e-6).
 
 
 def patch_size(config) -> Tuple[int, int]:
-  return tuple(models_vit._size(config['patches']))  # pylint: disable=protected-access
+  return tuple(vit._size(config['patches']))  # pylint: disable=protected-access
 
 
 def gelu(config) -> str:
-  return config['transformer'].get('gelu', models_vit.Encoder.gelu)
+  return config['transformer'].get('gelu', vit.Encoder.gelu)
 
 
 def layer_norm_eps(config) -> float:
   return config['transformer'].get('layer_norm_eps',
-                                   models_vit.Encoder.layer_norm_eps)
+                                   vit.Encoder.layer_norm_eps)
 
 
 def _read_timm(hub) -> Dict[str, Any]:
@@ -186,7 +186,7 @@ def read_beside(path: str) -> Dict[str, Any]:
   if not exists:
     return {}
   try:
-    with checkpoint_common.open_file(config_path, 'r') as f:
+    with common.open_file(config_path, 'r') as f:
       return json.load(f)
   except ValueError as e:
     raise ValueError(f'{config_path!r} is not valid JSON: {e}') from e

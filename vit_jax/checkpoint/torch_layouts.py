@@ -28,7 +28,7 @@ the keys, never a silently different model.
 
 The architecture comes from the shapes, plus a `config.json` beside the file
 in the library's hub format for what shapes cannot tell (the head count, the
-activation, the epsilon; `checkpoint_torch_config.py`); `save` writes one
+activation, the epsilon; `torch_config.py`); `save` writes one
 there.
 """
 import collections
@@ -46,12 +46,12 @@ import safetensors
 import safetensors.numpy
 
 from vit_jax import atomic_file
-from vit_jax import checkpoint_common
-from vit_jax import checkpoint_torch_config as hub_config
-from vit_jax import hub
-from vit_jax import models_vit
+from vit_jax.checkpoint import common
+from vit_jax.checkpoint import hub
+from vit_jax.checkpoint import torch_config as hub_config
+from vit_jax.models import vit
 
-Mismatch = checkpoint_common.CheckpointMismatchError
+Mismatch = common.CheckpointMismatchError
 
 
 class _Conversion(NamedTuple):
@@ -267,7 +267,7 @@ def read_tensors(name: str) -> Dict[str, np.ndarray]:
   path = hub.resolve(name)
   if '://' not in path and not os.path.isfile(path):
     raise FileNotFoundError(f'Checkpoint file {path!r} does not exist.')
-  with checkpoint_common.open_file(path, 'rb') as f:
+  with common.open_file(path, 'rb') as f:
     data = f.read()
   try:
     entries = safetensors.deserialize(data)
@@ -409,8 +409,8 @@ _COMPARED = ('hidden_size', 'patches', 'classifier',
              'transformer.num_heads', 'transformer.gelu',
              'transformer.layer_norm_eps')
 _DEFAULTS = {'classifier': 'token',
-             'transformer.gelu': models_vit.Encoder.gelu,
-             'transformer.layer_norm_eps': models_vit.Encoder.layer_norm_eps}
+             'transformer.gelu': vit.Encoder.gelu,
+             'transformer.layer_norm_eps': vit.Encoder.layer_norm_eps}
 
 
 def _field(config, name):
@@ -541,7 +541,7 @@ def save(path: str, params, config, layout: str = 'timm'):
   layout = _LAYOUTS[layout]
   flat = {'/'.join(k): np.asarray(v, np.float32) for k, v in
           flax.traverse_util.flatten_dict(
-              checkpoint_common.unstack_blocks(dict(params))).items()}
+              common.unstack_blocks(dict(params))).items()}
   _check_savable(layout, flat, config)
   t = config['transformer']
   heads, used, tensors = t['num_heads'], set(), {}

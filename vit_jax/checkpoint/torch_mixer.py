@@ -20,11 +20,11 @@ import numpy as np
 import safetensors.numpy
 
 from vit_jax import atomic_file
-from vit_jax import checkpoint_common
-from vit_jax import checkpoint_torch
-from vit_jax import checkpoint_torch_config as hub_config
+from vit_jax.checkpoint import common
+from vit_jax.checkpoint import torch_config as hub_config
+from vit_jax.checkpoint import torch_layouts
 
-Mismatch = checkpoint_common.CheckpointMismatchError
+Mismatch = common.CheckpointMismatchError
 _STEM = 'stem.proj.weight'
 _BLOCK = re.compile(r'^blocks\.(\d+)\.')
 _TIMM_ACTS = {'gelu': 'exact', 'gelu_tanh': 'tanh'}
@@ -32,8 +32,8 @@ _TIMM_ACTS = {'gelu': 'exact', 'gelu_tanh': 'tanh'}
 
 def _table(num_blocks: int):
   # pylint: disable=protected-access
-  linear, norm = checkpoint_torch._linear, checkpoint_torch._layer_norm
-  table = {**linear('stem.proj', 'stem', kernel=checkpoint_torch._CONV),
+  linear, norm = torch_layouts._linear, torch_layouts._layer_norm
+  table = {**linear('stem.proj', 'stem', kernel=torch_layouts._CONV),
            **norm('norm', 'pre_head_layer_norm'), **linear('head', 'head')}
   for i in range(num_blocks):
     block, path = f'blocks.{i}.', f'MixerBlock_{i}/'
@@ -118,7 +118,7 @@ def save(path: str, params, config) -> None:
   """timm's state dict and config.json (`mixer_b16_224`-style)."""
   flat = {'/'.join(k): np.asarray(v, np.float32) for k, v in
           flax.traverse_util.flatten_dict(
-              checkpoint_common.unstack_blocks(dict(params))).items()}
+              common.unstack_blocks(dict(params))).items()}
   table = _table(config['num_blocks'])
   if 'head/kernel' not in flat:
     table = {k: v for k, v in table.items() if not k.startswith('head.')}

@@ -10,8 +10,8 @@ import os
 import ml_collections
 from ml_collections import config_dict
 
-from vit_jax import models_vit
 from vit_jax.configs import models as models_config
+from vit_jax.models import vit as models_vit
 
 
 def config_file(path: str, arg=None) -> ml_collections.ConfigDict:
@@ -58,8 +58,8 @@ def model_from_variant(variant: str) -> ml_collections.ConfigDict:
     return checkpoint.safetensors_model_config(variant)
   if variant.endswith('.npz'):  # A plain ViT's file (big_vision's too).
     from vit_jax import checkpoint  # pylint: disable=g-import-not-at-top
-    from vit_jax import checkpoint_bigvision  # pylint: disable=g-import-not-at-top
-    return with_vit_options(checkpoint_bigvision.model_config(
+    from vit_jax.checkpoint import big_vision  # pylint: disable=g-import-not-at-top
+    return with_vit_options(big_vision.model_config(
         checkpoint.load_npz(variant), model_name=variant))
   name = f'ViT-{variant.replace("/", "_")}' if '/' in variant else variant
   return models_config.get_model_config(name)
@@ -84,7 +84,7 @@ def base_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.model = models_config.get_model_config('testing')
 
-  # Data (see vit_jax/input_pipeline.py).
+  # Data (see vit_jax/data/input_pipeline.py).
   config.dataset = 'fashion_mnist'
   config.data_dir = config_dict.placeholder(str)
   config.train_split = 'train'
@@ -93,7 +93,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.pp = ml_collections.ConfigDict(dict(
       train='inception_crop', crop_min_area=0.08, crop_padding=4, flip=True,
       eval='resize_crop'))
-  # RandAugment after the crop and flip (vit_jax/randaugment.py):
+  # RandAugment after the crop and flip (vit_jax/data/randaugment.py):
   # (num_layers, magnitude), e.g. (2, 10); None = off.
   config.pp.randaug = config_dict.placeholder(tuple)
 
@@ -109,22 +109,22 @@ def base_config() -> ml_collections.ConfigDict:
   config.keep_checkpoints = 3
   config.pretrained_path = config_dict.placeholder(str)
   config.nonfinite = 'stop'  # Or 'skip': drop the update of such a step.
-  # Few-shot linear eval of the pre-logits at each eval (vit_jax/fewshot.py),
+  # Few-shot linear eval of the pre-logits at each eval (vit_jax/evaluators/fewshot.py),
   # e.g. --config.fewshot.shots="(1, 5, 10, 25)"; no shots, no few-shot eval.
   config.fewshot = ml_collections.ConfigDict(dict(
       shots=(), num_train=2000, num_test=2000))
 
   # Optimisation.
-  # decoupled_weight_decay (big_vision's) and layer_decay: vit_jax/optim.py.
+  # decoupled_weight_decay (big_vision's) and layer_decay: vit_jax/train/optim.py.
   config.optimizer = ml_collections.ConfigDict(dict(
       name='adamw', b1=0.9, b2=0.999, momentum=0.9, weight_decay=0.1,
       grad_clip_norm=1.0, decoupled_weight_decay=False, layer_decay=0.0))
   config.lr = ml_collections.ConfigDict(dict(
       base=1e-3, warmup_steps=100, decay='linear', end=0.0))
   config.label_smoothing = 0.0
-  # > 0: an EMA of the params, evaluated and saved too (vit_jax/ema.py).
+  # > 0: an EMA of the params, evaluated and saved too (vit_jax/train/ema.py).
   config.ema_decay = 0.0
-  # Mixup / CutMix in the train step (vit_jax/mixup.py): p is the Beta(p, p)
+  # Mixup / CutMix in the train step (vit_jax/data/mixup.py): p is the Beta(p, p)
   # concentration of the mixing ratio; 0 = off.
   config.mixup = ml_collections.ConfigDict(dict(p=0.0))
   config.cutmix = ml_collections.ConfigDict(dict(p=0.0))
@@ -137,6 +137,6 @@ def base_config() -> ml_collections.ConfigDict:
   config.scan = False
   config.mesh = (('data', -1), ('fsdp', 1))
   # JAX devices on a CPU: 0 = one per core, where the batches split over
-  # them (vit_jax/cpu_devices.py); N = exactly N.
+  # them (vit_jax/train/cpu_devices.py); N = exactly N.
   config.cpu_devices = 0
   return config

@@ -35,8 +35,8 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 import tensorflow_datasets as tfds
 
-from vit_jax import data_sources
-from vit_jax import input_pipeline
+from vit_jax.data import input_pipeline
+from vit_jax.data import sources
 
 _METADATA = 'metadata.jsonl'
 # Keeps the caption choice independent of the augmentation's random numbers.
@@ -48,7 +48,7 @@ _CHUNK = 4096
 @dataclasses.dataclass(frozen=True)
 class Pairs:
   """Images (`images.fetch(indices)` -> 'path' or 'encoded') and captions."""
-  images: data_sources.Source
+  images: sources.Source
   captions: List[List[str]]
 
 
@@ -62,7 +62,7 @@ def _image_files(folder: str) -> List[str]:
   found = []
   for root, _, names in os.walk(folder):
     found += [os.path.relpath(os.path.join(root, n), folder) for n in names
-              if n.lower().endswith(data_sources.IMAGE_EXTENSIONS)]
+              if n.lower().endswith(sources.IMAGE_EXTENSIONS)]
   return sorted(found)
 
 
@@ -125,15 +125,15 @@ def folder_pairs(folder: str) -> Pairs:
     captions = _sidecar_captions(folder, images)
   if not images:
     raise ValueError(
-        f'No {"/".join(data_sources.IMAGE_EXTENSIONS)} images in {folder!r}.')
+        f'No {"/".join(sources.IMAGE_EXTENSIONS)} images in {folder!r}.')
   uncaptioned = [i for i in images if not captions.get(i)]
   if uncaptioned:
     raise ValueError(
         f'Images in {folder!r} need captions ({_METADATA}, or NAME.txt beside '
         'NAME.jpg); ' + _listed(uncaptioned, 'have none'))
   paths = np.array([os.path.join(folder, i) for i in images], object)
-  data_sources.check_decodable(list(paths))
-  return Pairs(data_sources.Source(0, len(paths), lambda i: {'path': paths[i]}),
+  sources.check_decodable(list(paths))
+  return Pairs(sources.Source(0, len(paths), lambda i: {'path': paths[i]}),
                [captions[i] for i in images])
 
 
@@ -212,7 +212,7 @@ def tfds_pairs(c) -> Pairs:
     return {'encoded': np.array(
         [e[c.image_key] for e in data.__getitems__(indices.tolist())], object)}
 
-  return Pairs(data_sources.Source(0, len(captions), fetch), captions)
+  return Pairs(sources.Source(0, len(captions), fetch), captions)
 
 
 def is_configured(config) -> bool:
@@ -239,8 +239,8 @@ def split_holdout(pairs: Pairs, holdout: int) -> Tuple[Pairs, Optional[Pairs]]:
     return pairs, None
   keep = n - holdout
   fetch = pairs.images.fetch
-  return (Pairs(data_sources.Source(0, keep, fetch), pairs.captions[:keep]),
-          Pairs(data_sources.Source(0, holdout, lambda i: fetch(i + keep)),
+  return (Pairs(sources.Source(0, keep, fetch), pairs.captions[:keep]),
+          Pairs(sources.Source(0, holdout, lambda i: fetch(i + keep)),
                 pairs.captions[keep:]))
 
 

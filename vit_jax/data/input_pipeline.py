@@ -25,10 +25,10 @@ import jax
 import numpy as np
 import tensorflow as tf
 
-from vit_jax import data_sources
-from vit_jax import randaugment
+from vit_jax.data import randaugment
+from vit_jax.data import sources
 
-Batch = data_sources.Batch
+Batch = sources.Batch
 
 TRAIN_PREPROCESSING = ('inception_crop', 'random_crop', 'resize')
 EVAL_PREPROCESSING = ('resize', 'resize_crop')
@@ -72,10 +72,10 @@ def check_config(config) -> None:
                      '(0: sized to the host).')
 
 
-def _source(config, split: str) -> data_sources.Source:
+def _source(config, split: str) -> sources.Source:
   """The split's source, once the preprocessing config has been checked."""
   check_config(config)
-  return data_sources.get_source(config, split)
+  return sources.get_source(config, split)
 
 
 def get_info(config) -> DatasetInfo:
@@ -366,7 +366,7 @@ def _to_numpy_iterator(make_batch: Callable[[int], Batch], start: int,
 
 def train_iterator(config, *, start_step: int, process_index: int = 0,
                    process_count: int = 1,
-                   source: Optional[data_sources.Source] = None,
+                   source: Optional[sources.Source] = None,
                    extra: Optional[Callable[[np.ndarray, np.ndarray], Batch]]
                    = None) -> Iterator[Batch]:
   """This process's slice of every global train batch from `start_step` on.
@@ -412,7 +412,7 @@ def train_iterator(config, *, start_step: int, process_index: int = 0,
 
 
 def eval_iterator(config, *, process_index: int = 0, process_count: int = 1,
-                  source: Optional[data_sources.Source] = None
+                  source: Optional[sources.Source] = None
                   ) -> Iterator[Batch]:
   """This process's slice of each global batch over the whole eval split.
 

@@ -26,7 +26,7 @@ from PIL import Image
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from vit_jax import tfrecord_reader
+from vit_jax.data import tfrecord_reader
 
 # JAX owns the accelerators; TF, here and in the input pipeline, must not
 # reserve their memory.

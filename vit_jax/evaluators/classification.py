@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from vit_jax import sharding
+from vit_jax.train import sharding
 
 
 def masked_sums(logits, batch) -> Dict[str, jnp.ndarray]:
@@ -61,7 +61,7 @@ def evaluate_split(config, eval_step: Callable, params, mesh
   """
   # Imported here: the rest of this module (used by the notebook) does not
   # need TensorFlow.
-  from vit_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+  from vit_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
   batches = input_pipeline.eval_iterator(
       config, process_index=jax.process_index(),
       process_count=jax.process_count())

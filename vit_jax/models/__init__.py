@@ -11,9 +11,9 @@ from typing import Tuple
 import flax.linen as nn
 
 from vit_jax.configs import models as models_config
-from vit_jax.models_lit import LitModel
-from vit_jax.models_mixer import MlpMixer
-from vit_jax.models_vit import VisionTransformer
+from vit_jax.models.lit import LitModel
+from vit_jax.models.mixer import MlpMixer
+from vit_jax.models.vit import VisionTransformer
 
 __all__ = ['LitModel', 'MlpMixer', 'VisionTransformer', 'create', 'get_model',
            'model_class', 'token_grid']

@@ -13,8 +13,8 @@ from typing import Any, Optional, Tuple, Union
 import flax.linen as nn
 import jax.numpy as jnp
 
-from vit_jax import models_bert
-from vit_jax import models_vit
+from vit_jax.models import bert
+from vit_jax.models import vit
 
 
 class BertModel(nn.Module):
@@ -24,7 +24,7 @@ class BertModel(nn.Module):
 
   @nn.compact
   def __call__(self, tokens, *, train: bool = False):
-    x = models_bert.BertEncoder(**models_bert.bert_config(self.config))(
+    x = bert.BertEncoder(**bert.bert_config(self.config))(
         tokens, train=train)[:, 0]
     if self.num_classes:
       x = nn.Dense(self.num_classes, name='head')(x)
@@ -42,7 +42,7 @@ class _Blocks(nn.Module):
   @nn.compact
   def __call__(self, x, *, train: bool):
     for i in range(self.num_layers):
-      x = models_vit.Encoder1DBlock(
+      x = vit.Encoder1DBlock(
           mlp_dim=self.mlp_dim, num_heads=self.num_heads,
           dropout_rate=self.dropout_rate, name=f'encoderblock_{i}')(
               x, not train)
@@ -119,7 +119,7 @@ class LitModel(nn.Module):
           **{'num_classes': out_dims[1], **(self.text or {})}, name='txt')
       ztxt, out['txt/norm'] = _normalize(text(tokens, train=train))
     if images is not None:
-      image = models_vit.VisionTransformer(
+      image = vit.VisionTransformer(
           **{**self.image, 'num_classes': out_dims[0]}, name='img')
       zimg, out['img/norm'] = _normalize(image(images, train=False))
     t = self.param('t', nn.initializers.zeros, (1,), jnp.float32)
@@ -130,7 +130,7 @@ class LitModel(nn.Module):
 def text_vocab_size(config) -> int:
   """The number of token ids the text tower of LiT `config` embeds."""
   if config['text_model'] == 'bert':
-    return models_bert.bert_config(config['text']['config'])['vocab_size']
+    return bert.bert_config(config['text']['config'])['vocab_size']
   return config['text'].get('vocab_size', TextTransformer.vocab_size)
 
 
@@ -142,8 +142,8 @@ def get_tokenizer(config, vocab_path: str):
       ids than the text tower embeds (a tokenizer of another model).
   """
   # TensorFlow loads only when text is tokenized, not with the models.
-  from vit_jax import preprocess  # pylint: disable=g-import-not-at-top
-  tokenizer = preprocess.get_tokenizer(config['pp']['tokenizer_name'])(
+  from vit_jax.models import tokenizers  # pylint: disable=g-import-not-at-top
+  tokenizer = tokenizers.get_tokenizer(config['pp']['tokenizer_name'])(
       vocab_path=vocab_path, max_len=config['pp']['max_len'])
   model_size = text_vocab_size(config)
   if tokenizer.vocab_size > model_size:

@@ -13,12 +13,12 @@ from typing import Any, Optional
 import flax.linen as nn
 import jax.numpy as jnp
 
-from vit_jax import models_vit
+from vit_jax.models import vit
 
 Dtype = Any
 
 # Where a scanned Mixer keeps its blocks: `<scan>/<block>` at the top.
-SCANNED_BLOCKS = ('MixerBlocks', models_vit.SCANNED_BLOCKS[1])
+SCANNED_BLOCKS = ('MixerBlocks', vit.SCANNED_BLOCKS[1])
 
 
 class MlpBlock(nn.Module):
@@ -32,7 +32,7 @@ class MlpBlock(nn.Module):
   @nn.compact
   def __call__(self, x):
     y = nn.Dense(self.mlp_dim, dtype=self.dtype, name='Dense_0')(x)
-    y = models_vit.GELUS[self.gelu](y)
+    y = vit.GELUS[self.gelu](y)
     return nn.Dense(x.shape[-1], dtype=self.dtype, name='Dense_1')(y)
 
 
@@ -83,28 +83,28 @@ class MlpMixer(nn.Module):
 
   @nn.compact
   def __call__(self, inputs, *, train):
-    ph, pw = models_vit._size(self.patches)  # pylint: disable=protected-access
+    ph, pw = vit._size(self.patches)  # pylint: disable=protected-access
     if inputs.shape[1] % ph or inputs.shape[2] % pw:
       raise ValueError(
           f'The image of size {inputs.shape[1]}x{inputs.shape[2]} is not '
           f'divisible by the patch size {ph}x{pw}; pick an image size that '
           'is.')
     # The stem is the original's stride-(ph, pw) conv, computed as a matmul.
-    x = models_vit.PatchEmbedding(self.hidden_dim, (ph, pw), dtype=self.dtype,
-                                  name='stem')(inputs.astype(self.dtype))
+    x = vit.PatchEmbedding(self.hidden_dim, (ph, pw), dtype=self.dtype,
+                           name='stem')(inputs.astype(self.dtype))
     n, h, w, c = x.shape
     x = jnp.reshape(x, (n, h * w, c))
 
     block_cls = nn.remat(MixerBlock, static_argnums=(2,)) if self.remat \
         else MixerBlock
-    if self.gelu not in models_vit.GELUS:
+    if self.gelu not in vit.GELUS:
       raise ValueError(f'gelu={self.gelu!r}: use one of '
-                       f'{", ".join(models_vit.GELUS)}.')
+                       f'{", ".join(vit.GELUS)}.')
     kwargs = dict(tokens_mlp_dim=self.tokens_mlp_dim,
                   channels_mlp_dim=self.channels_mlp_dim, dtype=self.dtype,
                   gelu=self.gelu)
     if self.scan:
-      scanned = nn.scan(models_vit._ScanStep,  # pylint: disable=protected-access
+      scanned = nn.scan(vit._ScanStep,  # pylint: disable=protected-access
                         variable_axes={'params': 0},
                         split_rngs={'params': True}, length=self.num_blocks)
       x, _ = scanned(block_cls, kwargs, not train,

@@ -3,7 +3,7 @@
 Module and parameter names follow the original release's linen tree
 (`Transformer/encoderblock_N/{LayerNorm_0, MultiHeadDotProductAttention_0,
 LayerNorm_1, MlpBlock_0}`, `embedding`, `cls`, `head`, ...), so params from
-`checkpoint.load_npz` apply directly. `checkpoint.py` maps these names to the
+`checkpoint.load_npz` apply directly. `checkpoint/npz.py` maps these names to the
 published .npz layout and back.
 """
 import functools
@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vit_jax import models_resnet
+from vit_jax.models import resnet as models_resnet
 
 Dtype = Any
 
@@ -391,7 +391,7 @@ class Encoder(nn.Module):
   per-block layout. Attention weights collected from a scanned model are
   stacked the same way. `gelu` and `layer_norm_eps` apply to every block
   and the final LayerNorm: the defaults are the original's, PyTorch ViTs
-  differ (`checkpoint_torch.py`). `stochastic_depth` is the drop-path rate
+  differ (`checkpoint/torch_layouts.py`). `stochastic_depth` is the drop-path rate
   of the last block (`drop_path_rates`). `add_position_embedding=False`
   leaves position embeddings to the caller (fixed sin-cos ones).
   """

@@ -22,7 +22,7 @@ from typing import Optional
 from absl import logging
 import jax
 
-from vit_jax import sharding
+from vit_jax.train import sharding
 
 _XLA_FLAG = 'xla_force_host_platform_device_count'
 

@@ -8,15 +8,15 @@ from typing import Dict
 
 import ml_collections
 
-from vit_jax import loop
-from vit_jax import task_lit
+from vit_jax.train import loop
+from vit_jax.train import task_lit
 # pylint: disable=unused-import  (the names this module had before task_lit)
-from vit_jax.task_lit import build_vocab
-from vit_jax.task_lit import contrastive_loss
-from vit_jax.task_lit import frozen_mask
-from vit_jax.task_lit import make_optimizer
-from vit_jax.task_lit import make_train_step
-from vit_jax.task_lit import RANDOM_IMAGE_TOWER
+from vit_jax.train.task_lit import build_vocab
+from vit_jax.train.task_lit import contrastive_loss
+from vit_jax.train.task_lit import frozen_mask
+from vit_jax.train.task_lit import make_optimizer
+from vit_jax.train.task_lit import make_train_step
+from vit_jax.train.task_lit import RANDOM_IMAGE_TOWER
 # pylint: enable=unused-import
 
 

@@ -1,6 +1,6 @@
 """`train_and_evaluate(task, workdir)`: the one training loop.
 
-Every trainer (`train.py`: supervised classification; `train_lit.py`: LiT
+Every trainer (`supervised.py`: supervised classification; `lit.py`: LiT
 contrastive tuning) is this loop given a task (`Task` below): what differs
 between them is the task's; what every run needs is here: the checks shared
 by all runs, the workdir lock, the graceful stop on SIGTERM/SIGINT,
@@ -31,15 +31,15 @@ import numpy as np
 
 from vit_jax import atomic_file
 from vit_jax import checkpoint
-from vit_jax import console
-from vit_jax import ema
-from vit_jax import metrics_file
-from vit_jax import preemption
-from vit_jax import sharding
-from vit_jax import train_checkpoints
-from vit_jax import validate
-from vit_jax import workdir_files
-from vit_jax import workdir_lock
+from vit_jax.train import console
+from vit_jax.train import ema
+from vit_jax.train import preemption
+from vit_jax.train import sharding
+from vit_jax.train import validate
+from vit_jax.workdir import checkpoints
+from vit_jax.workdir import layout
+from vit_jax.workdir import lock
+from vit_jax.workdir import metrics as metrics_file
 
 State = Dict[str, Any]  # {'step', 'params', 'opt_state', ...}: orbax saves it.
 Step = Callable[[State, Dict[str, Any]], Tuple[State, Dict[str, Any]]]
@@ -98,7 +98,7 @@ def train_and_evaluate(task: Task, workdir: str) -> Dict[str, float]:
                      num_processes=jax.process_count())
   task.check(workdir)
   validate.check_workdir(workdir)
-  with workdir_lock.hold(workdir), preemption.StopRequests(
+  with lock.hold(workdir), preemption.StopRequests(
       jax.process_count()) as stop_requests:
     return _train(task, workdir, stop_requests)
 
@@ -111,7 +111,7 @@ class _Outputs:
 
   def __init__(self, workdir, total_steps, start_step, active):
     self.active = active
-    self.path = workdir_files.path(workdir, workdir_files.METRICS)
+    self.path = layout.path(workdir, layout.METRICS)
     self.writer = metric_writers.create_default_writer(
         workdir, just_logging=not active, asynchronous=False)
     if active and self.path.exists():
@@ -185,21 +185,21 @@ def _save_params(workdir, state) -> None:
   """WORKDIR/params.npz (and params_ema.npz with an EMA) by process 0, the
   params gathered from every process first (with `fsdp` each holds only its
   shards)."""
-  for key, name in (('params', workdir_files.PARAMS),
-                    ('ema_params', workdir_files.PARAMS_EMA)):
+  for key, name in (('params', layout.PARAMS),
+                    ('ema_params', layout.PARAMS_EMA)):
     if key not in state:
       continue
     params = state[key]
     if jax.process_count() > 1:
       params = multihost_utils.process_allgather(params, tiled=True)
     if jax.process_index() == 0:
-      checkpoint.save_npz(str(workdir_files.path(workdir, name)),
+      checkpoint.save_npz(str(layout.path(workdir, name)),
                           jax.device_get(params))
 
 
 def _evaluate(task, state, mesh) -> Dict[str, float]:
   """The task's eval metrics of the params, and of their EMA if the state
-  has one (`eval_ema/...`, vit_jax/ema.py)."""
+  has one (`eval_ema/...`, vit_jax/train/ema.py)."""
   metrics = task.evaluate(state['params'], mesh)
   metrics.update(ema.eval_metrics(lambda p: task.evaluate(p, mesh), state))
   return metrics
@@ -210,12 +210,12 @@ def _train(task, workdir, stop_requests):
   config = task.config
   is_main = jax.process_index() == 0
   if is_main:
-    atomic_file.write(workdir_files.path(workdir, workdir_files.CONFIG),
+    atomic_file.write(layout.path(workdir, layout.CONFIG),
                       config.to_json_best_effort(indent=2))
   task.prepare(workdir)
   mesh = sharding.make_mesh(config.mesh)
   init_key, step_key = jax.random.split(jax.random.PRNGKey(config.seed))
-  manager = train_checkpoints.Manager(workdir, config)
+  manager = checkpoints.Manager(workdir, config)
   state, state_sh = task.init_state(mesh, init_key)
   state = manager.restore_latest(state) or state
   start = int(state['step'])
@@ -268,7 +268,7 @@ def _train(task, workdir, stop_requests):
   # Ends the input stream (tf.data threads) now, not at interpreter exit:
   # short runs then took 4-5 s to exit after params.npz, 1.3 s with this.
   # (Runs also stalled here for 24-40 s now and then, until tf.data's
-  # autotuning was turned off: input_pipeline.py.)
+  # autotuning was turned off: data/input_pipeline.py.)
   batches.close()
   if eval_metrics is None:  # Resumed after the last step: just report.
     eval_metrics = _evaluate(task, state, mesh)

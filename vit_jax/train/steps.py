@@ -13,11 +13,11 @@ import numpy as np
 import optax
 
 from vit_jax import checkpoint
-from vit_jax import ema
-from vit_jax import mixup
 from vit_jax import models
-from vit_jax import optim
-from vit_jax import sharding
+from vit_jax.data import mixup
+from vit_jax.train import ema
+from vit_jax.train import optim
+from vit_jax.train import sharding
 
 
 def create_model(config, num_classes: int):
@@ -96,7 +96,7 @@ def make_train_step(config, model, tx, dropout_key):
 
 def _fresh_state(step, params, tx, with_ema: bool):
   """The train state at `step` for `params`: fresh optimizer moments and,
-  `with_ema`, an EMA that starts at the params (vit_jax/ema.py)."""
+  `with_ema`, an EMA that starts at the params (vit_jax/train/ema.py)."""
   state = {'step': step, 'params': params, 'opt_state': tx.init(params)}
   if with_ema:
     state['ema_params'] = ema.init(params)

@@ -7,8 +7,8 @@ from typing import Dict
 
 import ml_collections
 
-from vit_jax import loop
-from vit_jax import task_classify
+from vit_jax.train import loop
+from vit_jax.train import task_classify
 
 # Raised by the loop; main.py and older code catch it under this name too.
 NonFiniteLossError = loop.NonFiniteLossError

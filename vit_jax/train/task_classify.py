@@ -1,4 +1,4 @@
-"""Supervised image classification: the task `train.py` gives the loop.
+"""Supervised image classification: the task `supervised.py` gives the loop.
 
 A ViT, hybrid or Mixer (`steps.create_model`), trained from scratch or
 fine-tuned from `config.pretrained_path` (or an AugReg name), on labelled
@@ -10,13 +10,13 @@ import jax
 import ml_collections
 import numpy as np
 
-from vit_jax import augreg
-from vit_jax import evaluate
-from vit_jax import fewshot
-from vit_jax import input_pipeline
-from vit_jax import optim
-from vit_jax import steps
-from vit_jax import validate
+from vit_jax.checkpoint import augreg
+from vit_jax.data import input_pipeline
+from vit_jax.evaluators import classification
+from vit_jax.evaluators import fewshot
+from vit_jax.train import optim
+from vit_jax.train import steps
+from vit_jax.train import validate
 
 
 def _split_arrays(config, split: str, limit: int):
@@ -64,7 +64,7 @@ class ClassifyTask:
     del workdir  # No files beyond the loop's.
     self.model = steps.create_model(self.config, self.info.num_classes)
     self.tx = optim.make_optimizer(self.config)
-    self._eval_step = jax.jit(evaluate.make_eval_step(self.model))
+    self._eval_step = jax.jit(classification.make_eval_step(self.model))
     self._fewshot = _fewshot_evaluator(self.config)
 
   def init_state(self, mesh, key):
@@ -79,8 +79,8 @@ class ClassifyTask:
         process_count=jax.process_count())
 
   def evaluate(self, params, mesh):
-    metrics = evaluate.evaluate_split(self.config, self._eval_step, params,
-                                      mesh)
+    metrics = classification.evaluate_split(self.config, self._eval_step, params,
+                                            mesh)
     if self._fewshot is not None:
       metrics.update(self._fewshot.run(fewshot.pre_logits_fn(self.model),
                                        params))

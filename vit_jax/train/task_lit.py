@@ -1,4 +1,4 @@
-"""Locked-image tuning: the task (`LitTask`) `train_lit.py` gives the loop.
+"""Locked-image tuning: the task (`LitTask`) `lit.py` gives the loop.
 
 LiT (Zhai et al., arXiv 2111.07991) trains a text tower to embed captions
 next to the embeddings of a frozen ("locked") image tower. Here the image
@@ -34,15 +34,15 @@ import numpy as np
 import optax
 
 from vit_jax import atomic_file
-from vit_jax import caption_data
 from vit_jax import checkpoint
-from vit_jax import input_pipeline
-from vit_jax import models_lit
-from vit_jax import optim
 from vit_jax import remote
-from vit_jax import sharding
-from vit_jax import workdir_files
-from vit_jax import zeroshot
+from vit_jax.data import captions
+from vit_jax.data import input_pipeline
+from vit_jax.evaluators import zeroshot
+from vit_jax.models import lit
+from vit_jax.train import optim
+from vit_jax.train import sharding
+from vit_jax.workdir import layout
 
 RANDOM_IMAGE_TOWER = 'random'
 _SPECIAL_TOKENS = ('[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]')
@@ -58,7 +58,7 @@ def build_vocab(texts: Sequence[str]) -> List[str]:
 
 def _vocab_path(config, workdir: str, texts: Sequence[str]) -> str:
   """`config.vocab_path`, or WORKDIR/vocab.txt built from `texts`."""
-  path = str(workdir_files.path(workdir, workdir_files.VOCAB))
+  path = str(layout.path(workdir, layout.VOCAB))
   if config.get('vocab_path'):
     # Copied beside the params (under this name whatever its kind), so that
     # the workdir is complete for `zeroshot --workdir`.
@@ -105,7 +105,7 @@ def _validate(config):
   if config.model.pp.size != config.image_size:
     raise ValueError(f'config.model.pp.size={config.model.pp.size} differs '
                      f'from config.image_size={config.image_size}.')
-  real_captions = caption_data.is_configured(config)
+  real_captions = captions.is_configured(config)
   template_sets = [config.zeroshot_templates] if config.dataset else []
   if not real_captions:
     template_sets.append(config.captions.templates)
@@ -126,8 +126,8 @@ def _validate(config):
                      'unless config.captions.folder or .tfds names real ones.')
   pairs = None
   if real_captions:
-    pairs = caption_data.split_holdout(caption_data.load(config),
-                                       config.captions.holdout)
+    pairs = captions.split_holdout(captions.load(config),
+                                   config.captions.holdout)
     if not names and not pairs[1]:
       raise ValueError('Nothing to evaluate: set config.captions.holdout > 0 '
                        '(retrieval) and/or config.dataset (zero-shot).')
@@ -211,7 +211,7 @@ def make_train_step(config, model, tx, caption_tokens, frozen, key):
   return train_step
 
 
-def _retrieval(config, model, params, holdout: caption_data.Pairs,
+def _retrieval(config, model, params, holdout: captions.Pairs,
                tokens: np.ndarray) -> Dict[str, float]:
   """Image<->text recall@1 among the held-out pairs, `tokens` each image's
   first caption's; every process computes it over all of them."""
@@ -252,21 +252,21 @@ class LitTask:
     if pairs:
       texts = [t for p in pairs if p for texts in p.captions for t in texts]
       texts += [t.format(n) for n in names or () for t in self.prompts]
-      self.tokenizer = models_lit.get_tokenizer(
+      self.tokenizer = lit.get_tokenizer(
           config.model, _vocab_path(config, workdir, texts))
-      self.train_tokens = caption_data.tokenize(self.tokenizer,
-                                                self.train_pairs.captions)
-      self.holdout_tokens = self.holdout and caption_data.tokenize(
+      self.train_tokens = captions.tokenize(self.tokenizer,
+                                            self.train_pairs.captions)
+      self.holdout_tokens = self.holdout and captions.tokenize(
           self.tokenizer, self.holdout.captions).first()
     else:
       templates = tuple(config.captions.templates)
       vocab = _vocab_path(config, workdir, [
           t.format(n) for n in names for t in templates + self.prompts])
-      self.tokenizer = models_lit.get_tokenizer(config.model, vocab)
+      self.tokenizer = lit.get_tokenizer(config.model, vocab)
       self.caption_tokens = self.tokenizer(
           [t.format(n) for n in names for t in templates]
       ).reshape(len(names), len(templates), -1)
-    self.model = models_lit.LitModel(**config.model)
+    self.model = lit.LitModel(**config.model)
 
   def init_state(self, mesh, key):
     params = _init_params(self.config, self.model, key)

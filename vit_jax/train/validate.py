@@ -14,13 +14,13 @@ import jax
 import jax.numpy as jnp
 
 from vit_jax import checkpoint
-from vit_jax import hub
-from vit_jax import input_pipeline
-from vit_jax import mixup
 from vit_jax import models
-from vit_jax import optim
 from vit_jax import remote
-from vit_jax import sharding
+from vit_jax.checkpoint import hub
+from vit_jax.data import input_pipeline
+from vit_jax.data import mixup
+from vit_jax.train import optim
+from vit_jax.train import sharding
 
 _POSITIVE = ('total_steps', 'batch_size', 'eval_batch_size', 'log_every',
              'eval_every', 'checkpoint_every', 'accum_steps', 'image_size')

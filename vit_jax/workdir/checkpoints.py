@@ -14,7 +14,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from vit_jax import workdir_files
+from vit_jax.workdir import layout
 
 
 class Manager:
@@ -23,7 +23,7 @@ class Manager:
   def __init__(self, workdir: str, config):
     if '://' not in workdir:  # Orbax wants absolute local paths.
       workdir = os.path.abspath(workdir)
-    self.directory = os.path.join(workdir, workdir_files.CHECKPOINTS)
+    self.directory = os.path.join(workdir, layout.CHECKPOINTS)
     self._manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(
@@ -103,7 +103,7 @@ def restore_params(workdir: str, like, step: Optional[int] = None
   Raises:
     ValueError: no such checkpoint (the message lists those there are).
   """
-  directory = workdir_files.path(workdir, workdir_files.CHECKPOINTS)
+  directory = layout.path(workdir, layout.CHECKPOINTS)
   if not directory.exists():
     raise ValueError(f'{workdir} has no checkpoints (no {directory}).')
   manager = ocp.CheckpointManager(

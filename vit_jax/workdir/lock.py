@@ -26,9 +26,9 @@ import jax
 from jax.experimental import multihost_utils
 import numpy as np
 
-from vit_jax import workdir_files
+from vit_jax.workdir import layout
 
-LOCK_NAME = workdir_files.LOCK
+LOCK_NAME = layout.LOCK
 
 
 class WorkdirInUse(ValueError):

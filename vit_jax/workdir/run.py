@@ -17,11 +17,11 @@ import jax.numpy as jnp
 import ml_collections
 
 from vit_jax import checkpoint
-from vit_jax import data_sources
 from vit_jax import remote
-from vit_jax import steps
-from vit_jax import train_checkpoints
-from vit_jax import workdir_files
+from vit_jax.data import sources
+from vit_jax.train import steps
+from vit_jax.workdir import checkpoints
+from vit_jax.workdir import layout
 
 
 class Run(NamedTuple):
@@ -34,7 +34,7 @@ class Run(NamedTuple):
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
   """The run's config.json (written when the run started)."""
-  path = workdir_files.path(workdir, workdir_files.CONFIG)
+  path = layout.path(workdir, layout.CONFIG)
   if not path.exists():
     raise FileNotFoundError(
         f'{path} does not exist: is {workdir!r} the --workdir of a '
@@ -68,10 +68,10 @@ def load(workdir: str, step: Optional[int] = None,
   """
   config = config or load_config(workdir)
   remote.check(config.get('data_dir') or '', "the run's config.data_dir")
-  names = data_sources.class_names(config)
+  names = sources.class_names(config)
   model = steps.create_model(config, len(names))
   like = abstract_params(model, config.image_size)
-  npz = workdir_files.path(workdir, workdir_files.PARAMS)
+  npz = layout.path(workdir, layout.PARAMS)
   newest_instead = step is None and not npz.exists()
   if step is None and npz.exists():
     params = checkpoint.load_npz(str(npz))
@@ -80,8 +80,8 @@ def load(workdir: str, step: Optional[int] = None,
     params = checkpoint.fit_params(params, like, str(npz),
                                    config.model.get('model_name'))
     return Run(config, model, params, names, str(npz))
-  params, step = train_checkpoints.restore_params(workdir, like, step)
-  source = str(workdir_files.path(workdir, workdir_files.CHECKPOINTS) / str(step))
+  params, step = checkpoints.restore_params(workdir, like, step)
+  source = str(layout.path(workdir, layout.CHECKPOINTS) / str(step))
   if newest_instead:
     print(f'{npz} does not exist (the run has not finished); using '
           f'checkpoint {source}.', file=sys.stderr)

@@ -1,0 +1,11 @@
+"""Old import path: `from vit_jax import preprocess` keeps working.
+
+New code imports `vit_jax.models.tokenizers`; this module re-exports its
+public names.
+"""
+# pylint: disable=g-importing-member,unused-import
+from vit_jax.models.tokenizers import (
+    BertTokenizer,
+    SentencepieceTokenizer,
+    TOKENIZERS,
+    get_tokenizer)
