@@ -31,7 +31,6 @@ from vit_jax.checkpoint.common import (
     stack_blocks,
     unstack_blocks)
 from vit_jax.checkpoint.npz import (
-    is_safetensors,
     load,
     load_npz,
     npz_shapes,
@@ -42,6 +41,7 @@ from vit_jax.checkpoint.pretrained import (
     check_token_count,
     fit_params,
     interpolate_posemb,
+    is_safetensors,
     load_params,
     load_pretrained,
     load_safetensors,

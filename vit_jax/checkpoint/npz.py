@@ -42,9 +42,6 @@ import numpy as np
 from vit_jax import atomic_file
 from vit_jax.checkpoint import big_vision
 from vit_jax.checkpoint import common
-from vit_jax.checkpoint import hub
-from vit_jax.checkpoint import torch_layouts as checkpoint_torch
-from vit_jax.checkpoint import torch_mixer as checkpoint_torch_mixer
 from vit_jax.checkpoint.common import CheckpointMismatchError
 from vit_jax.checkpoint.common import unstack_blocks
 
@@ -188,21 +185,3 @@ def save_npz(path: str, params: Params) -> None:
   buf = io.BytesIO()
   np.savez(buf, **{k: np.asarray(v) for k, v in to_published(params).items()})
   atomic_file.write(path, buf.getvalue())
-
-
-# timm / transformers ViTs: torch_layouts.py holds the key tables; timm's
-# Mixers: torch_mixer.py. A file's keys say which it is.
-
-
-def _torch_module(path: str):
-  shapes = checkpoint_torch.read_shapes(path)
-  return (checkpoint_torch_mixer if checkpoint_torch_mixer.is_mixer(shapes)
-          else checkpoint_torch), shapes
-
-
-def is_safetensors(path: str) -> bool:
-  """Whether `path` (or hub name: its default file is model.safetensors)
-  names a .safetensors file."""
-  if hub.is_hub_name(path):
-    return hub.is_safetensors(path)
-  return path.endswith('.safetensors')

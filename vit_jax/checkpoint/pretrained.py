@@ -66,11 +66,29 @@ def check_token_count(checkpoint_params: npz.Params, model_params: npz.Params,
       f'at{hint}.')
 
 
+# timm / transformers ViTs: torch_layouts.py holds the key tables; timm's
+# Mixers: torch_mixer.py. A file's keys say which it is.
+
+
+def _torch_module(path: str):
+  shapes = checkpoint_torch.read_shapes(path)
+  return (checkpoint_torch_mixer if checkpoint_torch_mixer.is_mixer(shapes)
+          else checkpoint_torch), shapes
+
+
+def is_safetensors(path: str) -> bool:
+  """Whether `path` (or hub name: its default file is model.safetensors)
+  names a .safetensors file."""
+  if hub.is_hub_name(path):
+    return hub.is_safetensors(path)
+  return path.endswith('.safetensors')
+
+
 def load_safetensors(path: str, model_config=None) -> npz.Params:
   """Params of a timm or transformers ViT (or a timm Mixer) `.safetensors`
   file for `models.create(model_config, N)`; without model_config, that of
   `safetensors_model_config(path)`."""
-  module, _ = npz._torch_module(path)
+  module, _ = _torch_module(path)
   if module is checkpoint_torch_mixer:
     return module.load(path, checkpoint_torch.read_tensors(path), model_config)
   return module.load(path, model_config)
@@ -79,7 +97,7 @@ def load_safetensors(path: str, model_config=None) -> npz.Params:
 def safetensors_model_config(path: str):
   """The model config a `.safetensors` file describes (its shapes and the
   library's config.json beside it)."""
-  module, shapes = npz._torch_module(path)
+  module, shapes = _torch_module(path)
   if module is checkpoint_torch_mixer:
     return module.model_config(path, shapes)
   return module.model_config(path)
@@ -88,7 +106,7 @@ def safetensors_model_config(path: str):
 def check_safetensors(path: str, model_config) -> None:
   """Raises the key and architecture errors `load_safetensors(path,
   model_config)` would, from the file's header (the weights are not read)."""
-  module, shapes = npz._torch_module(path)
+  module, shapes = _torch_module(path)
   if module is checkpoint_torch_mixer:
     return module.check(path, shapes, model_config)
   return module.check(path, model_config)
@@ -109,7 +127,7 @@ def load_params(path: str, model_config=None) -> npz.Params:
   """Params from a published .npz, or a timm / transformers .safetensors
   (checked against `model_config`), by the file's extension; `path` may be
   a hub name (hf-hub:ORG/NAME[@REVISION][/FILE])."""
-  if npz.is_safetensors(path):
+  if is_safetensors(path):
     return load_safetensors(path, model_config)
   return npz.load_npz(hub.resolve(path))
 
