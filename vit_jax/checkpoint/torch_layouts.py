@@ -70,6 +70,25 @@ _LINEAR = _Conversion(lambda t, h: (t.T,), lambda a, h: a[0].T)
 # nn.Conv2d weight [out, in, kh, kw] -> kernel [kh, kw, in, out].
 _CONV = _Conversion(lambda t, h: (t.transpose(2, 3, 1, 0),),
                     lambda a, h: a[0].transpose(3, 2, 0, 1))
+
+
+def _standardized(kernel: np.ndarray) -> np.ndarray:
+  """timm's StdConv2d standardisation, (w - mean) / sqrt(var + 1e-8) per
+  output channel, of an HWIO kernel (computed in float64)."""
+  w = kernel.astype(np.float64)
+  w = (w - w.mean(axis=(0, 1, 2))) / np.sqrt(w.var(axis=(0, 1, 2)) + 1e-8)
+  return w.astype(kernel.dtype)
+
+
+# A hybrid's ResNet kernels are stored standardised the way timm's StdConv2d
+# standardises them at every call. Standardising a standardised kernel again
+# changes it by ~eps/var only, so the model then computes timm's function
+# (within ~4e-6 on the shared hub case) with either formula of
+# `resnet.std_conv`: timm's, or the original's (std + 1e-5), which a model
+# config without that field (or an AugReg preset) uses. Written back, the
+# kernel is the standardised one: timm computes the same function from it.
+_STD_CONV = _Conversion(lambda t, h: (_standardized(t.transpose(2, 3, 1, 0)),),
+                        _CONV.to_torch)
 # [heads * head_dim, hidden] -> [hidden, heads, head_dim], and the bias.
 _HEADS_KERNEL = _Conversion(
     lambda t, h: (t.T.reshape(t.shape[1], h, -1),),
@@ -142,7 +161,7 @@ _UNIT = (('conv1', 'norm1', 'conv1', 'gn1'), ('conv2', 'norm2', 'conv2', 'gn2'),
 
 def _conv_norm(conv, norm, conv_path, norm_path):
   """A bias-free StdConv and its GroupNorm."""
-  return {f'{conv}.weight': ((f'{conv_path}/kernel',), _CONV),
+  return {f'{conv}.weight': ((f'{conv_path}/kernel',), _STD_CONV),
           **_layer_norm(norm, norm_path)}
 
 
