@@ -84,6 +84,19 @@ def _init_distributed():
                jax.local_device_count(), jax.device_count())
 
 
+def _hub_error(error):
+  """The message of a hub.HubError behind `error` (a config file that names
+  an hf-hub: repo it cannot get), else None. By name: importing the hub
+  module here would slow every start."""
+  while error is not None:
+    if type(error).__name__ == 'HubError':
+      # config_flags re-raises it with the traceback in the message: the
+      # last line holds the hub's own.
+      return str(error).strip().splitlines()[-1].split('HubError: ')[-1]
+    error = error.__cause__ or error.__context__
+  return None
+
+
 def _parse_flags(argv):
   """absl flag parsing, with config-file errors as one line, no traceback."""
   try:
@@ -94,6 +107,10 @@ def _parse_flags(argv):
     if isinstance(e, (AttributeError, KeyError)):
       print(_unknown_field(e), file=sys.stderr)
       sys.exit(2)
+    hub_error = _hub_error(e)
+    if hub_error:  # The config named a hub repo it cannot have: I/O, not usage.
+      print(f'error: {hub_error}', file=sys.stderr)
+      sys.exit(1)
     lines = [l for l in str(e).strip().splitlines() if l.strip()]
     if any(l.startswith('Traceback') for l in lines):
       lines = [lines[0], lines[-1]]  # Which flag, and what went wrong.

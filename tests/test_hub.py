@@ -397,3 +397,19 @@ def test_no_network(monkeypatch):
   with pytest.raises(hub.HubError, match='cannot reach the Hugging Face hub'
                      ' for hf-hub:google/vit-x'):
     hub.resolve('hf-hub:google/vit-x')
+
+
+def test_main_with_a_missing_hub_model_is_one_error_line(offline_cache,
+                                                         tmp_path):
+  """configs/finetune.py:model=hf-hub:... of a repo that cannot be had:
+  the hub's message as one `error:` line, exit 1, before any training."""
+  result = subprocess.run(
+      [sys.executable, str(ROOT / 'main.py'), f'--workdir={tmp_path / "w"}',
+       '--config=configs/finetune.py:model=hf-hub:timm/no_such_repo'],
+      cwd=ROOT, env=dict(os.environ), capture_output=True, text=True,
+      timeout=300, check=False)
+  assert result.returncode == 1, result.stderr
+  lines = result.stderr.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith(
+      'error: hf-hub:timm/no_such_repo is not in the hub cache'), lines
+  assert not (tmp_path / 'w').exists()
