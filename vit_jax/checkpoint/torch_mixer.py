@@ -28,6 +28,9 @@ Mismatch = common.CheckpointMismatchError
 _STEM = 'stem.proj.weight'
 _BLOCK = re.compile(r'^blocks\.(\d+)\.')
 _TIMM_ACTS = {'gelu': 'exact', 'gelu_tanh': 'tanh'}
+# timm's registered Mixers: (patch, blocks, width) -> architecture.
+_REGISTERED = {(p, b, w): f'mixer_{n}{p}_224' for n, b, w in (
+    ('s', 8, 512), ('b', 12, 768), ('l', 24, 1024)) for p in (16, 32)}
 
 
 def _table(num_blocks: int):
@@ -132,12 +135,26 @@ def save(path: str, params, config) -> None:
   hidden = config['hidden_dim']
   num_classes = flat['head/bias'].shape[0] if 'head/bias' in flat else 0
   gelu = config.get('gelu', 'tanh')
-  args = dict(img_size=side * ph, patch_size=ph, num_blocks=config['num_blocks'],
-              embed_dim=hidden, num_classes=num_classes,
-              mlp_ratio=[config['tokens_mlp_dim'] / hidden,
-                         config['channels_mlp_dim'] / hidden],
-              act_layer={v: k for k, v in _TIMM_ACTS.items()}[gelu])
-  hub = dict(architecture=f'mixer_b{ph}_224', num_classes=num_classes,
+  ratios = [config['tokens_mlp_dim'] / hidden,
+            config['channels_mlp_dim'] / hidden]
+  registered = _REGISTERED.get((ph, config['num_blocks'], hidden))
+  if registered and ratios == [0.5, 4.0] and gelu == 'exact':
+    # What timm's own hub files hold: `timm.create_model(architecture,
+    # **model_args)` builds it.
+    architecture = registered
+    args = dict(img_size=side * ph, num_classes=num_classes)
+  else:
+    # No registered architecture computes it: model_args are the arguments of
+    # `timm.models.mlp_mixer.MlpMixer(**model_args)` (its default act_layer
+    # is the exact GELU; a tanh one is named here, for this reader, and is
+    # `partial(nn.GELU, approximate='tanh')` in timm).
+    architecture = f'mixer_b{ph}_224'
+    args = dict(img_size=side * ph, patch_size=ph,
+                num_blocks=config['num_blocks'], embed_dim=hidden,
+                num_classes=num_classes, mlp_ratio=ratios)
+    if gelu != 'exact':
+      args['act_layer'] = {v: k for k, v in _TIMM_ACTS.items()}[gelu]
+  hub = dict(architecture=architecture, num_classes=num_classes,
              num_features=hidden, global_pool='avg', model_args=args,
              pretrained_cfg=dict(input_size=[3, side * ph, side * ph],
                                  mean=[0.5] * 3, std=[0.5] * 3,
