@@ -312,6 +312,32 @@ def test_timm_mixer_by_hub_name(offline_cache, tmp_path):
     checkpoint.load_params(name, dict(config, num_blocks=3))
 
 
+def test_timm_mixer_of_a_registered_size_is_written_as_timm_does(
+    offline_cache, tmp_path, monkeypatch):
+  """A size timm registers: config.json names the architecture and holds
+  no sizes (as timm's own hub files), and reads back to the same model."""
+  from vit_jax.checkpoint import torch_mixer  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(torch_mixer, '_REGISTERED',
+                      {(8, 2, 16): 'mixer_t8_224'})
+  config = {'model_name': 'tiny_mixer', 'patches': {'size': (8, 8)},
+            'hidden_dim': 16, 'num_blocks': 2, 'tokens_mlp_dim': 8,
+            'channels_mlp_dim': 64, 'gelu': 'exact'}
+  _, params = _init(config, 3)
+  _saved_repo(offline_cache, 'timm/registered', params, config, tmp_path)
+  written = json.loads((tmp_path / 'export' / 'config.json').read_text())
+  assert written['architecture'] == 'mixer_t8_224'
+  assert written['model_args'] == {'img_size': 32, 'num_classes': 3}
+  loaded_config = checkpoint.safetensors_model_config('hf-hub:timm/registered')
+  assert dict(loaded_config.to_dict(), model_name='tiny_mixer') == config
+  # A tanh GELU (a Mixer trained here) has no registered equivalent.
+  config['gelu'] = 'tanh'
+  checkpoint.save_safetensors(str(tmp_path / 'tanh.safetensors'), params,
+                              config, layout='timm')
+  written = json.loads((tmp_path / 'config.json').read_text())
+  assert written['model_args']['act_layer'] == 'gelu_tanh'
+  assert written['model_args']['mlp_ratio'] == [0.5, 4.0]
+
+
 def test_augreg_name_falls_back_to_the_hub(offline_cache, tmp_path,
                                            monkeypatch, capsys):
   """gs://vit_models unreadable: R_Ti_16 is timm's .augreg_in21k repo,
