@@ -32,7 +32,7 @@ num_train (the train split's size: sets total_steps), lr, wd.
 """
 import ml_collections
 
-from configs import common
+from vit_jax.configs import common
 
 
 def get_config(arg=None):

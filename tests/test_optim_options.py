@@ -8,7 +8,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from configs import common
+from vit_jax.configs import common
 from tests.conftest import read_records, run_main, tiny_config
 from vit_jax import checkpoint
 from vit_jax import models

@@ -105,7 +105,7 @@ def test_vit_h14_fsdp_compiles_with_an_eighth_of_the_state(tmp_path):
       import json, sys
       sys.path.insert(0, sys.argv[1])
       from vit_jax.configs import common
-      from vit_jax import steps
+      from vit_jax.train import steps
       config = common.base_config()
       config.model = common.model_from_variant('ViT-H_14')
       config.mesh = (('data', -1), ('fsdp', 8))

@@ -40,7 +40,8 @@ def test_second_run_is_refused_while_the_first_finishes(tmp_path,
 def test_lock_of_a_killed_run_is_taken_over(tmp_path):
   holder = subprocess.Popen(
       [sys.executable, '-c', 'import sys, time; sys.path.insert(0, sys.argv[1])'
-       '; from vit_jax import workdir_lock; workdir_lock.acquire(sys.argv[2]);'
+       '; from vit_jax.workdir import lock as workdir_lock;'
+       ' workdir_lock.acquire(sys.argv[2]);'
        ' print("locked", flush=True); time.sleep(600)', str(ROOT),
        str(tmp_path)], stdout=subprocess.PIPE, text=True)
   assert holder.stdout.readline().strip() == 'locked'
