@@ -14,6 +14,16 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / 'shared'
 REFERENCE = SHARED / 'reference'
 
+# The suite compiles with LLVM at -O0, in its own process and in every
+# main.py/CLI process it starts (`main_env`): the tiny models' XLA:CPU
+# compiles take a third of the time (a 6-step testing run: 20 s -> 14 s), and
+# compiles are most of what the suite does. Matmuls and convolutions are
+# library calls either way and neither level uses fast-math, so the numbers
+# are the same; runs a test compares bit for bit share the flags anyway.
+TEST_XLA_FLAGS = '--xla_backend_optimization_level=0'
+os.environ['XLA_FLAGS'] = ' '.join(
+    f for f in (os.environ.get('XLA_FLAGS'), TEST_XLA_FLAGS) if f)
+
 # Tests on the real Fashion-MNIST read the Debian package's files.
 needs_fashion_mnist = pytest.mark.skipif(
     not os.path.isdir('/usr/share/datasets/fashion-mnist'),
@@ -134,7 +144,8 @@ def main_env(devices=1):
   (vit_jax/train/cpu_devices.py), and runs compared bit for bit must match.
   """
   return dict(os.environ,
-              XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}')
+              XLA_FLAGS=f'--xla_force_host_platform_device_count={devices} '
+              + TEST_XLA_FLAGS)
 
 
 def run_main(workdir, data_dir, *overrides, devices=1,
