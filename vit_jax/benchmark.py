@@ -6,9 +6,9 @@ r"""Speed, FLOPs and memory of the trainer's real train step (or inference).
   python -m vit_jax.benchmark --config=configs/default.py[:ARG] \
       [--config.batch_size=256] [--num_classes=10] [--mode=train] [--steps=20]
 
-Train mode times exactly what `train.train_and_evaluate` runs: the config is
+Train mode times exactly what `train/supervised.py`'s `train_and_evaluate` runs: the config is
 `common.base_config()` with the preset as `config.model`, the model,
-optimizer (AdamW + clipping) and state come from `train` and `optim`, and the
+optimizer (AdamW + clipping) and state come from `train/steps.py` and `train/optim.py`, and the
 step is `steps.make_train_step` jitted with the same shardings over
 `sharding.make_mesh(config.mesh)` and the same buffer donation. With
 `--config` the whole experiment config comes from that file (model, batch

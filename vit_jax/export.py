@@ -94,7 +94,7 @@ def save_saved_model(path: str, model, params, class_names: Sequence[str],
 def export_run(workdir: str, out: str, *, fmt: str = 'saved_model',
                step: Optional[int] = None, batch_size: Optional[int] = None,
                platforms: Sequence[str] = PLATFORMS) -> str:
-  """Exports the run in `workdir` (`run_dir.load`) to `out`; returns a
+  """Exports the run in `workdir` (`workdir/run.py`'s `load`) to `out`; returns a
   one-line summary."""
   from vit_jax.workdir import run as run_dir  # pylint: disable=g-import-not-at-top
   if fmt not in FORMATS:

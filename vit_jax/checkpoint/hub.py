@@ -7,7 +7,7 @@ does; `resolve` turns it into a file in huggingface_hub's cache, downloading
 it with that library (resumable, its progress bar, `HF_TOKEN` for gated
 repos) unless it is cached. Without FILE the name means the repo's
 `model.safetensors`; its `config.json` (the architecture) is fetched too
-(`resolve_config`, which `checkpoint_torch_config.read_beside` calls for
+(`resolve_config`, which `torch_config.read_beside` calls for
 hub names).
 
 The environment is read when a name is resolved, not when huggingface_hub

@@ -117,7 +117,7 @@ def load_npz(path: str) -> Params:
   """Reads a published-layout .npz into a nested dict of numpy arrays.
 
   big_vision ViT files are converted to this layout on the way
-  (`checkpoint_bigvision`); `checkpoint_bigvision.model_config` gives the
+  (`big_vision.py`); `big_vision.model_config` gives the
   model they fit.
   """
   _check_exists(path)

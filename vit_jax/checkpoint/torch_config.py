@@ -1,6 +1,6 @@
 """config.json of timm and transformers ViTs <-> vit_jax model config fields.
 
-A state dict's shapes give a ViT's sizes (`checkpoint_torch`). What they
+A state dict's shapes give a ViT's sizes (`torch_layouts`). What they
 cannot tell, the head count, the activation, the LayerNorm epsilon, the
 pooling and the dropout rates, the hub repository's `config.json` beside the
 file does, in each library's own format:

@@ -4,7 +4,7 @@
 timm's keys: `stem.proj` (the patch Conv2d), `blocks.{i}.norm1`,
 `blocks.{i}.mlp_tokens.fc{1,2}`, `blocks.{i}.norm2`,
 `blocks.{i}.mlp_channels.fc{1,2}`, `norm`, `head`; converted as
-`checkpoint_torch` converts a ViT's (Linear weights transposed, the conv
+`torch_layouts` converts a ViT's (Linear weights transposed, the conv
 OIHW -> HWIO). timm computes the same model with the exact GELU (its
 nn.GELU; the original: tanh), LayerNorm eps 1e-6 as flax: the model config
 says `gelu='exact'`. The sizes come from the shapes, the name and activation

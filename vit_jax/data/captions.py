@@ -1,7 +1,7 @@
 """Image-text pairs for locked-image tuning: a captions folder or TFDS dataset.
 
 `load(config)` reads `config.captions` (configs/lit.py) into `Pairs`: a
-random-access image source (see `data_sources`) and every example's
+random-access image source (see `data/sources.py`) and every example's
 captions. One of:
 
 - `captions.folder`, an image folder with captions, in either layout:

@@ -1,6 +1,6 @@
 """Input pipeline: random-access image sources -> deterministic tf.data batches.
 
-The datasets and how they are read are in `data_sources`: every source is
+The datasets and how they are read are in `sources`: every source is
 read by example index, so data order is a function of (seed, step) alone. The
 train stream is an endless run of epochs, epoch e in the order
 `permutation(seed, e)`; the global batch at step s is stream positions
@@ -9,11 +9,11 @@ from s*B + p*L. Augmentation draws its random numbers from (seed, position)
 as well, so a global batch is the same whatever the process count, and
 resuming at step k yields what an uninterrupted run yields at step k.
 
-TensorFlow only runs here and in `data_sources`, on CPU: with one thread on
+TensorFlow only runs here and in `sources`, on CPU: with one thread on
 a CPU-only host so that it does not compete with JAX's step for cores, with
 all cores but two on an accelerator host (`data_threads`). Optional config
 fields besides the trainer's: `tfds_download` (False: never download; see
-`data_sources`) and `data_threads` (0: sized to the host).
+`sources`) and `data_threads` (0: sized to the host).
 """
 import dataclasses
 import functools

@@ -189,7 +189,7 @@ def _tfds_source(builder, split: str) -> Source:
   """Random access to a prepared TFDS split, read lazily.
 
   ArrayRecord is read through `as_data_source`; TFRecord (the `tfds build`
-  default) through `tfrecord_reader`, which indexes the record offsets of
+  default) through `data/tfrecord_reader.py`, which indexes the record offsets of
   each file once (cached on disk) and then reads records by index. Either
   way only the examples asked for are read, so memory does not grow with the
   dataset. Images of one fixed shape are decoded on read; others stay

@@ -3,7 +3,8 @@
 The input pipeline pads the last batch and marks padding with mask=False;
 sums (not means) are reduced on device and divided on the host at the end, so
 the figures are exact whatever the batch size or device count. The trainer
-runs `evaluate_split`; so does `python -m vit_jax.evaluate` on a run.
+runs `evaluate_split` (as a `SplitEvaluator`); so does `python -m
+vit_jax.evaluate` on a run.
 """
 from typing import Callable, Dict, Iterable
 
@@ -67,3 +68,15 @@ def evaluate_split(config, eval_step: Callable, params, mesh
       process_count=jax.process_count())
   return evaluate(eval_step, params,
                   sharding.on_mesh(mesh, batches, config.eval_batch_size))
+
+
+class SplitEvaluator:
+  """`evaluate_split` of `model` on `config.eval_split`, as an evaluator
+  (vit_jax/evaluators/__init__.py)."""
+
+  def __init__(self, config, model):
+    self.config = config
+    self._eval_step = jax.jit(make_eval_step(model))
+
+  def __call__(self, params, mesh) -> Dict[str, float]:
+    return evaluate_split(self.config, self._eval_step, params, mesh)

@@ -10,11 +10,13 @@ scored on a test set. The recipe is big_vision's `fewshot_lsr`:
   tuned per task: with 1 to 25 examples per class there is no data to spare
   for a validation split, and a fixed value keeps runs comparable.
 
-Usage during training:
+Usage:
   evaluator = FewShotEvaluator(train_images, train_labels, test_images,
                                test_labels, shots=(1, 5, 10, 25))
   metrics = evaluator.run(pre_logits_fn(model), params)
   # {'fewshot/1shot': 0.41, 'fewshot/5shot': ..., ...}
+Given `model=`, it is also an evaluator of the trainer's kind
+(vit_jax/evaluators/__init__.py): `evaluator(params, mesh)`.
 """
 from typing import Callable, Dict, Sequence
 
@@ -118,7 +120,8 @@ class FewShotEvaluator:
   def __init__(self, train_images: np.ndarray, train_labels: np.ndarray,
                test_images: np.ndarray, test_labels: np.ndarray, *,
                shots: Sequence[int] = (1, 5, 10, 25), seed: int = 0,
-               l2_reg: float = DEFAULT_L2_REG, batch_size: int = 256):
+               l2_reg: float = DEFAULT_L2_REG, batch_size: int = 256,
+               model=None):
     idx = sample_shots(np.asarray(train_labels), max(shots), seed)
     self.train_images = np.asarray(train_images)[idx]
     self.train_labels = np.asarray(train_labels)[idx]
@@ -126,6 +129,7 @@ class FewShotEvaluator:
     self.test_labels = np.asarray(test_labels)
     self.shots, self.seed = tuple(shots), seed
     self.l2_reg, self.batch_size = l2_reg, batch_size
+    self._features = None if model is None else pre_logits_fn(model)
 
   def run(self, predict_features: Callable, params) -> Dict[str, float]:
     """{'fewshot/{k}shot': accuracy} for each k in `shots`."""
@@ -135,3 +139,11 @@ class FewShotEvaluator:
     return {f'fewshot/{k}shot': fewshot_accuracy(
         train, self.train_labels, test, self.test_labels, k, self.seed,
         self.l2_reg) for k in self.shots}
+
+  def __call__(self, params, mesh) -> Dict[str, float]:
+    """`run` with the features of the `model` given at construction."""
+    del mesh  # Features are computed batch by batch from the params.
+    if self._features is None:
+      raise ValueError('FewShotEvaluator(model=...) is needed to call it; '
+                       'else use .run(predict_features, params).')
+    return self.run(self._features, params)

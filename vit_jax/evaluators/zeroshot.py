@@ -4,13 +4,16 @@ Each class name is put into prompt templates ("a photo of a {}.", ...), the
 text embeddings of its prompts are averaged (then re-normalised), and an
 image is assigned the class whose embedding is nearest (largest dot product
 with the image embedding), as in the LiT paper. Also image-text retrieval
-recall, for captioned eval data. `python -m vit_jax.zeroshot` runs it.
+recall, for captioned eval data. `python -m vit_jax.zeroshot` runs it; LiT
+training runs `ZeroShotEvaluator` and `RetrievalEvaluator`
+(vit_jax/evaluators/__init__.py).
 """
 import os
 from typing import Callable, Dict, Iterable, List, Sequence
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
 from vit_jax.evaluators import classification
@@ -112,3 +115,53 @@ def classify(model, params, images: np.ndarray, classes: np.ndarray):
       params, images)
   probs = jax.nn.softmax(out['t'] * zimg @ classes.T)
   return np.asarray(probs), np.asarray(jnp.argmax(probs, -1))
+
+
+def _prefixed(metrics: Dict[str, float], kind: str) -> Dict[str, float]:
+  return {k.replace('eval/', f'eval/{kind}_'): v for k, v in metrics.items()}
+
+
+class ZeroShotEvaluator:
+  """Zero-shot accuracy and loss of a LiT model over `config.eval_split`,
+  the classes named by `class_names` in `templates`
+  (`eval/zeroshot_accuracy`, ...)."""
+
+  def __init__(self, config, model, tokenizer, class_names: Sequence[str],
+               templates: Sequence[str] = TEMPLATES):
+    self.config, self.model, self.tokenizer = config, model, tokenizer
+    self.class_names, self.templates = list(class_names), tuple(templates)
+
+  def __call__(self, params, mesh) -> Dict[str, float]:
+    del mesh  # Embeddings are computed from a host copy of the params.
+    # pylint: disable=g-import-not-at-top  (TensorFlow only when run)
+    from vit_jax.data import input_pipeline
+    params = jax.device_get(params)
+    classes = class_embeddings(self.model, params, self.tokenizer,
+                               self.class_names, self.templates)
+    return _prefixed(zero_shot_accuracy(
+        self.model, params, classes,
+        input_pipeline.eval_iterator(self.config)), 'zeroshot')
+
+
+class RetrievalEvaluator:
+  """Image<->text recall@1 among held-out pairs (`eval/retrieval_...`):
+  `images` a data source of their images, `tokens` [n, max_len] each
+  image's first caption's tokens. Every process computes it over all
+  pairs."""
+
+  def __init__(self, config, model, images, tokens: np.ndarray):
+    config = ml_collections.ConfigDict(config.to_dict())
+    # Batches no bigger than the pairs: padding decodes example 0 again.
+    config.eval_batch_size = min(config.eval_batch_size, images.num_examples)
+    self.config, self.model = config, model
+    self.images, self.tokens = images, tokens
+
+  def __call__(self, params, mesh) -> Dict[str, float]:
+    del mesh  # As ZeroShotEvaluator.
+    # pylint: disable=g-import-not-at-top  (TensorFlow only when run)
+    from vit_jax.data import input_pipeline
+    params = jax.device_get(params)
+    ztxt = embed_texts(self.model, params, self.tokens)
+    zimg = embed_images(self.model, params, input_pipeline.eval_iterator(
+        self.config, source=self.images))
+    return _prefixed(retrieval_recall(zimg, ztxt), 'retrieval')

@@ -3,7 +3,7 @@
 "LiT: Zero-Shot Transfer with Locked-image text Tuning" (Zhai et al., arXiv
 2111.07991). `LitModel` has the original release's config fields and param
 tree: `img/...` is this project's ViT (its `head` is the image projection),
-`txt/...` a BERT (`models_bert`) or a small text transformer, and `t` the
+`txt/...` a BERT (`models/bert.py`) or a small text transformer, and `t` the
 log-temperature. `apply({'params': p}, images=x, tokens=t)` returns
 `(zimg, ztxt, out)`: unit-norm embeddings (`None` for a missing input) and
 `out['t'] = exp(t)`, the factor on the logits `zimg @ ztxt.T`.

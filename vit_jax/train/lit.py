@@ -25,6 +25,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   """Tunes `config` in `workdir`, resuming from its latest checkpoint.
 
   Returns the final eval metrics (zero-shot and/or retrieval; see
-  `caption_data`). Raises as `loop.train_and_evaluate`.
+  `data/captions.py`). Raises as `loop.train_and_evaluate`.
   """
   return loop.train_and_evaluate(task_lit.LitTask(config), workdir)

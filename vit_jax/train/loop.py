@@ -16,11 +16,11 @@ ahead of the step -> the jitted task step (its random stream is
 fold_in(step key, step), so it depends neither on the device count nor on
 where a run was resumed) -> metrics to metrics.jsonl, TensorBoard and stderr
 -> an orbax checkpoint every `checkpoint_every` steps -> `params.npz` at the
-end. The file names are `workdir_files`'.
+end. The file names are `workdir/layout.py`'s.
 """
 import json
 import time
-from typing import Any, Callable, Dict, Iterator, Protocol, Tuple
+from typing import Any, Callable, Dict, Iterator, Protocol, Sequence, Tuple
 
 from clu import metric_writers
 import jax
@@ -31,6 +31,7 @@ import numpy as np
 
 from vit_jax import atomic_file
 from vit_jax import checkpoint
+from vit_jax import evaluators
 from vit_jax.train import console
 from vit_jax.train import ema
 from vit_jax.train import preemption
@@ -75,8 +76,8 @@ class Task(Protocol):
   def train_batches(self, start_step: int) -> Iterator[Dict[str, Any]]:
     """This process's slices of the global batches after `start_step`."""
 
-  def evaluate(self, params, mesh) -> Dict[str, float]:
-    """Eval metrics ('eval/...') of `params` (on the mesh)."""
+  # Built by `prepare`: what each eval runs (vit_jax/evaluators).
+  evaluators: Sequence[evaluators.Evaluator]
 
   def describe(self) -> Tuple[str, str]:
     """(model name, data) for the run's first console line."""
@@ -200,8 +201,9 @@ def _save_params(workdir, state) -> None:
 def _evaluate(task, state, mesh) -> Dict[str, float]:
   """The task's eval metrics of the params, and of their EMA if the state
   has one (`eval_ema/...`, vit_jax/train/ema.py)."""
-  metrics = task.evaluate(state['params'], mesh)
-  metrics.update(ema.eval_metrics(lambda p: task.evaluate(p, mesh), state))
+  run = lambda params: evaluators.run_all(task.evaluators, params, mesh)
+  metrics = run(state['params'])
+  metrics.update(ema.eval_metrics(run, state))
   return metrics
 
 

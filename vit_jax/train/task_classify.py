@@ -34,20 +34,20 @@ def _split_arrays(config, split: str, limit: int):
   return np.concatenate(images)[:limit], np.concatenate(labels)[:limit]
 
 
-def _fewshot_evaluator(config):
-  """`config.fewshot` (shots, num_train, num_test) -> evaluator; None when
-  `shots` is empty.
+def _fewshot_evaluators(config, model):
+  """`config.fewshot` (shots, num_train, num_test) -> [its evaluator], or
+  none when `shots` is empty.
 
   The few-shot pool is the start of the train split, the test set the start
   of the eval split; both go through eval preprocessing.
   """
   c = config.get('fewshot')
   if not c or not c.shots:
-    return None
-  return fewshot.FewShotEvaluator(
+    return []
+  return [fewshot.FewShotEvaluator(
       *_split_arrays(config, config.train_split, c.num_train),
       *_split_arrays(config, config.eval_split, c.num_test),
-      shots=tuple(c.shots), seed=config.seed)
+      shots=tuple(c.shots), seed=config.seed, model=model)]
 
 
 class ClassifyTask:
@@ -64,8 +64,8 @@ class ClassifyTask:
     del workdir  # No files beyond the loop's.
     self.model = steps.create_model(self.config, self.info.num_classes)
     self.tx = optim.make_optimizer(self.config)
-    self._eval_step = jax.jit(classification.make_eval_step(self.model))
-    self._fewshot = _fewshot_evaluator(self.config)
+    self.evaluators = [classification.SplitEvaluator(self.config, self.model),
+                       *_fewshot_evaluators(self.config, self.model)]
 
   def init_state(self, mesh, key):
     return steps.init_state(self.config, self.model, self.tx, key, mesh)
@@ -77,14 +77,6 @@ class ClassifyTask:
     return input_pipeline.train_iterator(
         self.config, start_step=start_step, process_index=jax.process_index(),
         process_count=jax.process_count())
-
-  def evaluate(self, params, mesh):
-    metrics = classification.evaluate_split(self.config, self._eval_step, params,
-                                            mesh)
-    if self._fewshot is not None:
-      metrics.update(self._fewshot.run(fewshot.pre_logits_fn(self.model),
-                                       params))
-    return metrics
 
   def describe(self):
     config = self.config

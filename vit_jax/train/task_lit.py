@@ -6,13 +6,13 @@ tower is any published-layout ViT checkpoint (`config.image_checkpoint`).
 The image-text pairs are either the images of a classification dataset with
 captions made from their class names and `config.captions.templates` (the
 offline default), or real captioned images: a folder or a TFDS dataset
-(`caption_data`).
+(`data/captions.py`).
 
 One batch, end to end: `input_pipeline.train_iterator` yields images and
 labels (order = f(seed, step)) -> on the mesh -> the jitted step picks a
 template per example (rng = fold_in(key, step)) and looks its caption's
 tokens up in a table tokenized once; with real captions the iterator
-brings each example's tokens instead (`caption_data.Tokens.pick`, on the
+brings each example's tokens instead (`captions.Tokens.pick`, on the
 host) -> symmetric contrastive loss on t * zimg @ ztxt.T -> gradients reach
 the text tower, the heads and t only (the image tower's params sit behind
 stop_gradient and get no updates nor optimizer state) -> the training loop's
@@ -211,22 +211,6 @@ def make_train_step(config, model, tx, caption_tokens, frozen, key):
   return train_step
 
 
-def _retrieval(config, model, params, holdout: captions.Pairs,
-               tokens: np.ndarray) -> Dict[str, float]:
-  """Image<->text recall@1 among the held-out pairs, `tokens` each image's
-  first caption's; every process computes it over all of them."""
-  ztxt = zeroshot.embed_texts(model, params, tokens)
-  config = ml_collections.ConfigDict(config.to_dict())
-  # Batches no bigger than the pairs: padding decodes example 0 again.
-  config.eval_batch_size = min(config.eval_batch_size,
-                               holdout.images.num_examples)
-  zimg = zeroshot.embed_images(model, params, input_pipeline.eval_iterator(
-      config, source=holdout.images))
-  return zeroshot.retrieval_recall(zimg, ztxt)
-
-
-
-
 class LitTask:
   """`loop.Task` for a LiT config (configs/lit.py).
 
@@ -267,6 +251,13 @@ class LitTask:
           [t.format(n) for n in names for t in templates]
       ).reshape(len(names), len(templates), -1)
     self.model = lit.LitModel(**config.model)
+    self.evaluators = []
+    if names:
+      self.evaluators.append(zeroshot.ZeroShotEvaluator(
+          config, self.model, self.tokenizer, names, self.prompts))
+    if self.holdout:
+      self.evaluators.append(zeroshot.RetrievalEvaluator(
+          config, self.model, self.holdout.images, self.holdout_tokens))
 
   def init_state(self, mesh, key):
     params = _init_params(self.config, self.model, key)
@@ -293,24 +284,6 @@ class LitTask:
         self.config, start_step=start_step,
         process_index=jax.process_index(),
         process_count=jax.process_count(), **captioned)
-
-  def evaluate(self, params, mesh):
-    del mesh  # Embeddings are computed from host copies of the params.
-    config, model = self.config, self.model
-    params = jax.device_get(params)
-    metrics = {}
-    if self.names:
-      classes = zeroshot.class_embeddings(model, params, self.tokenizer,
-                                          self.names, self.prompts)
-      metrics.update({k.replace('eval/', 'eval/zeroshot_'): v for k, v in
-                      zeroshot.zero_shot_accuracy(
-                          model, params, classes,
-                          input_pipeline.eval_iterator(config)).items()})
-    if self.holdout:
-      metrics.update({k.replace('eval/', 'eval/retrieval_'): v for k, v in
-                      _retrieval(config, model, params, self.holdout,
-                                 self.holdout_tokens).items()})
-    return metrics
 
   def describe(self):
     c = self.config.captions
