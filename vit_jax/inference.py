@@ -5,7 +5,8 @@
 .safetensors file describes; what the preset leaves open is read from the
 checkpoint), read images as the model wants them (`load_image`, or as a
 training run preprocessed its eval split: `load_image_as_run`), name classes
-(`read_labels`) and classify (`predict`). The tools' shared model flags are
+(`read_labels`) and classify (`predict`); `zeroshot`'s LiT model, params
+and tokenizer come from `load_lit_model`. The tools' shared model flags are
 defined here too (`define_model_flags`), by the entry point that needs them.
 """
 import functools
@@ -27,6 +28,7 @@ from PIL import ImageOps
 from vit_jax import checkpoint
 from vit_jax import models
 from vit_jax.configs import models as models_config
+from vit_jax.models import lit as models_lit
 
 
 class Loaded(NamedTuple):
@@ -107,6 +109,51 @@ def config_from_json(spec: str) -> ml_collections.ConfigDict:
                      'patches, hidden_size and transformer for a ViT; '
                      'patches, hidden_dim, num_blocks, ... for a Mixer).')
   return ml_collections.ConfigDict(obj)
+
+
+def lit_config_from_json(spec: str) -> ml_collections.ConfigDict:
+  """A LitModel config from FILE[:KEY] (see the module docstring)."""
+  obj = read_json_entry(spec)
+  if isinstance(obj, dict) and 'text_model' not in obj:
+    obj = obj.get('model')
+  if not (isinstance(obj, dict) and {'image', 'text_model', 'text', 'pp',
+                                     'out_dim'} <= set(obj)):
+    raise ValueError(f'{spec!r} is not a LiT model config (an object with '
+                     'image, text_model, text, pp and out_dim).')
+  return ml_collections.ConfigDict(obj)
+
+
+def load_lit_model(*, checkpoint_path: str, vocab_path: str,
+         model_name: Optional[str] = None, config_json: Optional[str] = None):
+  """(model, params, tokenizer, config), all checked to fit each other.
+
+  Raises:
+    ValueError (CheckpointMismatchError included) or OSError, with a message
+    meant for the user: unknown preset, missing or mismatched vocabulary,
+    a checkpoint of another model.
+  """
+  config = (models_config.get_model_config(model_name) if model_name
+            else lit_config_from_json(config_json))
+  if 'text_model' not in config:
+    lit = [n for n, c in models_config.MODEL_CONFIGS.items()
+           if 'text_model' in c]
+    raise ValueError(f'{model_name or config_json} is not a LiT model; '
+                     'zero-shot classification needs an image and a text '
+                     f'tower (LiT presets: {", ".join(lit)}).')
+  tokenizer = models_lit.get_tokenizer(config, vocab_path)
+  try:
+    model = models_lit.LitModel(**config)
+  except TypeError as e:  # An unknown field in a JSON config.
+    raise ValueError(f'Bad LiT model config: {e}') from e
+  size = config.pp.size
+  expected = jax.eval_shape(functools.partial(
+      model.init, images=jnp.zeros((1, size, size, 3)),
+      tokens=jnp.zeros((1, config.pp.max_len), jnp.int32)),
+                            jax.random.key(0))['params']
+  params = checkpoint.fit_params(checkpoint.load_npz(checkpoint_path),
+                                 expected, checkpoint_path,
+                                 config.get('model_name'))
+  return model, params, tokenizer, config
 
 
 def _trained_image_size(config, num_patch_tokens: int) -> Optional[int]:

@@ -22,7 +22,6 @@ Datasets are those of the trainer (`input_pipeline`): 'fashion_mnist',
 workdir's prompts are its run's `zeroshot_templates`.
 Bad inputs end with one `error:` line on stderr and exit status 1.
 """
-import functools
 import json
 import os
 import sys
@@ -31,71 +30,23 @@ from typing import Optional
 
 from absl import app
 from absl import flags
-import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from vit_jax import checkpoint
 from vit_jax import inference
-from vit_jax.configs import models as models_config
-from vit_jax.models import lit as models_lit
 from vit_jax.workdir import layout
-# The library half of this tool is `evaluators.zeroshot`; its names are
-# used, and stay importable, from here.
+# The library half of this tool is `evaluators.zeroshot` and
+# `inference.load_lit_model`; their names are used, and stay importable
+# (`zeroshot.load`), from here.
 from vit_jax.evaluators.zeroshot import (  # pylint: disable=unused-import,g-importing-member
     FASHION_MNIST_CLASSES, TEMPLATES, class_embeddings, classify,
     dataset_class_names, embed_images, embed_texts, make_eval_step,
     retrieval_recall, zero_shot_accuracy)
+from vit_jax.inference import load_lit_model as load  # pylint: disable=unused-import,g-importing-member
 
 # What `--workdir` reads of a locked-image tuning run (train/lit.py).
 WORKDIR_FILES = {'config': layout.CONFIG,
                  'params': layout.PARAMS, 'vocab': layout.VOCAB}
-
-
-def lit_config_from_json(spec: str) -> ml_collections.ConfigDict:
-  """A LitModel config from FILE[:KEY] (see the module docstring)."""
-  obj = inference.read_json_entry(spec)
-  if isinstance(obj, dict) and 'text_model' not in obj:
-    obj = obj.get('model')
-  if not (isinstance(obj, dict) and {'image', 'text_model', 'text', 'pp',
-                                     'out_dim'} <= set(obj)):
-    raise ValueError(f'{spec!r} is not a LiT model config (an object with '
-                     'image, text_model, text, pp and out_dim).')
-  return ml_collections.ConfigDict(obj)
-
-
-def load(*, checkpoint_path: str, vocab_path: str,
-         model_name: Optional[str] = None, config_json: Optional[str] = None):
-  """(model, params, tokenizer, config), all checked to fit each other.
-
-  Raises:
-    ValueError (CheckpointMismatchError included) or OSError, with a message
-    meant for the user: unknown preset, missing or mismatched vocabulary,
-    a checkpoint of another model.
-  """
-  config = (models_config.get_model_config(model_name) if model_name
-            else lit_config_from_json(config_json))
-  if 'text_model' not in config:
-    lit = [n for n, c in models_config.MODEL_CONFIGS.items()
-           if 'text_model' in c]
-    raise ValueError(f'{model_name or config_json} is not a LiT model; '
-                     'zero-shot classification needs an image and a text '
-                     f'tower (LiT presets: {", ".join(lit)}).')
-  tokenizer = models_lit.get_tokenizer(config, vocab_path)
-  try:
-    model = models_lit.LitModel(**config)
-  except TypeError as e:  # An unknown field in a JSON config.
-    raise ValueError(f'Bad LiT model config: {e}') from e
-  size = config.pp.size
-  expected = jax.eval_shape(functools.partial(
-      model.init, images=jnp.zeros((1, size, size, 3)),
-      tokens=jnp.zeros((1, config.pp.max_len), jnp.int32)),
-                            jax.random.key(0))['params']
-  params = checkpoint.fit_params(checkpoint.load_npz(checkpoint_path),
-                                 expected, checkpoint_path,
-                                 config.get('model_name'))
-  return model, params, tokenizer, config
 
 
 def _dataset_config(size: int) -> ml_collections.ConfigDict:
@@ -133,7 +84,7 @@ def main(argv):
     if FLAGS.workdir:
       files = {k: os.path.join(FLAGS.workdir, v)
                for k, v in WORKDIR_FILES.items()}
-      model, params, tokenizer, config = load(
+      model, params, tokenizer, config = inference.load_lit_model(
           checkpoint_path=files['params'], vocab_path=files['vocab'],
           config_json=files['config'])
     else:
@@ -141,7 +92,7 @@ def main(argv):
               (FLAGS.model or FLAGS.config_json)):
         raise ValueError('Pass --workdir, or --checkpoint, --vocab and one of '
                          '--model / --config_json.')
-      model, params, tokenizer, config = load(
+      model, params, tokenizer, config = inference.load_lit_model(
           checkpoint_path=FLAGS.checkpoint, vocab_path=FLAGS.vocab,
           model_name=FLAGS.model, config_json=FLAGS.config_json)
     data = None if paths else _dataset_config(config.pp.size)
