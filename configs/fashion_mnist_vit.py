@@ -1,7 +1,8 @@
 """The model shipped in notebooks/models/fashion_mnist_vit/: a plain ViT
 whose 7x7 token grid shows spatial structure in the notebook's figures.
 
-  python main.py --workdir=runs/fashion_mnist_vit --config=configs/fashion_mnist_vit.py
+  python main.py --workdir=runs/fashion_mnist_vit \
+      --config=configs/fashion_mnist_vit.py
 
 28x28 Fashion-MNIST images in 4x4 patches (49 tokens + the class token),
 width 64, 4 blocks of 4 heads, MLP 128; random crops (zero padding of 2 px)

@@ -5,14 +5,15 @@ linear warmup over 10k steps then linear decay, global-norm clipping at 1.
 Args: `--config=configs/pretrain.py:variant=B/16,dataset=imagenet2012`
 (variant: a size/patch such as B/16, or any preset name).
 
-AugReg's settings ("How to train your ViT?", vit_jax/configs/augreg_settings.py),
-named as in its file names: `aug=none|light1|light2|medium1|medium2|strong1|
-strong2` (RandAugment + Mixup levels), `wd=` (AdamW weight decay), `do=`
-(dropout; default: the preset's), `sd=` (stochastic depth), or all at once
-in the file-name form `augreg=aug_medium1-wd_0.1-do_0.0-sd_0.0` (also takes
-`lr_`). E.g. `configs/pretrain.py:variant=B/16,aug=medium1,wd=0.1,do=0.0,
-sd=0.0,lr=0.001`. The defaults are the paper's plain recipe (aug none, wd
-0.1, no stochastic depth).
+AugReg's settings ("How to train your ViT?",
+vit_jax/configs/augreg_settings.py), named as in its file names:
+`aug=none|light1|light2|medium1|medium2|strong1|strong2` (RandAugment + Mixup
+levels), `wd=` (AdamW weight decay), `do=` (dropout; default: the preset's),
+`sd=` (stochastic depth), or all at once in the file-name form
+`augreg=aug_medium1-wd_0.1-do_0.0-sd_0.0` (also takes `lr_`). E.g.
+`configs/pretrain.py:variant=B/16,aug=medium1,wd=0.1,do=0.0,sd=0.0,lr=0.001`.
+The defaults are the paper's plain recipe (aug none, wd 0.1, no stochastic
+depth).
 """
 from vit_jax.configs import augreg_settings
 from vit_jax.configs import common

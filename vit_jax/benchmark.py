@@ -6,33 +6,33 @@ r"""Speed, FLOPs and memory of the trainer's real train step (or inference).
   python -m vit_jax.benchmark --config=configs/default.py[:ARG] \
       [--config.batch_size=256] [--num_classes=10] [--mode=train] [--steps=20]
 
-Train mode times exactly what `train/supervised.py`'s `train_and_evaluate` runs: the config is
-`common.base_config()` with the preset as `config.model`, the model,
-optimizer (AdamW + clipping) and state come from `train/steps.py` and `train/optim.py`, and the
-step is `steps.make_train_step` jitted with the same shardings over
-`sharding.make_mesh(config.mesh)` and the same buffer donation. With
-`--config` the whole experiment config comes from that file (model, batch
+Train mode times exactly what `train/supervised.py`'s `train_and_evaluate` runs:
+the config is `common.base_config()` with the preset as `config.model`, the
+model, optimizer (AdamW + clipping) and state come from `train/steps.py` and
+`train/optim.py`, and the step is `steps.make_train_step` jitted with the same
+shardings over `sharding.make_mesh(config.mesh)` and the same buffer donation.
+With `--config` the whole experiment config comes from that file (model, batch
 and image size, dtype, remat, scan, mesh, CPU split; `--config.FIELD=VALUE`
 overrides a field), so any experiment, the default job included, is timed as
 `main.py` would run it; the preset flags are then not to be given. Infer mode
 times a jitted `model.apply(..., train=False)`. The batch is synthetic and
-already on the devices, so the input pipeline is not part of the figure.
-On a CPU the process is split into one JAX device per core, as `main.py`
-does (`--cpu_devices`, `vit_jax/train/cpu_devices.py`), unless XLA_FLAGS sets a
+already on the devices, so the input pipeline is not part of the figure. On a
+CPU the process is split into one JAX device per core, as `main.py` does
+(`--cpu_devices`, `vit_jax/train/cpu_devices.py`), unless XLA_FLAGS sets a
 device count.
 
 Each timed step is waited for (`block_until_ready`), and `step_time_ms` is the
 median over the timed steps: the median, not the mean, because on a shared
 machine a few steps are slowed by other processes.
 
-`--input` (with `--config`) also times the train input pipeline alone,
-built as `train/supervised.py` builds it (`input_pipeline.train_iterator` for the
-config's dataset, put on the devices by `sharding.on_mesh`): the record then
-has `input_images_per_sec` next to the step's `images_per_sec`, the
-`data_threads` used, `input_images_per_cpu_sec` (images per CPU-second of
-the whole process: what one core feeds, robust to other load), and `bottleneck`: 'input' when the pipeline feeds
-fewer images per second than the step consumes, else 'step'. The two are
-timed one after the other, so on a CPU-only host, where they would share
+`--input` (with `--config`) also times the train input pipeline alone, built as
+`train/supervised.py` builds it (`input_pipeline.train_iterator` for the
+config's dataset, put on the devices by `sharding.on_mesh`): the record then has
+`input_images_per_sec` next to the step's `images_per_sec`, the `data_threads`
+used, `input_images_per_cpu_sec` (images per CPU-second of the whole process:
+what one core feeds, robust to other load), and `bottleneck`: 'input' when the
+pipeline feeds fewer images per second than the step consumes, else 'step'. The
+two are timed one after the other, so on a CPU-only host, where they would share
 the cores in training, each figure is what it achieves alone.
 
 Progress goes to stderr; the last stdout line is one JSON object with

@@ -6,10 +6,10 @@ The figures are those of `evaluators.classification.evaluate_split`, the
 trainer's own evaluation.
 
 It reads DIR/config.json and DIR/params.npz (or checkpoint N; see
-`workdir/run.py`'s `load`), evaluates on the devices the trainer would use here, and
-prints a line for people, then (last on stdout) a JSON object with
-eval/accuracy, eval/loss and eval/num_examples. On the run's own eval split
-they are the run's final eval figures. Bad input ends with one `error:` line
+`workdir/run.py`'s `load`), evaluates on the devices the trainer would use here,
+and prints a line for people, then (last on stdout) a JSON object with
+eval/accuracy, eval/loss and eval/num_examples. On the run's own eval split they
+are the run's final eval figures. Bad input ends with one `error:` line
 and exit status 1.
 """
 import json

@@ -94,8 +94,8 @@ def save_saved_model(path: str, model, params, class_names: Sequence[str],
 def export_run(workdir: str, out: str, *, fmt: str = 'saved_model',
                step: Optional[int] = None, batch_size: Optional[int] = None,
                platforms: Sequence[str] = PLATFORMS) -> str:
-  """Exports the run in `workdir` (`workdir/run.py`'s `load`) to `out`; returns a
-  one-line summary."""
+  """Exports the run in `workdir` (`workdir/run.py`'s `load`) to `out`;
+  returns a one-line summary."""
   from vit_jax.workdir import run as run_dir  # pylint: disable=g-import-not-at-top
   if fmt not in FORMATS:
     raise ValueError(f'--format={fmt}: use one of {", ".join(FORMATS)}.')

@@ -5,8 +5,8 @@ the trainer.
       --labels=imagenet2012 --top_k=5 [--json] photo.jpg ...
   python -m vit_jax.predict --workdir=DIR [--step=N] photo.jpg ...
 
-With `--workdir` everything comes from the run (`workdir/run.py`'s `load`): its model
-and image size from DIR/config.json, its params from DIR/params.npz (or
+With `--workdir` everything comes from the run (`workdir/run.py`'s `load`): its
+model and image size from DIR/config.json, its params from DIR/params.npz (or
 checkpoint N), its class names from its dataset, and the images are
 preprocessed as its eval split was.
 

@@ -126,7 +126,8 @@ def _write_timm(config, num_classes, image_size) -> Dict[str, Any]:
 
 # timm's hybrid architectures by ResNet units per stage: the name fixes the
 # backbone (model_args cannot), model_args the ViT above it.
-_TIMM_HYBRIDS = {(): 'vit_tiny_r_s16_p8_224', (2, 2, 2, 2): 'vit_small_r26_s32_224',
+_TIMM_HYBRIDS = {(): 'vit_tiny_r_s16_p8_224',
+                 (2, 2, 2, 2): 'vit_small_r26_s32_224',
                  (3, 4, 9): 'vit_base_r50_s16_224',
                  (3, 4, 6, 3): 'vit_large_r50_s32_224'}
 

@@ -152,7 +152,8 @@ _TIMM = {
 # then patch_embed.proj and the ViT above. Its stem alone (no stages, as in
 # R+ViT-Ti) has the stem's keys without `stem.`.
 _BACKBONE = 'patch_embed.backbone.'
-_STAGE_BLOCK = re.compile(r'^patch_embed\.backbone\.stages\.(\d+)\.blocks\.(\d+)\.')
+_STAGE_BLOCK = re.compile(
+    r'^patch_embed\.backbone\.stages\.(\d+)\.blocks\.(\d+)\.')
 # timm's Bottleneck module -> the original's ResidualUnit (conv, norm).
 _UNIT = (('conv1', 'norm1', 'conv1', 'gn1'), ('conv2', 'norm2', 'conv2', 'gn2'),
          ('conv3', 'norm3', 'conv3', 'gn3'),
@@ -175,7 +176,8 @@ def _timm_backbone(num_layers) -> Dict[str, Tuple[Tuple[str, ...],
   for s, units in enumerate(num_layers):
     for m in range(units):
       for conv, norm, conv_path, norm_path in _UNIT[:4 if m == 0 else 3]:
-        key, path = f'{_BACKBONE}stages.{s}.blocks.{m}.', f'block{s + 1}/unit{m + 1}/'
+        key = f'{_BACKBONE}stages.{s}.blocks.{m}.'
+        path = f'block{s + 1}/unit{m + 1}/'
         table.update(_conv_norm(key + conv, key + norm, path + conv_path,
                                 path + norm_path))
   return table

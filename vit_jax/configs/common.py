@@ -109,13 +109,15 @@ def base_config() -> ml_collections.ConfigDict:
   config.keep_checkpoints = 3
   config.pretrained_path = config_dict.placeholder(str)
   config.nonfinite = 'stop'  # Or 'skip': drop the update of such a step.
-  # Few-shot linear eval of the pre-logits at each eval (vit_jax/evaluators/fewshot.py),
-  # e.g. --config.fewshot.shots="(1, 5, 10, 25)"; no shots, no few-shot eval.
+  # Few-shot linear eval of the pre-logits at each eval
+  # (vit_jax/evaluators/fewshot.py), e.g.
+  # --config.fewshot.shots="(1, 5, 10, 25)"; no shots, no few-shot eval.
   config.fewshot = ml_collections.ConfigDict(dict(
       shots=(), num_train=2000, num_test=2000))
 
   # Optimisation.
-  # decoupled_weight_decay (big_vision's) and layer_decay: vit_jax/train/optim.py.
+  # decoupled_weight_decay (big_vision's) and layer_decay:
+  # vit_jax/train/optim.py.
   config.optimizer = ml_collections.ConfigDict(dict(
       name='adamw', b1=0.9, b2=0.999, momentum=0.9, weight_decay=0.1,
       grad_clip_norm=1.0, decoupled_weight_decay=False, layer_decay=0.0))
@@ -124,8 +126,8 @@ def base_config() -> ml_collections.ConfigDict:
   config.label_smoothing = 0.0
   # > 0: an EMA of the params, evaluated and saved too (vit_jax/train/ema.py).
   config.ema_decay = 0.0
-  # Mixup / CutMix in the train step (vit_jax/data/mixup.py): p is the Beta(p, p)
-  # concentration of the mixing ratio; 0 = off.
+  # Mixup / CutMix in the train step (vit_jax/data/mixup.py): p is the
+  # Beta(p, p) concentration of the mixing ratio; 0 = off.
   config.mixup = ml_collections.ConfigDict(dict(p=0.0))
   config.cutmix = ml_collections.ConfigDict(dict(p=0.0))
 

@@ -1,1 +1,2 @@
-"""Data: sources of examples (TFDS, image folders, captions) and the tf.data pipeline that makes batches."""
+"""Data: sources of examples (TFDS, image folders, captions) and the tf.data
+pipeline that makes batches."""

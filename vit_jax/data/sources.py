@@ -189,11 +189,11 @@ def _tfds_source(builder, split: str) -> Source:
   """Random access to a prepared TFDS split, read lazily.
 
   ArrayRecord is read through `as_data_source`; TFRecord (the `tfds build`
-  default) through `data/tfrecord_reader.py`, which indexes the record offsets of
-  each file once (cached on disk) and then reads records by index. Either
-  way only the examples asked for are read, so memory does not grow with the
-  dataset. Images of one fixed shape are decoded on read; others stay
-  encoded until batched.
+  default) through `data/tfrecord_reader.py`, which indexes the record offsets
+  of each file once (cached on disk) and then reads records by index. Either way
+  only the examples asked for are read, so memory does not grow with the
+  dataset. Images of one fixed shape are decoded on read; others stay encoded
+  until batched.
   """
   image_key, label_key = builder.info.supervised_keys
   num_classes = builder.info.features[label_key].num_classes

@@ -37,7 +37,8 @@ def make_eval_step(model) -> Callable:
   return eval_step
 
 
-def evaluate(eval_step: Callable, params, batches: Iterable) -> Dict[str, float]:
+def evaluate(eval_step: Callable, params,
+             batches: Iterable) -> Dict[str, float]:
   """Runs `eval_step` over global `batches` (already on the mesh)."""
   totals = None
   for batch in batches:

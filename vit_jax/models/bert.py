@@ -1,4 +1,4 @@
-"""A BERT encoder (Devlin et al., arXiv 1810.04805) with flaxformer's param tree.
+"""A BERT encoder (Devlin et al., arXiv 1810.04805), flaxformer's param tree.
 
 LiT's BERT text towers were trained with flaxformer's `BertEncoder`; this is
 the same computation written in plain linen, with the same module names so

@@ -3,8 +3,8 @@
 Module and parameter names follow the original release's linen tree
 (`Transformer/encoderblock_N/{LayerNorm_0, MultiHeadDotProductAttention_0,
 LayerNorm_1, MlpBlock_0}`, `embedding`, `cls`, `head`, ...), so params from
-`checkpoint.load_npz` apply directly. `checkpoint/npz.py` maps these names to the
-published .npz layout and back.
+`checkpoint.load_npz` apply directly. `checkpoint/npz.py` maps these names to
+the published .npz layout and back.
 """
 import functools
 import math
@@ -82,9 +82,9 @@ def drop_path_rates(rate: float, num_layers: int) -> np.ndarray:
 def drop_path(module: nn.Module, x, rate, deterministic: bool):
   """Stochastic depth (Huang et al. 2016) on a residual branch `x`.
 
-  Training: each example's branch is zeroed with probability `rate` (a
-  float, or a traced scalar inside `nn.scan`/`nn.remat`; None: off) and the kept ones scaled by
-  1/(1-rate); the mask comes from `module`'s 'dropout' rng, so it is a
+  Training: each example's branch is zeroed with probability `rate` (a float, or
+  a traced scalar inside `nn.scan`/`nn.remat`; None: off) and the kept ones
+  scaled by 1/(1-rate); the mask comes from `module`'s 'dropout' rng, so it is a
   function of the step's dropout key. Eval (`deterministic`): the identity.
   """
   if deterministic or rate is None or (isinstance(rate, float) and
@@ -391,8 +391,8 @@ class Encoder(nn.Module):
   per-block layout. Attention weights collected from a scanned model are
   stacked the same way. `gelu` and `layer_norm_eps` apply to every block
   and the final LayerNorm: the defaults are the original's, PyTorch ViTs
-  differ (`checkpoint/torch_layouts.py`). `stochastic_depth` is the drop-path rate
-  of the last block (`drop_path_rates`). `add_position_embedding=False`
+  differ (`checkpoint/torch_layouts.py`). `stochastic_depth` is the drop-path
+  rate of the last block (`drop_path_rates`). `add_position_embedding=False`
   leaves position embeddings to the caller (fixed sin-cos ones).
   """
   num_layers: int

@@ -1,1 +1,2 @@
-"""Training: the loop, its tasks, the jitted steps, the optimizer and the devices it runs on."""
+"""Training: the loop, its tasks, the jitted steps, the optimizer and the
+devices it runs on."""

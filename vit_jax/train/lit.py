@@ -1,4 +1,4 @@
-"""Locked-image tuning: `train_and_evaluate(config, workdir)` for configs/lit.py.
+"""Locked-image tuning: `train_and_evaluate(config, workdir)`, configs/lit.py.
 
 The entry point `main.py` calls for LiT configs (`config.trainer='lit'`): the
 training loop (`loop.py`) given the LiT task (`task_lit.py`, which holds the

@@ -46,8 +46,8 @@ def _check_pretrained(config, model_shapes):
   """The checkpoint's headers are readable, and a Mixer checkpoint was made
   for the model's token count (it cannot be adapted to another one)."""
   path = config.pretrained_path
-  checkpoint.check_token_count(checkpoint.npz_shapes(hub.resolve(path)), model_shapes,
-                               path, config.model)
+  checkpoint.check_token_count(checkpoint.npz_shapes(hub.resolve(path)),
+                               model_shapes, path, config.model)
 
 
 def check_workdir(workdir):

@@ -1,1 +1,2 @@
-"""A run directory's files: their names, the lock, orbax checkpoints, metrics, and reading a run back."""
+"""A run directory's files: their names, the lock, orbax checkpoints,
+metrics, and reading a run back."""

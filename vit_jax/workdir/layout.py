@@ -3,11 +3,11 @@
 `python main.py --workdir=WORKDIR` (vit_jax/train/loop.py) leaves:
 
   config.json    the run's whole config, written when it starts (process 0);
-  metrics.jsonl  one JSON record per log or eval step (vit_jax/workdir/metrics.py);
+  metrics.jsonl  one JSON record per log or eval step (workdir/metrics.py);
   checkpoints/   orbax train states, one folder per step
                  (vit_jax/workdir/checkpoints.py);
   params.npz     the final params in the published layout, at the end;
-  params_ema.npz with `ema_decay` > 0: their EMA, the same layout (train/ema.py);
+  params_ema.npz with `ema_decay` > 0: their EMA, same layout (train/ema.py);
   run.lock       who runs in WORKDIR now (vit_jax/workdir/lock.py);
   vocab.txt      LiT runs only: the text tower's vocabulary (train/task_lit.py);
   events.out.tfevents.*  TensorBoard's copy of the metrics (clu).

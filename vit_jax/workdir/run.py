@@ -3,9 +3,10 @@
 What `predict`, `evaluate` and `export` share. `python main.py --workdir=DIR`
 leaves DIR/config.json (the whole experiment config), DIR/checkpoints/<step>
 (orbax, every `checkpoint_every` steps) and, at the end, DIR/params.npz
-(published layout); the names are `workdir/layout.py`'s. The model is rebuilt from the config as the trainer
-builds it (`steps.create_model`, so every model family), the class names come
-from the dataset (`data/sources.py`'s `class_names`).
+(published layout); the names are `workdir/layout.py`'s. The model is rebuilt
+from the config as the trainer builds it (`steps.create_model`, so every model
+family), the class names come from the dataset (`data/sources.py`'s
+`class_names`).
 """
 import functools
 import json
