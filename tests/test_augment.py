@@ -256,10 +256,11 @@ def test_mix_batch_with_both_picks_one_per_step():
   config = ml_collections.ConfigDict(dict(mixup={'p': 0.2},
                                           cutmix={'p': 1.0}))
   images, targets = _labelled_batch(size=16)
+  mix = jax.jit(lambda r, i, t: mixup.mix_batch(config, r, i, t))
   kinds = set()
   for step in range(12):
-    mixed, soft = jax.jit(lambda r, i, t: mixup.mix_batch(config, r, i, t))(
-        jax.random.fold_in(jax.random.PRNGKey(0), step), images, targets)
+    mixed, soft = mix(jax.random.fold_in(jax.random.PRNGKey(0), step), images,
+                      targets)
     np.testing.assert_allclose(soft.sum(-1), 1, rtol=1e-6)
     values = np.unique(np.asarray(mixed[0]))
     kinds.add('cutmix' if set(values) <= {1.0, 8.0} else 'mixup')

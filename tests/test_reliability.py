@@ -117,10 +117,12 @@ def _case_args(case, tmp_path):
   """The case's workdir (with a file that must survive), config file and
   --config overrides."""
   overrides, devices, expected = _CASES[case]
-  files = {'tmp': tmp_path, 'bad_folder': _bad_folder(tmp_path / 'bad'),
-           'corrupt': _corrupt_npz(tmp_path),
-           'other': _other_model_npz(tmp_path)}
-  overrides = [o.format(**files) for o in overrides]
+  makers = {'bad_folder': lambda: _bad_folder(tmp_path / 'bad'),
+            'corrupt': lambda: _corrupt_npz(tmp_path),
+            'other': lambda: _other_model_npz(tmp_path)}
+  files = {name: make() for name, make in makers.items()  # The case's only.
+           if any(f'{{{name}}}' in o for o in overrides)}
+  overrides = [o.format(tmp=tmp_path, **files) for o in overrides]
   workdir = tmp_path / 'workdir'
   workdir.mkdir()
   (workdir / 'keep.txt').write_text('precious')
