@@ -157,7 +157,7 @@ SLOW_STEP_OVERRIDES = ('--config.total_steps=60', '--config.log_every=1',
                        '--config.batch_size=32')
 
 
-def free_port():
+def _free_port():
   with socket.socket() as s:
     s.bind(('127.0.0.1', 0))
     return s.getsockname()[1]
@@ -167,7 +167,7 @@ def start_processes(workdir, data_dir, *overrides, num_processes=2,
                     devices_each=1):
   """`main.py` as `num_processes` local processes joined by jax.distributed
   (started, not waited for)."""
-  port = free_port()
+  port = _free_port()
   return [subprocess.Popen(
       main_command(workdir, data_dir, *overrides,
                    f'--coordinator_address=127.0.0.1:{port}',
