@@ -3,6 +3,7 @@ import itertools
 import json
 import os
 import pathlib
+import socket
 import subprocess
 import sys
 
@@ -155,6 +156,47 @@ def run_main(workdir, data_dir, *overrides, devices=1,
                         capture_output=True, text=True, timeout=300)
 
 
+# A model whose train step takes ~90 ms on 2 idle cores (4 blocks of width 64
+# at 32 px, batch 32): a test can signal or kill its run between two steps it
+# chose. 60 steps, a log record each, a checkpoint every 20.
+SLOW_STEP_OVERRIDES = ('--config.total_steps=60', '--config.log_every=1',
+                       '--config.checkpoint_every=20',
+                       '--config.eval_every=1000', '--config.image_size=32',
+                       '--config.model.hidden_size=64',
+                       '--config.model.transformer.mlp_dim=256',
+                       '--config.model.transformer.num_layers=4',
+                       '--config.batch_size=32')
+
+
+def _free_port():
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    return s.getsockname()[1]
+
+
+def start_processes(workdir, data_dir, *overrides, num_processes=2,
+                    devices_each=1):
+  """`main.py` as `num_processes` local processes joined by jax.distributed
+  (started, not waited for)."""
+  port = _free_port()
+  return [subprocess.Popen(
+      main_command(workdir, data_dir, *overrides,
+                   f'--coordinator_address=127.0.0.1:{port}',
+                   f'--num_processes={num_processes}', f'--process_id={i}'),
+      env=main_env(devices_each), stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE, text=True) for i in range(num_processes)]
+
+
+def run_processes(workdir, data_dir, *overrides, **kwargs):
+  """`start_processes`, waited for; asserts each ended with exit 0 and
+  returns their (stdout, stderr)."""
+  procs = start_processes(workdir, data_dir, *overrides, **kwargs)
+  outputs = [p.communicate(timeout=300) for p in procs]
+  for p, (_, err) in zip(procs, outputs):
+    assert p.returncode == 0, err[-3000:]
+  return outputs
+
+
 def read_records(workdir):
   with open(os.path.join(workdir, 'metrics.jsonl')) as f:
     return [json.loads(line) for line in f]
@@ -216,9 +258,38 @@ SHORT_OVERRIDES = ('--config.total_steps=20', '--config.batch_size=64',
 @pytest.fixture(scope='session')
 def short_run_8_devices(tmp_path_factory, image_folder):
   """The workdir of configs/testing.py with SHORT_OVERRIDES on 8 CPU
-  devices, once per session: the data-parallel side of the 1-vs-8 devices,
-  1-vs-2 processes and FSDP comparisons (read-only)."""
+  devices, once per session: the 8-device side of the 1-vs-8 devices
+  comparison (read-only)."""
   def train(workdir):
     proc = run_main(workdir, image_folder, *SHORT_OVERRIDES, devices=8)
     assert proc.returncode == 0, proc.stderr[-3000:]
   return build_once(tmp_path_factory, 'short_run_8_devices', train)
+
+
+# The scale-out runs: configs/testing.py with RandAugment, Mixup, CutMix and
+# label smoothing on (two processes must augment and mix as one), a log
+# record each step and checkpoints at steps 20 and 40. (40 steps: a SIGTERM
+# after step 2 reaches every process well before the end.)
+SCALE_OVERRIDES = ('--config.total_steps=40', '--config.checkpoint_every=20',
+                   '--config.eval_every=1000', '--config.log_every=1',
+                   '--config.pp.randaug=(2, 10)', '--config.mixup.p=0.2',
+                   '--config.cutmix.p=1.0', '--config.label_smoothing=0.1')
+
+
+@pytest.fixture(scope='session')
+def two_device_run(tmp_path_factory, image_folder):
+  """The workdir of SCALE_OVERRIDES in one process on 2 CPU devices (data
+  parallel), once per session: what the two-process, FSDP and restored runs
+  are compared with (read-only)."""
+  def train(workdir):
+    proc = run_main(workdir, image_folder, *SCALE_OVERRIDES, devices=2)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+  return build_once(tmp_path_factory, 'two_device_run', train)
+
+
+@pytest.fixture(scope='session')
+def two_process_run(tmp_path_factory, image_folder):
+  """The workdir of SCALE_OVERRIDES in 2 processes of 1 CPU device each,
+  once per session (read-only)."""
+  return build_once(tmp_path_factory, 'two_process_run', lambda workdir:
+                    run_processes(workdir, image_folder, *SCALE_OVERRIDES))

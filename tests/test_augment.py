@@ -1,5 +1,5 @@
 """RandAugment's ops against PIL, Mixup / CutMix, determinism and resume."""
-import shutil
+import json
 
 import jax
 import jax.numpy as jnp
@@ -9,12 +9,13 @@ from PIL import Image, ImageEnhance, ImageOps
 import pytest
 import tensorflow as tf
 
-from tests import test_scale
-from tests.conftest import data_config, read_records, run_main, take
+from configs import testing
+from tests.conftest import data_config, read_records, take
 from vit_jax.data import input_pipeline
 from vit_jax.data import mixup
 from vit_jax.data import randaugment
 from vit_jax.data import sources
+from vit_jax.train import supervised
 
 _GREY = 128
 
@@ -255,64 +256,39 @@ def test_mix_batch_with_both_picks_one_per_step():
   config = ml_collections.ConfigDict(dict(mixup={'p': 0.2},
                                           cutmix={'p': 1.0}))
   images, targets = _labelled_batch(size=16)
+  mix = jax.jit(lambda r, i, t: mixup.mix_batch(config, r, i, t))
   kinds = set()
   for step in range(12):
-    mixed, soft = jax.jit(lambda r, i, t: mixup.mix_batch(config, r, i, t))(
-        jax.random.fold_in(jax.random.PRNGKey(0), step), images, targets)
+    mixed, soft = mix(jax.random.fold_in(jax.random.PRNGKey(0), step), images,
+                      targets)
     np.testing.assert_allclose(soft.sum(-1), 1, rtol=1e-6)
     values = np.unique(np.asarray(mixed[0]))
     kinds.add('cutmix' if set(values) <= {1.0, 8.0} else 'mixup')
   assert kinds == {'mixup', 'cutmix'}
 
 
-def test_training_with_augmentation_resumes_bit_identically(tmp_path,
-                                                            image_folder):
-  """main.py with RandAugment, Mixup and CutMix; resuming from the step-2
-  checkpoint (as after a kill) ends with the uninterrupted run's params."""
-  args = ('--config.pp.randaug=(2, 10)', '--config.mixup.p=0.2',
-          '--config.cutmix.p=1.0', '--config.label_smoothing=0.1',
-          '--config.total_steps=4', '--config.checkpoint_every=2',
-          '--config.eval_every=4')
-  full = tmp_path / 'full'
-  proc = run_main(full, image_folder, *args)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  cut = tmp_path / 'cut'
-  shutil.copytree(full, cut)
-  shutil.rmtree(cut / 'checkpoints' / '4')
-  (cut / 'params.npz').unlink()
-  resumed = run_main(cut, image_folder, *args)
-  assert resumed.returncode == 0, resumed.stderr[-3000:]
-  assert 'Starting at step 2' in resumed.stderr
-  with np.load(full / 'params.npz') as a, np.load(cut / 'params.npz') as b:
-    for k in a.files:
-      np.testing.assert_array_equal(a[k], b[k], err_msg=k)
-  losses = [r['train/loss'] for r in read_records(cut) if 'train/loss' in r]
-  assert len(losses) == 4 and np.all(np.isfinite(losses))
-
-
 def test_main_rejects_bad_augmentation_before_compiling(tmp_path,
                                                         image_folder):
-  proc = run_main(tmp_path, image_folder, '--config.mixup.p=-1')
-  assert proc.returncode == 1
-  lines = proc.stderr.strip().splitlines()
-  assert lines[-1].startswith('error: config.mixup.p=-1'), proc.stderr[-2000:]
-  assert not (tmp_path / 'checkpoints').exists()
+  """The trainer main.py calls refuses a bad Mixup setting before it writes
+  or compiles anything (main.py prints such a ValueError as its one
+  `error:` line: test_reliability.py)."""
+  config = testing.get_config()
+  config.update(dataset='imagefolder', data_dir=str(image_folder))
+  config.mixup.p = -1
+  with pytest.raises(ValueError, match=r'^config\.mixup\.p=-1'):
+    supervised.train_and_evaluate(config, str(tmp_path / 'w'))
+  assert not (tmp_path / 'w').exists()
 
 
-def test_two_processes_augment_as_one(tmp_path, image_folder):
+def test_two_processes_augment_as_one(two_process_run, two_device_run):
   """RandAugment per example and Mixup / CutMix over the global batch: two
-  processes (2 devices each) train as one process on 4 devices. (Mixing
-  within each process's half would pair other examples: other losses.)"""
-  args = ('--config.pp.randaug=(2, 10)', '--config.mixup.p=0.2',
-          '--config.cutmix.p=1.0', '--config.total_steps=4',
-          '--config.checkpoint_every=100', '--config.eval_every=100')
-  one = tmp_path / 'one'
-  proc = run_main(one, image_folder, *args, devices=4)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  two = tmp_path / 'two'
-  test_scale._run_processes(  # pylint: disable=protected-access
-      two, image_folder, *args, devices_each=2)
+  processes (1 device each) train as one process on 2 devices. (Mixing
+  within each process's half would pair other examples: other losses.)
+  Resuming such a run: test_preemption's two-process test."""
+  config = json.loads((two_process_run / 'config.json').read_text())
+  assert config['pp']['randaug'] == [2, 10]
+  assert config['mixup']['p'] > 0 and config['cutmix']['p'] > 0
   losses = [[r['train/loss'] for r in read_records(d) if 'train/loss' in r]
-            for d in (one, two)]
-  assert len(losses[0]) == 4
+            for d in (two_device_run, two_process_run)]
+  assert len(losses[0]) == 40
   np.testing.assert_allclose(losses[1], losses[0], rtol=1e-4)

@@ -4,7 +4,8 @@ import re
 import resource
 import subprocess
 
-from tests.conftest import main_command, main_env, read_records
+from tests.conftest import SLOW_STEP_OVERRIDES, main_command, main_env, \
+    read_records
 from vit_jax.train import console
 
 _LIBRARY_NOISE = ('oneDNN', 'cuda', 'CUDA', 'libtpu', 'InitializeLog',
@@ -69,10 +70,10 @@ def test_full_disk_is_one_error_line(tmp_path, image_folder):
     resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
   workdir = tmp_path / 'w'
   proc = subprocess.run(
-      main_command(workdir, image_folder, '--config.image_size=32',
-                   '--config.model.hidden_size=64',
-                   '--config.model.transformer.mlp_dim=256',
-                   '--config.model.transformer.num_layers=4'),
+      # The preemption test's model (its compiled step is in the cache),
+      # saving at step 1.
+      main_command(workdir, image_folder, *SLOW_STEP_OVERRIDES,
+                   '--config.checkpoint_every=1'),
       env=main_env(), capture_output=True, text=True, timeout=300,
       preexec_fn=cap_file_size)
   assert proc.returncode == 1

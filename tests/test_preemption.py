@@ -1,4 +1,5 @@
-"""Graceful stop (SIGTERM / SIGINT) and resume, one and two processes."""
+"""Stopping a run (SIGINT / SIGTERM), killing it, and resuming it bit-exact,
+in one process and in two."""
 import os
 import re
 import signal
@@ -7,15 +8,9 @@ import time
 
 import numpy as np
 
-from tests.conftest import main_command, main_env, read_records, run_main
-from tests.test_scale import _free_port
-
-# ~90 ms a step on 2 idle cores: a signal lands well before the last step.
-_ARGS = ('--config.total_steps=40', '--config.checkpoint_every=1000',
-         '--config.eval_every=1000', '--config.log_every=1',
-         '--config.image_size=32', '--config.model.hidden_size=64',
-         '--config.model.transformer.mlp_dim=256',
-         '--config.model.transformer.num_layers=4', '--config.batch_size=32')
+from tests.conftest import SCALE_OVERRIDES, SLOW_STEP_OVERRIDES as _SLOW, \
+    main_command, main_env, read_records, run_main, run_processes, \
+    start_processes
 
 
 def _latest_step(workdir):
@@ -26,20 +21,25 @@ def _latest_step(workdir):
 
 
 def _wait_for_step(workdir, procs, step, timeout=300):
-  """Polls metrics.jsonl (no fixed sleeps: the machine may be busy)."""
+  """Polls metrics.jsonl until it has `step` (no fixed sleeps: the machine
+  may be busy)."""
   deadline = time.time() + timeout
   while _latest_step(workdir) < step:
     assert all(p.poll() is None for p in procs), 'a run ended early'
     assert time.time() < deadline, f'no step {step} in {timeout} s'
-    time.sleep(0.05)
+    time.sleep(0.01)
+
+
+def _start(workdir, data_dir, *overrides):
+  return subprocess.Popen(main_command(workdir, data_dir, *overrides),
+                          env=main_env(), stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
 
 
 def _stop_with(signum, workdir, data_dir, after_step, *overrides):
   """Starts a run, sends `signum` once it logged `after_step`; returns the
   step it stopped at."""
-  proc = subprocess.Popen(main_command(workdir, data_dir, *overrides),
-                          env=main_env(), stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True)
+  proc = _start(workdir, data_dir, *overrides)
   _wait_for_step(workdir, [proc], after_step)
   proc.send_signal(signum)
   _, err = proc.communicate(timeout=300)
@@ -61,50 +61,61 @@ def _assert_same_params(a_dir, b_dir):
       np.testing.assert_array_equal(a[k], b[k], err_msg=k)
 
 
-def test_sigterm_then_sigint_resume_bit_exact(tmp_path, image_folder):
+def _logged_steps(workdir):
+  return [r['step'] for r in read_records(workdir) if 'train/loss' in r]
+
+
+def test_stopped_killed_and_truncated_run_resumes_bit_exact(tmp_path,
+                                                            image_folder):
+  """One run of 60 steps, interrupted every way: Ctrl-C (SIGINT) early, a
+  torn last line in metrics.jsonl, then kill -9 of the resumed run after its
+  checkpoints at steps 20 and 40, and checkpoint 40 truncated. Re-running
+  falls back to step 20 and ends with the uninterrupted run's params, each
+  step logged once. (SIGTERM in one process: test_workdir_lock.py.)"""
   full = tmp_path / 'full'
-  proc = run_main(full, image_folder, *_ARGS)
+  proc = run_main(full, image_folder, *_SLOW)
   assert proc.returncode == 0, proc.stderr[-3000:]
 
   cut = tmp_path / 'cut'
-  first = _stop_with(signal.SIGTERM, cut, image_folder, 3, *_ARGS)
+  stopped = _stop_with(signal.SIGINT, cut, image_folder, 3, *_SLOW)
+  assert stopped < 20
   # A kill mid-write leaves a torn last line: dropped on resume.
   with open(cut / 'metrics.jsonl', 'a') as f:
-    f.write('{"step": %d, "train/lo' % (first + 1))
-  second = _stop_with(signal.SIGINT, cut, image_folder, first + 3, *_ARGS)
-  assert first < second < 40
-  resumed = run_main(cut, image_folder, *_ARGS)
+    f.write('{"step": %d, "train/lo' % (stopped + 1))
+
+  proc = _start(cut, image_folder, *_SLOW)
+  _wait_for_step(cut, [proc], 46)  # Checkpoint 40 is complete by then.
+  proc.kill()
+  _, err = proc.communicate(timeout=60)
+  assert f'Starting at step {stopped} of 60' in err, err[-3000:]
+  assert not (cut / 'params.npz').exists(), 'the run ended before the kill'
+  checkpoints = {int(d) for d in os.listdir(cut / 'checkpoints')
+                 if d.isdigit()}
+  assert {20, 40} <= checkpoints and max(checkpoints) == 40, checkpoints
+
+  # Truncate every file of the newest checkpoint.
+  for root, _, files in os.walk(cut / 'checkpoints' / '40'):
+    for name in files:
+      path = os.path.join(root, name)
+      with open(path, 'r+b') as f:
+        f.truncate(os.path.getsize(path) // 2)
+
+  resumed = run_main(cut, image_folder, *_SLOW)
   assert resumed.returncode == 0, resumed.stderr[-3000:]
-  assert f'Starting at step {second}' in resumed.stderr
+  assert 'checkpoints/40 is unreadable' in resumed.stderr
+  assert 'Starting at step 20 of 60' in resumed.stderr
   _assert_same_params(full, cut)
-  steps = [r['step'] for r in read_records(cut) if 'train/loss' in r]
-  assert steps == list(range(1, 41))
+  assert _logged_steps(cut) == list(range(1, 61))
 
 
-def _start_processes(workdir, data_dir, *overrides):
-  port = _free_port()
-  return [subprocess.Popen(
-      main_command(workdir, data_dir, *overrides,
-                   f'--coordinator_address=127.0.0.1:{port}',
-                   '--num_processes=2', f'--process_id={i}'),
-      env=main_env(4), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-      text=True) for i in range(2)]
-
-
-def test_two_processes_stop_at_the_same_step(tmp_path, image_folder):
-  """SIGTERM to process 1 only: both stop at one step, with one checkpoint;
-  the resumed run ends bit-identical to an uninterrupted one."""
-  args = ('--config.total_steps=80', '--config.batch_size=64',
-          '--config.log_every=1', '--config.eval_every=1000',
-          '--config.checkpoint_every=1000')
-  full = tmp_path / 'full'
-  for proc in _start_processes(full, image_folder, *args):
-    _, err = proc.communicate(timeout=600)
-    assert proc.returncode == 0, err[-3000:]
-
+def test_two_processes_stop_at_the_same_step(tmp_path, image_folder,
+                                             two_process_run):
+  """SIGTERM to process 1 only: both stop at one step and save one
+  checkpoint there; the resumed run ends bit-identical to the uninterrupted
+  one (`two_process_run`: RandAugment, Mixup and CutMix resume too)."""
   cut = tmp_path / 'cut'
-  procs = _start_processes(cut, image_folder, *args)
-  _wait_for_step(cut, procs, 5)
+  procs = start_processes(cut, image_folder, *SCALE_OVERRIDES)
+  _wait_for_step(cut, procs, 2)
   procs[1].send_signal(signal.SIGTERM)
   errs = [p.communicate(timeout=300)[1] for p in procs]
   stops = []
@@ -114,10 +125,12 @@ def test_two_processes_stop_at_the_same_step(tmp_path, image_folder):
     stops += re.findall(r'stopped by SIGTERM at step (\d+)', err)
   assert len(stops) == 2 and stops[0] == stops[1], errs
   stopped = int(stops[0])
-  assert 5 <= stopped < 80
-  assert os.listdir(cut / 'checkpoints') == [str(stopped)]
+  assert 2 <= stopped < 40
+  # The stop's checkpoint, after the periodic one at step 20 if it got there.
+  assert sorted(int(d) for d in os.listdir(cut / 'checkpoints')) == (
+      [20] if stopped > 20 else []) + [stopped]
 
-  for proc in _start_processes(cut, image_folder, *args):
-    _, err = proc.communicate(timeout=600)
-    assert proc.returncode == 0, err[-3000:]
-  _assert_same_params(full, cut)
+  (_, err), _ = run_processes(cut, image_folder, *SCALE_OVERRIDES)
+  assert f'Starting at step {stopped} of 40' in err
+  _assert_same_params(two_process_run, cut)
+  assert _logged_steps(cut) == list(range(1, 41))

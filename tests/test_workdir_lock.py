@@ -23,7 +23,13 @@ def test_second_run_is_refused_while_the_first_finishes(tmp_path,
                            stderr=subprocess.PIPE, text=True)
   _wait_for_step(workdir, [first], 2)
   config = (workdir / 'config.json').read_text()
-  second = run_main(workdir, image_folder, '--config.total_steps=7')
+  # Paused while the second starts (alive, it holds the lock; its steps
+  # would only take the CPU from the second).
+  first.send_signal(signal.SIGSTOP)
+  try:
+    second = run_main(workdir, image_folder, '--config.total_steps=7')
+  finally:
+    first.send_signal(signal.SIGCONT)
   assert second.returncode == 1, second.stderr[-3000:]
   assert 'Traceback' not in second.stderr
   assert f'is in use by pid {first.pid} on host' in second.stderr

@@ -134,12 +134,14 @@ def init_state(config, model, tx, init_key, mesh):
   return state, state_sh
 
 
-def compile_report(config, num_classes: int):
+def compile_report(config, num_classes: int, compile_step: bool = True):
   """Compiles (without running) the train step of `config` on this host.
 
   Returns the train state's total bytes, its bytes per device under the
   config's mesh (from the shardings), and the compiled step's argument bytes
   per device (from XLA's memory analysis) — the FSDP arithmetic, checked.
+  `compile_step=False`: the first two only, without compiling (seconds, not
+  minutes, for a large unrolled model).
   """
   mesh = sharding.make_mesh(config.mesh)
   model = create_model(config, num_classes)
@@ -153,6 +155,9 @@ def compile_report(config, num_classes: int):
   total = sum(x.size * x.dtype.itemsize for x, _ in leaves)
   per_device = sum(int(np.prod(s.shard_shape(x.shape))) * x.dtype.itemsize
                    for x, s in leaves)
+  report = {'state_bytes': total, 'state_bytes_per_device': per_device}
+  if not compile_step:
+    return report
   batch_sh = sharding.batch_sharding(mesh)
   batch = {'image': jax.ShapeDtypeStruct((config.batch_size, size, size, 3),
                                          jnp.float32, sharding=batch_sh),
@@ -166,6 +171,6 @@ def compile_report(config, num_classes: int):
       lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
       abstract, shardings)
   compiled = step.lower(abstract, batch).compile()
-  return {'state_bytes': total, 'state_bytes_per_device': per_device,
-          'compiled_argument_bytes':
-              compiled.memory_analysis().argument_size_in_bytes}
+  report['compiled_argument_bytes'] = (
+      compiled.memory_analysis().argument_size_in_bytes)
+  return report
