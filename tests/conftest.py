@@ -14,6 +14,16 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / 'shared'
 REFERENCE = SHARED / 'reference'
 
+# Tests compile many small XLA programs and run few steps of each. Without
+# LLVM's optimisations XLA:CPU compiles them in about 60% of the CPU time (a
+# main.py run of configs/testing.py: 17 s instead of 27 s; the default job's
+# 20 steps and 10000-image eval: 33 s instead of 37 s); the matmuls and
+# convolutions are library calls either way. For this process (set before
+# JAX starts its backend) and every process it starts.
+TEST_XLA_FLAGS = '--xla_backend_optimization_level=0'
+os.environ['XLA_FLAGS'] = ' '.join(
+    filter(None, (os.environ.get('XLA_FLAGS'), TEST_XLA_FLAGS)))
+
 # Tests on the real Fashion-MNIST read the Debian package's files.
 needs_fashion_mnist = pytest.mark.skipif(
     not os.path.isdir('/usr/share/datasets/fashion-mnist'),
@@ -137,8 +147,8 @@ def main_env(devices=1):
   Without it main.py splits the CPU into one device per core
   (vit_jax/train/cpu_devices.py), and runs compared bit for bit must match.
   """
-  return dict(os.environ,
-              XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}')
+  return dict(os.environ, XLA_FLAGS=f'{TEST_XLA_FLAGS} '
+              f'--xla_force_host_platform_device_count={devices}')
 
 
 def run_main(workdir, data_dir, *overrides, devices=1,
