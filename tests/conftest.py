@@ -124,18 +124,22 @@ def image_folder(tmp_path_factory):
   return build_once(tmp_path_factory, 'images', write_image_folder)
 
 
+def _config_args(data_dir, overrides, config):
+  """main.py's --config flag and config overrides (see `main_command`)."""
+  args = [] if config is None else [f'--config={ROOT / config}']
+  if data_dir is not None:
+    args += ['--config.dataset=imagefolder', f'--config.data_dir={data_dir}']
+  return args + list(overrides)
+
+
 def main_command(workdir, data_dir, *overrides, config='configs/testing.py'):
   """`python main.py` on the testing config over an image folder.
 
   `config=None` runs the default job (no --config); `data_dir=None` keeps the
   config's own dataset.
   """
-  command = [sys.executable, str(ROOT / 'main.py'), f'--workdir={workdir}']
-  if config is not None:
-    command.append(f'--config={ROOT / config}')
-  if data_dir is not None:
-    command += ['--config.dataset=imagefolder', f'--config.data_dir={data_dir}']
-  return command + list(overrides)
+  return [sys.executable, str(ROOT / 'main.py'), f'--workdir={workdir}',
+          *_config_args(data_dir, overrides, config)]
 
 
 def main_env(devices=1):
@@ -195,6 +199,40 @@ def run_processes(workdir, data_dir, *overrides, **kwargs):
   for p, (_, err) in zip(procs, outputs):
     assert p.returncode == 0, err[-3000:]
   return outputs
+
+
+def main_config(data_dir, *overrides, config='configs/testing.py'):
+  """The config `main_command` gives main.py (same arguments), parsed as
+  main.py parses it: its default config file, ml_collections' config_flags,
+  the config locked."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+  argv = ['main.py', *_config_args(data_dir, overrides, config)]
+  flag_values = flags.FlagValues()
+  config_flags.DEFINE_config_file(
+      'config', str(ROOT / 'configs' / 'default.py'), flag_values=flag_values,
+      lock_config=True, sys_argv=argv)
+  flag_values(argv)
+  return flag_values.config
+
+
+def train_in_process(workdir, data_dir, *overrides,
+                     config='configs/testing.py'):
+  """What `run_main(workdir, data_dir, *overrides)` trains, run in this
+  process (no interpreter start, no TensorFlow/JAX import): main.py's config
+  to the classifier's `train_and_evaluate`. Returns its final eval metrics;
+  errors are raised, the console lines go to sys.stderr.
+
+  One device, as `run_main`'s default: the pytest process has JAX's one CPU
+  device (no XLA_FLAGS device count).
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  from vit_jax.train import supervised  # pylint: disable=g-import-not-at-top
+  assert jax.device_count() == 1, (
+      f'train_in_process needs one JAX device, this process has '
+      f'{jax.device_count()} (unset XLA_FLAGS to run the tests).')
+  return supervised.train_and_evaluate(
+      main_config(data_dir, *overrides, config=config), str(workdir))
 
 
 def read_records(workdir):

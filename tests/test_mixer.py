@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from configs import finetune
-from tests.conftest import REFERENCE, read_records, run_main
+from tests.conftest import REFERENCE, read_records, run_main, \
+    train_in_process
 from vit_jax import benchmark
 from vit_jax import checkpoint
 from vit_jax import inference
@@ -212,14 +213,13 @@ _TINY_ARGS = ('--config.model.hidden_dim=16', '--config.model.num_blocks=2',
               '--config.pp.eval=resize', '--config.eval_split=test')
 
 
-def test_trains_from_scratch_and_resumes(tmp_path, image_folder):
+def test_trains_from_scratch_and_resumes(tmp_path, image_folder, capsys):
   """configs/pretrain.py:variant=Mixer-B_16, shrunk; then the run is cut
   back to its step-3 checkpoint and re-run: it resumes there and ends with
-  the same params, bit for bit."""
+  the same params, bit for bit. (Both runs in this process.)"""
+  args = (*_TINY_ARGS, '--config.fewshot.shots=(1, 5)')
   config = 'configs/pretrain.py:variant=Mixer-B_16'
-  proc = run_main(tmp_path, image_folder, *_TINY_ARGS,
-                  '--config.fewshot.shots=(1, 5)', config=config)
-  assert proc.returncode == 0, proc.stderr[-3000:]
+  train_in_process(tmp_path, image_folder, *args, config=config)
   records = read_records(tmp_path)
   losses = [r['train/loss'] for r in records if 'train/loss' in r]
   assert len(losses) == 6 and losses[-1] < losses[0]
@@ -232,10 +232,9 @@ def test_trains_from_scratch_and_resumes(tmp_path, image_folder):
   import shutil  # pylint: disable=g-import-not-at-top
   shutil.rmtree(tmp_path / 'checkpoints' / '6')
   (tmp_path / 'params.npz').unlink()
-  proc = run_main(tmp_path, image_folder, *_TINY_ARGS,
-                  '--config.fewshot.shots=(1, 5)', config=config)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  assert 'Starting at step 3' in proc.stderr
+  capsys.readouterr()
+  train_in_process(tmp_path, image_folder, *args, config=config)
+  assert 'Starting at step 3' in capsys.readouterr().err
   with np.load(tmp_path / 'params.npz') as resumed:
     for k, v in first.items():
       np.testing.assert_array_equal(resumed[k], v, err_msg=k)

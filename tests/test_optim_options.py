@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from vit_jax.configs import common
-from tests.conftest import read_records, run_main, tiny_config
+from tests.conftest import read_records, tiny_config, train_in_process
 from vit_jax import checkpoint
 from vit_jax import models
 from vit_jax.train import ema
@@ -155,16 +155,30 @@ def test_train_step_updates_ema():
                          new['params']['embedding']['kernel'])
 
 
-def test_main_evaluates_and_saves_ema(tmp_path, image_folder):
-  proc = run_main(tmp_path, image_folder, '--config.ema_decay=0.5',
-                  '--config.optimizer.layer_decay=0.8',
-                  '--config.optimizer.decoupled_weight_decay=True',
-                  '--config.optimizer.weight_decay=1e-4')
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  evals = [r for r in read_records(tmp_path) if 'eval/accuracy' in r]
+# EMA, stochastic depth, layer decay, decoupled weight decay, a MAP head and
+# sincos2d position embeddings, on configs/testing.py.
+_EVERY_OPTION = ('--config.ema_decay=0.9', '--config.optimizer.layer_decay=0.8',
+                 '--config.optimizer.decoupled_weight_decay=True',
+                 '--config.optimizer.weight_decay=1e-4',
+                 '--config.model.transformer.stochastic_depth=0.3',
+                 '--config.model.classifier=map',
+                 '--config.model.posemb=sincos2d')
+
+
+@pytest.fixture(scope='module')
+def every_option_run(tmp_path_factory, image_folder):
+  """The workdir of a finished run with _EVERY_OPTION (in this process)."""
+  workdir = tmp_path_factory.mktemp('every_option')
+  train_in_process(workdir, image_folder, *_EVERY_OPTION)
+  return workdir
+
+
+def test_main_evaluates_and_saves_ema(every_option_run):
+  evals = [r for r in read_records(every_option_run) if 'eval/accuracy' in r]
+  assert [r['step'] for r in evals] == [3, 6]
   assert all('eval_ema/accuracy' in r for r in evals), evals
-  params = checkpoint.load_npz(str(tmp_path / 'params.npz'))
-  averaged = checkpoint.load_npz(str(tmp_path / layout.PARAMS_EMA))
+  params = checkpoint.load_npz(str(every_option_run / 'params.npz'))
+  averaged = checkpoint.load_npz(str(every_option_run / layout.PARAMS_EMA))
   assert jax.tree.structure(params) == jax.tree.structure(averaged)
   assert not np.allclose(params['head']['kernel'], averaged['head']['kernel'])
 
@@ -182,25 +196,19 @@ def test_with_vit_options_defaults_reproduce_the_model():
   jax.tree.map(np.testing.assert_array_equal, a, b)
 
 
-def test_resume_with_every_option_is_bit_exact(tmp_path, image_folder):
+def test_resume_with_every_option_is_bit_exact(tmp_path, image_folder,
+                                               every_option_run, capsys):
   """EMA, stochastic depth, layer decay and decoupled weight decay on: a run
   resumed from its step-3 checkpoint ends with the uninterrupted run's
   params and EMA params, bit for bit."""
-  args = ('--config.ema_decay=0.9', '--config.optimizer.layer_decay=0.8',
-          '--config.optimizer.decoupled_weight_decay=True',
-          '--config.model.transformer.stochastic_depth=0.3',
-          '--config.model.classifier=map', '--config.model.posemb=sincos2d')
-  full = tmp_path / 'full'
-  proc = run_main(full, image_folder, *args)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  cut = tmp_path / 'cut'
+  full, cut = every_option_run, tmp_path / 'cut'
   shutil.copytree(full, cut)
   shutil.rmtree(cut / 'checkpoints' / '6')
   for name in ('params.npz', layout.PARAMS_EMA):
     (cut / name).unlink()
-  proc = run_main(cut, image_folder, *args)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  assert 'Starting at step 3' in proc.stderr
+  capsys.readouterr()
+  train_in_process(cut, image_folder, *_EVERY_OPTION)
+  assert 'Starting at step 3' in capsys.readouterr().err
   for name in ('params.npz', layout.PARAMS_EMA):
     with np.load(full / name) as a, np.load(cut / name) as b:
       assert sorted(a.files) == sorted(b.files)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import SHORT_OVERRIDES, needs_fashion_mnist, \
-    read_records, run_main, tiny_config
+    read_records, run_main, tiny_config, train_in_process
 from vit_jax import checkpoint
 from vit_jax import models
 from vit_jax.evaluators import classification
@@ -37,12 +37,12 @@ def test_end_to_end_outputs(trained_run, trained_run_console):
 
 def _finetune_reference(workdir, image_folder, reference, *overrides,
                         image_size, steps):
-  """main.py fine-tuning the reference checkpoint (its model: ViT-S/16 with
-  2 blocks) on the image folder, batch 4, dropout off (scanned and unrolled
-  models draw different dropout masks)."""
+  """main.py's fine-tuning of the reference checkpoint (its model: ViT-S/16
+  with 2 blocks) on the image folder, batch 4, dropout off (scanned and
+  unrolled models draw different dropout masks), in this process."""
   ref_dir, cases = reference
   checkpoint_path = ref_dir / cases['vit_s16_2blocks']['checkpoint']
-  return run_main(
+  return train_in_process(
       workdir, image_folder, f'--config.pretrained_path={checkpoint_path}',
       '--config.model.hidden_size=384', '--config.model.patches.size=(16, 16)',
       '--config.model.transformer.num_heads=6',
@@ -56,10 +56,8 @@ def _finetune_reference(workdir, image_folder, reference, *overrides,
 
 def test_finetune_reference_at_higher_resolution(tmp_path, image_folder,
                                                  reference):
-  proc = _finetune_reference(tmp_path, image_folder, reference,
-                             '--config.eval_batch_size=8', image_size=240,
-                             steps=2)
-  assert proc.returncode == 0, proc.stderr[-3000:]
+  _finetune_reference(tmp_path, image_folder, reference,
+                      '--config.eval_batch_size=8', image_size=240, steps=2)
   params = checkpoint.load_npz(str(tmp_path / 'params.npz'))
   assert params['Transformer']['posembed_input']['pos_embedding'].shape == (
       1, 1 + 15 * 15, 384)
@@ -103,9 +101,8 @@ def _losses(workdir):
 def test_scan_finetunes_like_unrolled(tmp_path, image_folder, reference):
   """--config.scan=True: stacked params from and to the published layout."""
   for scan in (False, True):
-    proc = _finetune_reference(tmp_path / str(scan), image_folder, reference,
-                               f'--config.scan={scan}', image_size=64, steps=3)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    _finetune_reference(tmp_path / str(scan), image_folder, reference,
+                        f'--config.scan={scan}', image_size=64, steps=3)
   np.testing.assert_allclose(_losses(tmp_path / 'True'),
                              _losses(tmp_path / 'False'), rtol=1e-5)
   unrolled, scanned = (checkpoint.to_published(checkpoint.load_npz(
@@ -117,8 +114,8 @@ def test_scan_finetunes_like_unrolled(tmp_path, image_folder, reference):
 
 def test_same_losses_on_1_and_8_devices(tmp_path, image_folder,
                                         short_run_8_devices):
-  proc = run_main(tmp_path, image_folder, *SHORT_OVERRIDES)
-  assert proc.returncode == 0, proc.stderr[-3000:]
+  """The 8-device run is main.py's; the 1-device one runs in this process."""
+  train_in_process(tmp_path, image_folder, *SHORT_OVERRIDES)
   one, eight = _losses(tmp_path), _losses(short_run_8_devices)
   assert len(one) == 20
   np.testing.assert_allclose(eight, one, rtol=1e-3)
@@ -127,15 +124,14 @@ def test_same_losses_on_1_and_8_devices(tmp_path, image_folder,
 
 @needs_fashion_mnist
 def test_default_job_same_losses_on_1_and_8_devices(tmp_path):
-  """The acceptance command: the default job (no --config), 20 steps."""
-  losses = []
-  for devices in (1, 8):
-    workdir = tmp_path / str(devices)
-    proc = run_main(workdir, None, '--config.total_steps=20',
-                    '--config.batch_size=64', '--config.log_every=1',
-                    devices=devices, config=None)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    losses.append(_losses(workdir))
+  """The acceptance command: the default job (no --config), 20 steps; on 8
+  devices by main.py, on one in this process."""
+  args = ('--config.total_steps=20', '--config.batch_size=64',
+          '--config.log_every=1')
+  train_in_process(tmp_path / '1', None, *args, config=None)
+  proc = run_main(tmp_path / '8', None, *args, devices=8, config=None)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  losses = [_losses(tmp_path / '1'), _losses(tmp_path / '8')]
   assert len(losses[0]) == 20
   np.testing.assert_allclose(losses[1], losses[0], rtol=1e-3)
   assert not np.allclose(losses[0][0], losses[0][-1])  # It trained.
@@ -146,8 +142,7 @@ def test_gradient_accumulation_matches_full_batch(tmp_path, image_folder):
           '--config.eval_every=100', '--config.checkpoint_every=100',
           '--config.model.transformer.dropout_rate=0.0')
   for accum in (1, 4):
-    proc = run_main(tmp_path / str(accum), image_folder, *args,
-                f'--config.accum_steps={accum}')
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    train_in_process(tmp_path / str(accum), image_folder, *args,
+                     f'--config.accum_steps={accum}')
   np.testing.assert_allclose(_losses(tmp_path / '4'), _losses(tmp_path / '1'),
                              rtol=1e-4)
