@@ -21,8 +21,9 @@ REFERENCE = SHARED / 'reference'
 # convolutions are library calls either way. For this process (set before
 # JAX starts its backend) and every process it starts.
 TEST_XLA_FLAGS = '--xla_backend_optimization_level=0'
-os.environ['XLA_FLAGS'] = ' '.join(
-    filter(None, (os.environ.get('XLA_FLAGS'), TEST_XLA_FLAGS)))
+if TEST_XLA_FLAGS not in os.environ.get('XLA_FLAGS', ''):  # xdist workers
+  os.environ['XLA_FLAGS'] = ' '.join(  # inherit the controller's.
+      filter(None, (os.environ.get('XLA_FLAGS'), TEST_XLA_FLAGS)))
 
 # Tests on the real Fashion-MNIST read the Debian package's files.
 needs_fashion_mnist = pytest.mark.skipif(
