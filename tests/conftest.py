@@ -22,8 +22,9 @@ REFERENCE = SHARED / 'reference'
 # library calls either way and neither level uses fast-math, so the numbers
 # are the same; runs a test compares bit for bit share the flags anyway.
 TEST_XLA_FLAGS = '--xla_backend_optimization_level=0'
-os.environ['XLA_FLAGS'] = ' '.join(
-    f for f in (os.environ.get('XLA_FLAGS'), TEST_XLA_FLAGS) if f)
+if TEST_XLA_FLAGS not in os.environ.get('XLA_FLAGS', ''):  # xdist workers
+  os.environ['XLA_FLAGS'] = ' '.join(  # inherit the controller's.
+      filter(None, (os.environ.get('XLA_FLAGS'), TEST_XLA_FLAGS)))
 
 # Tests on the real Fashion-MNIST read the Debian package's files.
 needs_fashion_mnist = pytest.mark.skipif(

@@ -8,6 +8,7 @@ notebooks/models/fashion_mnist_vit/, so the numbers it prints are checked
 against what that model is known to do.
 """
 from pathlib import Path
+import os
 import re
 import sys
 
@@ -17,7 +18,7 @@ import nbformat
 from PIL import Image
 import pytest
 
-from tests.conftest import needs_fashion_mnist
+from tests.conftest import TEST_XLA_FLAGS, needs_fashion_mnist
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO / 'notebooks' / 'vit_jax.ipynb'
@@ -39,6 +40,13 @@ def _execute(tmp_path, monkeypatch, **env):
   kernels = tmp_path / 'jupyter'
   kernelspec.install(prefix=str(kernels), kernel_name='python3')
   monkeypatch.setenv('JUPYTER_PATH', str(kernels / 'share' / 'jupyter'))
+  # The notebook computes more than it compiles: its kernel gets XLA's
+  # optimisations back (conftest turns them off for the other tests).
+  user_flags = os.environ.get('XLA_FLAGS', '').replace(TEST_XLA_FLAGS, '')
+  if user_flags.strip():
+    monkeypatch.setenv('XLA_FLAGS', user_flags.strip())
+  else:
+    monkeypatch.delenv('XLA_FLAGS', raising=False)
   for key, value in env.items():
     monkeypatch.setenv(key, value)
 
