@@ -7,27 +7,18 @@ Same work per image as vit_jax's train pipeline at its defaults
 0.08-1, aspect ratio 3/4-4/3), random horizontal flip, float32 in [-1, 1];
 batches of 64. Prints images/s over `--batches` batches after 2 warm-up
 batches, and images per CPU-second of the main process and its workers
-(robust to other load on the machine). Run it in a separate environment with torch, torchvision and
-Pillow (`python3 -m venv /tmp/tv && /tmp/tv/bin/pip install torch
-torchvision pillow`); vit_jax never imports it and does not depend on torch.
+(`cpu_time.py`: robust to other load on the machine). Run it in a separate
+environment with torch, torchvision and Pillow (`python3 -m venv /tmp/tv &&
+/tmp/tv/bin/pip install torch torchvision pillow`); vit_jax never imports it
+and does not depend on torch.
 """
 import argparse
-import os
 import time
 
+import cpu_time  # benchmarks/cpu_time.py, beside this script.
 import torch
 from torchvision import datasets
 from torchvision import transforms
-
-
-def _cpu_seconds(pids):
-  """User + system CPU seconds of processes `pids` so far (Linux /proc)."""
-  ticks = 0
-  for pid in pids:
-    with open(f'/proc/{pid}/stat') as f:
-      fields = f.read().rsplit(')', 1)[1].split()
-    ticks += int(fields[11]) + int(fields[12])  # utime, stime.
-  return ticks / os.sysconf('SC_CLK_TCK')
 
 
 def main():
@@ -52,14 +43,13 @@ def main():
   batches = (batch for _ in iter(int, 1) for batch in loader)  # Endless.
   for _ in range(2):
     next(batches)
-  pids = [os.getpid()] + [w.pid for w in loader._iterator._workers]  # pylint: disable=protected-access
-  start, cpu_start = time.perf_counter(), _cpu_seconds(pids)
+  start, cpu_start = time.perf_counter(), cpu_time.tree_cpu_seconds()
   for _ in range(args.batches):
     next(batches)
-  elapsed, cpu = time.perf_counter() - start, _cpu_seconds(pids) - cpu_start
-  images = args.batches * args.batch_size
-  print(f'torchvision workers={args.workers}: {images / elapsed:.1f} '
-        f'images/s, {images / cpu:.1f} images per CPU-second')
+  elapsed = time.perf_counter() - start
+  cpu = cpu_time.tree_cpu_seconds() - cpu_start
+  print(cpu_time.report(f'torchvision workers={args.workers}',
+                        args.batches * args.batch_size, elapsed, cpu))
 
 
 if __name__ == '__main__':

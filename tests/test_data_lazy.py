@@ -216,6 +216,29 @@ def test_fused_decode_and_crop_matches_decode_then_crop(encode):
       assert np.abs(fused - expected).mean() < 1
 
 
+def test_flip_mirrors_the_flagged_examples(noise_jpegs):
+  """Flipped train images are the unflipped ones mirrored where the
+  example's flip number is < 0.5: examples decoded one by one (JPEGs, the
+  fused crop) and whole batches."""
+  data_dir, _ = noise_jpegs
+
+  def first_batch(flip):
+    config = _config(data_dir, pp=dict(train='inception_crop', flip=flip))
+    return next(input_pipeline.train_iterator(config, start_step=0))['image']
+
+  flags = input_pipeline._uniforms(0, np.arange(16))[:, 0] < 0.5
+  assert 0 < flags.sum() < 16
+  plain = first_batch(False)
+  np.testing.assert_array_equal(
+      first_batch(True),
+      np.where(flags[:, None, None, None], plain[:, :, ::-1], plain))
+  images = np.arange(3 * 2 * 5 * 3, dtype=np.float32).reshape(3, 2, 5, 3)
+  flags = np.array([True, False, True])
+  np.testing.assert_array_equal(
+      input_pipeline._flip(tf.constant(images), tf.constant(flags)),
+      np.where(flags[:, None, None, None], images[:, :, ::-1], images))
+
+
 def test_data_threads_sized_to_the_host():
   assert input_pipeline.data_threads(data_config()) == 1  # CPU-only host.
   assert input_pipeline.data_threads(data_config(data_threads=3)) == 3

@@ -216,6 +216,24 @@ def _resize_crop(images, size: int):
                                        (scaled[1] - size) // 2, size, size)
 
 
+def _flip(images, flip):
+  """`images` [n, H, W, C] with image i mirrored left-right where flip[i].
+
+  One example (the decoded-one-by-one path): a `tf.cond` around
+  `tf.reverse`; a batch: one gather of each row's columns, reversed where
+  flipped. The select `tf.where(flip, images[:, :, ::-1], images)` gave the
+  same pixels at 5-10x the cost, 3 ms of an ImageNet-size example's ~4.5 ms
+  (TF's CPU kernels for a broadcast select and a negative-stride slice are
+  slow paths).
+  """
+  if images.shape[0] == 1:
+    return tf.cond(flip[0], lambda: tf.reverse(images, [2]), lambda: images)
+  width = tf.shape(images)[2]
+  columns = tf.range(width)
+  columns = tf.where(flip[:, None], width - 1 - columns, columns)
+  return tf.gather(images, columns, axis=2, batch_dims=1)
+
+
 def _train_images(images, uniforms, config, cropped: bool = False):
   """The train preprocessing; `cropped`: `_decode_inception_crop` did the
   inception crop while decoding."""
@@ -230,8 +248,7 @@ def _train_images(images, uniforms, config, cropped: bool = False):
   else:
     images = _resize(images, size)
   if pp.get('flip', False):
-    flip = uniforms[:, 0] < 0.5
-    images = tf.where(flip[:, None, None, None], images[:, :, ::-1], images)
+    images = _flip(images, uniforms[:, 0] < 0.5)
   if pp.get('randaug'):
     images = randaugment.randaugment(images, uniforms[:, _NUM_UNIFORMS:],
                                      *pp.randaug)
