@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import weakref
 
 import ml_collections
 import numpy as np
@@ -237,6 +238,23 @@ def test_flip_mirrors_the_flagged_examples(noise_jpegs):
   np.testing.assert_array_equal(
       input_pipeline._flip(tf.constant(images), tf.constant(flags)),
       np.where(flags[:, None, None, None], images[:, :, ::-1], images))
+
+
+def test_iterators_still_open_at_exit_are_deleted_first():
+  """At exit, open pipelines are closed and their tf.data iterators deleted
+  while Python still runs (deleted while the interpreter clears its modules,
+  one whose thread was in the source's fetch hung the exit)."""
+  images = np.zeros((8, 4, 4, 3), np.uint8)
+  source = sources.Source(1, 8, lambda i: {'image': images[i],
+                                           'label': np.zeros(len(i), np.int32)})
+  iterator = input_pipeline.train_iterator(
+      data_config(image_size=4, batch_size=4), start_step=0, source=source)
+  next(iterator)
+  tf_iterator = weakref.ref(iterator.gi_frame.f_locals['iterator'])
+  input_pipeline._close_open_iterators()  # What atexit runs.
+  assert tf_iterator() is None
+  with pytest.raises(StopIteration):
+    next(iterator)
 
 
 def test_data_threads_sized_to_the_host():

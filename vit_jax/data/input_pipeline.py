@@ -15,11 +15,13 @@ all cores but two on an accelerator host (`data_threads`). Optional config
 fields besides the trainer's: `tfds_download` (False: never download; see
 `sources`) and `data_threads` (0: sized to the host).
 """
+import atexit
 import dataclasses
 import functools
 import math
 import os
 from typing import Callable, Iterator, Optional
+import weakref
 
 import jax
 import numpy as np
@@ -383,7 +385,37 @@ def _to_numpy_iterator(make_batch: Callable[[int], Batch], start: int,
   # iterator at process exit (seen in ~MapAndBatchDataset's wait, py-spy).
   options.experimental_optimization.map_and_batch_fusion = False
   ds = ds.prefetch(_PREFETCH_BATCHES).with_options(options)
-  return ds.as_numpy_iterator()
+  return _closed_at_exit(ds.as_numpy_iterator())
+
+
+# The iterators `_to_numpy_iterator` returned that are still open.
+_OPEN_ITERATORS = weakref.WeakSet()
+
+
+def _yield_from(iterator):
+  yield from iterator
+
+
+def _closed_at_exit(iterator):
+  """`iterator` behind a generator that `_close_open_iterators` closes at
+  exit, deleting the tf.data iterator if nothing else holds it."""
+  generator = _yield_from(iterator)
+  _OPEN_ITERATORS.add(generator)
+  return generator
+
+
+@atexit.register
+def _close_open_iterators():
+  """Deletes the tf.data iterators still open at exit while Python still
+  runs. Deleted later, as the interpreter clears its modules, one whose
+  background thread was running the source's fetch (a Python function)
+  waited for that thread forever: the thread can no longer take the GIL
+  (seen in 2 of 4 exits of a script holding an iterator in a global)."""
+  for generator in list(_OPEN_ITERATORS):
+    try:
+      generator.close()
+    except ValueError:  # Running in another thread: left as it is.
+      pass
 
 
 def train_iterator(config, *, start_step: int, process_index: int = 0,
