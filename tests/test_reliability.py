@@ -173,7 +173,6 @@ def test_bad_input_is_refused_up_front(case, tmp_path, image_folder):
 def test_bad_input_gives_one_clear_message(case, tmp_path, image_folder):
   """main.py end to end: one `error:` line, no traceback, nothing lost."""
   workdir, config, overrides, devices, expected = _case_args(case, tmp_path)
-  start = time.time()
   proc = run_main(workdir, image_folder, *overrides, devices=devices,
                   config=config)
   assert proc.returncode == {'unknown field': 2}.get(case, 1)
@@ -182,4 +181,7 @@ def test_bad_input_gives_one_clear_message(case, tmp_path, image_folder):
   errors = [l for l in proc.stderr.splitlines() if l.startswith('error:')]
   assert len(errors) == 1 and expected in proc.stderr, proc.stderr[-3000:]
   assert (tmp_path / 'workdir' / 'keep.txt').read_text() == 'precious'
-  assert time.time() - start < 60
+  # Refused before the run started (its first line), not after a wall-clock
+  # limit: a busy CI machine made that flaky (58 s of a 60 s limit seen).
+  # The in-process test above proves the refusal comes from the checks.
+  assert 'Starting at step' not in proc.stderr, proc.stderr[-3000:]
