@@ -6,6 +6,7 @@ when other jobs share the machine. Linux only (/proc); standard library
 only, so the scripts import it in any environment (torch's, vit_jax's).
 """
 import os
+import time
 
 
 def _stat_fields(pid: int):
@@ -43,3 +44,17 @@ def report(name: str, images: int, seconds: float, cpu_seconds: float) -> str:
   """The line every loader benchmark prints."""
   return (f'{name}: {images / seconds:.1f} images/s, '
           f'{images / cpu_seconds:.1f} images per CPU-second')
+
+
+def time_batches(name: str, batches, count: int, batch_size: int,
+                 warmup: int = 2) -> str:
+  """`report` of `count` batches of `batches` after `warmup` untimed ones:
+  the one measurement every loader benchmark makes."""
+  for _ in range(warmup):
+    next(batches)
+  start, cpu_start = time.perf_counter(), tree_cpu_seconds()
+  for _ in range(count):
+    next(batches)
+  elapsed = time.perf_counter() - start
+  return report(name, count * batch_size, elapsed,
+                tree_cpu_seconds() - cpu_start)

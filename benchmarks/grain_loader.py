@@ -20,7 +20,6 @@ dependency.
 import argparse
 import math
 import os
-import time
 
 from absl import flags
 import cpu_time  # benchmarks/cpu_time.py, beside this script.
@@ -106,16 +105,9 @@ def main():
     dataset = dataset.mp_prefetch(
         grain.MultiprocessingOptions(num_workers=args.workers))
   batches = iter(dataset)
-  for _ in range(args.warmup):
-    next(batches)
-  start, cpu_start = time.perf_counter(), cpu_time.tree_cpu_seconds()
-  for _ in range(args.batches):
-    next(batches)
-  elapsed = time.perf_counter() - start
-  cpu = cpu_time.tree_cpu_seconds() - cpu_start
-  print(cpu_time.report(
+  print(cpu_time.time_batches(
       f'grain workers={args.workers} threads={args.threads} ops={args.ops}',
-      args.batches * args.batch_size, elapsed, cpu))
+      batches, args.batches, args.batch_size, warmup=args.warmup))
 
 
 if __name__ == '__main__':

@@ -13,7 +13,6 @@ environment with torch, torchvision and Pillow (`python3 -m venv /tmp/tv &&
 and does not depend on torch.
 """
 import argparse
-import time
 
 import cpu_time  # benchmarks/cpu_time.py, beside this script.
 import torch
@@ -41,15 +40,9 @@ def main():
       shuffle=True, num_workers=args.workers, drop_last=True,
       persistent_workers=args.workers > 0)
   batches = (batch for _ in iter(int, 1) for batch in loader)  # Endless.
-  for _ in range(2):
-    next(batches)
-  start, cpu_start = time.perf_counter(), cpu_time.tree_cpu_seconds()
-  for _ in range(args.batches):
-    next(batches)
-  elapsed = time.perf_counter() - start
-  cpu = cpu_time.tree_cpu_seconds() - cpu_start
-  print(cpu_time.report(f'torchvision workers={args.workers}',
-                        args.batches * args.batch_size, elapsed, cpu))
+  print(cpu_time.time_batches(
+      f'torchvision workers={args.workers}',
+      batches, args.batches, args.batch_size, warmup=2))
 
 
 if __name__ == '__main__':

@@ -16,7 +16,6 @@ Grain scripts print.
 import argparse
 import os
 import sys
-import time
 
 import cpu_time  # benchmarks/cpu_time.py, beside this script.
 
@@ -38,17 +37,10 @@ def main():
                 batch_size=args.batch_size, data_threads=args.threads)
   threads = input_pipeline.data_threads(config)
   batches = input_pipeline.train_iterator(config, start_step=0)
-  for _ in range(2):
-    next(batches)
-  start, cpu_start = time.perf_counter(), cpu_time.tree_cpu_seconds()
-  for _ in range(args.batches):
-    next(batches)
-  elapsed = time.perf_counter() - start
-  cpu = cpu_time.tree_cpu_seconds() - cpu_start
-  print(cpu_time.report(
+  print(cpu_time.time_batches(
       f'vit_jax data_threads={threads}' + (' (default)' if not args.threads
                                            else ''),
-      args.batches * args.batch_size, elapsed, cpu))
+      batches, args.batches, args.batch_size, warmup=2))
 
 
 if __name__ == '__main__':
