@@ -5,6 +5,7 @@ import pytest
 
 from vit_jax import evaluators
 from vit_jax import models
+from vit_jax.evaluators import classification
 from vit_jax.evaluators import fewshot
 from tests.conftest import tiny_config
 
@@ -42,3 +43,22 @@ def test_fewshot_evaluator_called_as_the_loop_calls_it():
   assert called == ran and set(called) == {'fewshot/2shot'}
   with pytest.raises(ValueError, match='model='):
     fewshot.FewShotEvaluator(*data, shots=(2,))(params, None)
+
+
+def test_average_flips_scores_the_mean_of_image_and_mirror_logits():
+  rng = np.random.RandomState(1)
+  images = rng.uniform(-1, 1, (8, 16, 16, 3)).astype(np.float32)
+  batch = {'image': images, 'label': np.arange(8) % 4,
+           'mask': np.ones(8, bool)}
+  model = models.VisionTransformer(num_classes=4, **tiny_config(
+      patches={'size': (4, 4)}, head_zeroinit=False))
+  params = model.init(jax.random.key(0), images[:1], train=False)['params']
+  logits = lambda x: model.apply({'params': params}, x, train=False)
+  mean = (logits(images) + logits(images[:, :, ::-1])) / 2
+  want = classification.masked_sums(mean, batch)
+  got = classification.make_eval_step(model, average_flips=True)(params,
+                                                                 batch)
+  for key in want:
+    np.testing.assert_allclose(got[key], want[key], rtol=1e-6)
+  plain = classification.make_eval_step(model)(params, batch)
+  assert plain['loss'] != pytest.approx(float(got['loss']), rel=1e-4)

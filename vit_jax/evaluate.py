@@ -48,7 +48,8 @@ def main(argv):
     params = jax.device_put(run.params,
                             sharding.state_shardings(mesh, run.params))
     metrics = classification.evaluate_split(
-        config, jax.jit(classification.make_eval_step(run.model)), params,
+        config, jax.jit(classification.make_eval_step(
+            run.model, config.get('eval_average_flips', False))), params,
         mesh)
   except (OSError, ValueError) as e:
     sys.exit(f'error: {e}')

@@ -105,6 +105,9 @@ def base_config() -> ml_collections.ConfigDict:
   config.seed = 0
   config.log_every = 50
   config.eval_every = 1000
+  # Test-time augmentation: evaluate on each image and its mirror image,
+  # averaging their logits (vit_jax/evaluators/classification.py).
+  config.eval_average_flips = False
   config.checkpoint_every = 1000
   config.keep_checkpoints = 3
   config.pretrained_path = config_dict.placeholder(str)

@@ -27,12 +27,21 @@ def masked_sums(logits, batch) -> Dict[str, jnp.ndarray]:
           'count': jnp.sum(mask)}
 
 
-def make_eval_step(model) -> Callable:
-  """(params, batch) -> `masked_sums` of the model's logits."""
+def make_eval_step(model, average_flips: bool = False) -> Callable:
+  """(params, batch) -> `masked_sums` of the model's logits.
+
+  `average_flips` (`config.eval_average_flips`): the logits are the mean of
+  those of each image and of its mirror image (test-time augmentation).
+  """
+
+  def logits(params, images):
+    return model.apply({'params': params}, images, train=False)
 
   def eval_step(params, batch):
-    logits = model.apply({'params': params}, batch['image'], train=False)
-    return masked_sums(logits, batch)
+    out = logits(params, batch['image'])
+    if average_flips:
+      out = (out + logits(params, batch['image'][:, :, ::-1])) / 2
+    return masked_sums(out, batch)
 
   return eval_step
 
@@ -77,7 +86,8 @@ class SplitEvaluator:
 
   def __init__(self, config, model):
     self.config = config
-    self._eval_step = jax.jit(make_eval_step(model))
+    self._eval_step = jax.jit(make_eval_step(
+        model, config.get('eval_average_flips', False)))
 
   def __call__(self, params, mesh) -> Dict[str, float]:
     return evaluate_split(self.config, self._eval_step, params, mesh)

@@ -7,6 +7,7 @@ zero-initialised last GroupNorm) matches the published hybrid checkpoints.
 from typing import Any, Sequence, Tuple
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 Dtype = Any
@@ -52,10 +53,12 @@ class ResidualUnit(nn.Module):
   strides: Tuple[int, int] = (1, 1)
   dtype: Dtype = jnp.float32
   std_conv: str = 'original'
+  ops: str = 'xla'
 
   @nn.compact
   def __call__(self, x):
-    conv = lambda feats, kernel, name, strides=(1, 1): StdConv(
+    conv_cls = _CONVS[self.ops]
+    conv = lambda feats, kernel, name, strides=(1, 1): conv_cls(
         feats, kernel, strides=strides, use_bias=False, dtype=self.dtype,
         std_conv=self.std_conv, name=name)
     norm = lambda name, **kw: nn.GroupNorm(
@@ -82,18 +85,106 @@ class ResNetStage(nn.Module):
   first_stride: Tuple[int, int]
   dtype: Dtype = jnp.float32
   std_conv: str = 'original'
+  ops: str = 'xla'
 
   @nn.compact
   def __call__(self, x):
     for i in range(self.block_size):
       x = ResidualUnit(self.nout, strides=self.first_stride if i == 0 else
                        (1, 1), dtype=self.dtype, std_conv=self.std_conv,
+                       ops=self.ops,
                        name=f'unit{i + 1}')(x)
     return x
 
 
+def _same_padding(size: int, window: int, stride: int) -> Tuple[int, int]:
+  """XLA's 'SAME' padding (low, high) of one spatial dimension."""
+  total = max((-(-size // stride) - 1) * stride + window - size, 0)
+  return total // 2, total - total // 2
+
+
+class MatmulStdConv(StdConv):
+  """StdConv (square kernel and stride, 'SAME', no bias) as a matmul.
+
+  The same sums as the convolution (`resnet.ops='matmul'`, see OPS). The
+  padded input is rearranged space-to-depth (each stride x stride cell
+  becomes one pixel of stride**2 * c channels), so that the kernel spans
+  ceil(k / stride)**2 such pixels: those contiguous windows, stacked, times
+  the rearranged kernel.
+  The windows take ceil(k / stride)**2 times the input's memory: for small
+  images on a CPU, not for 224 px on an accelerator.
+  """
+
+  @nn.compact
+  def __call__(self, x):
+    pair = lambda v: (v, v) if isinstance(v, int) else tuple(v)
+    (k, k_w), (s, s_w) = pair(self.kernel_size), pair(self.strides or 1)
+    if k != k_w or s != s_w or self.padding != 'SAME' or self.use_bias:
+      raise ValueError(
+          f"{self.name}: ops='matmul' computes square kernels and strides "
+          f"with 'SAME' padding and no bias, not kernel {self.kernel_size}, "
+          f'strides {self.strides}, padding {self.padding!r}, bias '
+          f'{self.use_bias}.')
+    n, h, w, c = x.shape
+    kernel = self.param('kernel', self.kernel_init,
+                        (k, k, c, self.features), self.param_dtype)
+    cells = -(-k // s)  # The kernel's span in space-to-depth pixels.
+    oh, ow = -(-h // s), -(-w // s)
+    (top, _), (left, _) = (_same_padding(h, k, s), _same_padding(w, k, s))
+    x = jnp.pad(x, ((0, 0), (top, (oh + cells - 1) * s - h - top),
+                    (left, (ow + cells - 1) * s - w - left), (0, 0)))
+    x = _space_to_depth(x, s)
+    windows = jnp.stack([x[:, i:i + oh, j:j + ow] for i in range(cells)
+                         for j in range(cells)], axis=3)
+    kernel = jnp.pad(kernel, ((0, cells * s - k), (0, cells * s - k),
+                              (0, 0), (0, 0)))
+    kernel = _space_to_depth(kernel.reshape(1, cells * s, cells * s, -1), s)
+    kernel = kernel.reshape(cells * cells, s * s * c, self.features)
+    return jnp.einsum('nhwkc,kcd->nhwd', windows, kernel.astype(self.dtype))
+
+
+def _space_to_depth(x, s: int):
+  """[n, h*s, w*s, c] -> [n, h, w, s*s*c] (row, column, channel order)."""
+  n, h, w, c = x.shape
+  x = x.reshape(n, h // s, s, w // s, s, c).transpose(0, 1, 3, 2, 4, 5)
+  return x.reshape(n, h // s, w // s, s * s * c)
+
+
+# `resnet.ops`: how the ResNet is computed. 'xla': XLA's convolution and
+# max-pool ops (the published models' and the fastest on accelerators).
+# 'matmul': the same numbers from matmuls and elementwise ops only
+# (`MatmulStdConv`, `_max_pool_3x3_s2`), for small images on CPUs: on a
+# 2-core AVX2-only AMD EPYC, XLA:CPU ran convolution and pooling 1.65-2.6x
+# slower than on an AVX-512 Xeon, and transformer steps (matmuls) at the
+# same speed.
+OPS = ('xla', 'matmul')
+_CONVS = {'xla': StdConv, 'matmul': MatmulStdConv}
+
+
+def _max_pool_3x3_s2(x):
+  """nn.max_pool(x, (3, 3), (2, 2), 'SAME') without a pooling op: each
+  output row is the maximum of its input rows 2i, 2i+1 (one pair of a
+  reshape) and 2i+2 (the next pair's first); then the same over columns."""
+  for axis in (1, 2):
+    size = x.shape[axis]
+    out = -(-size // 2)
+    top, _ = _same_padding(size, 3, 2)
+    pad = [(0, 0)] * 4
+    pad[axis] = (top, 2 * out + 2 - size - top)
+    pairs = jnp.pad(x, pad, constant_values=-jnp.inf)
+    pairs = pairs.reshape(x.shape[:axis] + (out + 1, 2) + x.shape[axis + 1:])
+    first_two = jnp.max(jax.lax.slice_in_dim(pairs, 0, out, axis=axis),
+                        axis=axis + 1)
+    third = jax.lax.index_in_dim(
+        jax.lax.slice_in_dim(pairs, 1, out + 1, axis=axis), 0, axis + 1,
+        keepdims=False)
+    x = jnp.maximum(first_two, third)
+  return x
+
+
 def resnet_stem(x, *, num_layers: Sequence[int], width_factor: float,
-                dtype: Dtype = jnp.float32, std_conv: str = 'original'):
+                dtype: Dtype = jnp.float32, std_conv: str = 'original',
+                ops: str = 'xla'):
   """Root conv + GroupNorm + max-pool (4x down), then the optional stages.
 
   Called from inside `VisionTransformer.__call__`, so the modules it creates
@@ -103,14 +194,19 @@ def resnet_stem(x, *, num_layers: Sequence[int], width_factor: float,
   if std_conv not in STD_CONVS:
     raise ValueError(f'resnet.std_conv={std_conv!r}: use one of '
                      f'{", ".join(STD_CONVS)}.')
+  if ops not in OPS:
+    raise ValueError(f'resnet.ops={ops!r}: use one of {", ".join(OPS)}.')
   width = int(64 * width_factor)
-  x = StdConv(width, (7, 7), strides=(2, 2), use_bias=False, dtype=dtype,
-              std_conv=std_conv, name='conv_root')(x)
+  x = _CONVS[ops](width, (7, 7), strides=(2, 2), use_bias=False, dtype=dtype,
+                   std_conv=std_conv, name='conv_root')(x)
   x = nn.relu(nn.GroupNorm(dtype=dtype, epsilon=_GROUP_NORM_EPS[std_conv],
                            name='gn_root')(x))
-  x = nn.max_pool(x, window_shape=(3, 3), strides=(2, 2), padding='SAME')
+  if ops == 'matmul':
+    x = _max_pool_3x3_s2(x)
+  else:
+    x = nn.max_pool(x, window_shape=(3, 3), strides=(2, 2), padding='SAME')
   for i, block_size in enumerate(num_layers):
     x = ResNetStage(block_size=block_size, nout=width * 2**i,
                     first_stride=(1, 1) if i == 0 else (2, 2), dtype=dtype,
-                    std_conv=std_conv, name=f'block{i + 1}')(x)
+                    std_conv=std_conv, ops=ops, name=f'block{i + 1}')(x)
   return x

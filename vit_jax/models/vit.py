@@ -496,7 +496,8 @@ class VisionTransformer(nn.Module):
       x = models_resnet.resnet_stem(
           x, num_layers=tuple(self.resnet['num_layers']),
           width_factor=self.resnet['width_factor'], dtype=self.dtype,
-          std_conv=self.resnet.get('std_conv', 'original'))
+          std_conv=self.resnet.get('std_conv', 'original'),
+          ops=self.resnet.get('ops', 'xla'))
 
     ph, pw = _size(self.patches)
     if x.shape[1] % ph or x.shape[2] % pw:
