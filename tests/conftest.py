@@ -236,6 +236,15 @@ def train_in_process(workdir, data_dir, *overrides,
       main_config(data_dir, *overrides, config=config), str(workdir))
 
 
+def assert_same_params(a_dir, b_dir):
+  """The two run directories' params.npz hold the same arrays, bit for bit."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  with np.load(a_dir / 'params.npz') as a, np.load(b_dir / 'params.npz') as b:
+    assert sorted(a.files) == sorted(b.files)
+    for k in a.files:
+      np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
 def read_records(workdir):
   with open(os.path.join(workdir, 'metrics.jsonl')) as f:
     return [json.loads(line) for line in f]

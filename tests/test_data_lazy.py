@@ -13,8 +13,8 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from configs import testing
-from tests.conftest import ROOT, build_once, data_config
-from tests.test_loop import _flat_params, _stop_at
+from tests.conftest import ROOT, assert_same_params, build_once, data_config
+from tests.test_loop import _stop_at
 from vit_jax.data import input_pipeline
 from vit_jax.data import sources
 from vit_jax.data import tfrecord_reader
@@ -174,10 +174,7 @@ def test_training_from_tfrecord_reads_lazily_and_resumes_bit_exact(
     supervised.train_and_evaluate(config, str(tmp_path / 'cut'))
   resumed = supervised.train_and_evaluate(config, str(tmp_path / 'cut'))
   assert resumed == full
-  a, b = _flat_params(tmp_path / 'full'), _flat_params(tmp_path / 'cut')
-  assert sorted(a) == sorted(b)
-  for k in a:
-    np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+  assert_same_params(tmp_path / 'full', tmp_path / 'cut')
 
 
 def test_truncated_tfrecord_file_is_named(tmp_path):

@@ -5,12 +5,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tests.conftest import needs_fashion_mnist
+from tests.conftest import assert_same_params, needs_fashion_mnist
 from tests.test_train_lit import _config
 from tests.test_train_lit_captions import _tfds_config
 from tests.test_train_lit_captions import tiny_captions  # pylint: disable=unused-import  (a fixture)
 from vit_jax import atomic_file
-from vit_jax import checkpoint
 from vit_jax import remote
 from vit_jax.train import lit
 from vit_jax.train import loop
@@ -18,11 +17,6 @@ from vit_jax.train import optim
 from vit_jax.train import preemption
 from vit_jax.workdir import layout
 from vit_jax.workdir import metrics
-
-
-def _flat_params(workdir):
-  return checkpoint.to_published(checkpoint.load_npz(
-      str(workdir / layout.PARAMS)))
 
 
 def _stop_at(monkeypatch, stop_step):
@@ -55,10 +49,7 @@ def test_lit_stopped_and_resumed_is_bit_identical(tmp_path, monkeypatch,
   assert not (tmp_path / 'cut' / layout.PARAMS).exists()
   resumed = lit.train_and_evaluate(config, str(tmp_path / 'cut'))
   assert resumed == full
-  a, b = _flat_params(tmp_path / 'full'), _flat_params(tmp_path / 'cut')
-  assert sorted(a) == sorted(b)
-  for k in a:
-    np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+  assert_same_params(tmp_path / 'full', tmp_path / 'cut')
   # The classifier's cadence: a train record per log step only (not at the
   # saves at 3 and 4), the lr that of the logged step.
   records = metrics.read(tmp_path / 'cut' / layout.METRICS)

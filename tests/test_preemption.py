@@ -6,7 +6,6 @@ import signal
 import subprocess
 import time
 
-import numpy as np
 
 from tests.conftest import SCALE_OVERRIDES, SLOW_STEP_OVERRIDES as _SLOW, \
     main_command, main_env, read_records, run_main, run_processes, \
@@ -54,13 +53,6 @@ def _stop_with(signum, workdir, data_dir, after_step, *overrides):
   return stopped
 
 
-def _assert_same_params(a_dir, b_dir):
-  with np.load(a_dir / 'params.npz') as a, np.load(b_dir / 'params.npz') as b:
-    assert sorted(a.files) == sorted(b.files)
-    for k in a.files:
-      np.testing.assert_array_equal(a[k], b[k], err_msg=k)
-
-
 def _logged_steps(workdir):
   return [r['step'] for r in read_records(workdir) if 'train/loss' in r]
 
@@ -104,7 +96,7 @@ def test_stopped_killed_and_truncated_run_resumes_bit_exact(tmp_path,
   assert resumed.returncode == 0, resumed.stderr[-3000:]
   assert 'checkpoints/40 is unreadable' in resumed.stderr
   assert 'Starting at step 20 of 60' in resumed.stderr
-  _assert_same_params(full, cut)
+  assert_same_params(full, cut)
   assert _logged_steps(cut) == list(range(1, 61))
 
 
@@ -132,5 +124,5 @@ def test_two_processes_stop_at_the_same_step(tmp_path, image_folder,
 
   (_, err), _ = run_processes(cut, image_folder, *SCALE_OVERRIDES)
   assert f'Starting at step {stopped} of 40' in err
-  _assert_same_params(two_process_run, cut)
+  assert_same_params(two_process_run, cut)
   assert _logged_steps(cut) == list(range(1, 41))
