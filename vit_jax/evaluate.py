@@ -2,7 +2,7 @@ r"""Evaluates a finished or checkpointed run exactly as the trainer does.
 
   python -m vit_jax.evaluate --workdir=DIR [--split=NAME] [--step=N]
 
-The figures are those of `evaluators.classification.evaluate_split`, the
+The figures are those of `evaluators.classification.SplitEvaluator`, the
 trainer's own evaluation.
 
 It reads DIR/config.json and DIR/params.npz (or checkpoint N; see
@@ -47,10 +47,7 @@ def main(argv):
     mesh = sharding.make_mesh(config.mesh)
     params = jax.device_put(run.params,
                             sharding.state_shardings(mesh, run.params))
-    metrics = classification.evaluate_split(
-        config, jax.jit(classification.make_eval_step(
-            run.model, config.get('eval_average_flips', False))), params,
-        mesh)
+    metrics = classification.SplitEvaluator(config, run.model)(params, mesh)
   except (OSError, ValueError) as e:
     sys.exit(f'error: {e}')
   print(f'{run.source} on split {config.eval_split!r}: accuracy '
