@@ -9,7 +9,7 @@ import time
 
 from tests.conftest import SCALE_OVERRIDES, SLOW_STEP_OVERRIDES as _SLOW, \
     main_command, main_env, read_records, run_main, run_processes, \
-    start_processes
+    start_processes, assert_same_params
 
 
 def _latest_step(workdir):
