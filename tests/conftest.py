@@ -161,11 +161,12 @@ def run_main(workdir, data_dir, *overrides, devices=1,
                         capture_output=True, text=True, timeout=300)
 
 
-# A model whose train step takes ~90 ms on 2 idle cores (4 blocks of width 64
-# at 32 px, batch 32): a test can signal or kill its run between two steps it
-# chose. 60 steps, a log record each, a checkpoint every 20.
-SLOW_STEP_OVERRIDES = ('--config.total_steps=60', '--config.log_every=1',
-                       '--config.checkpoint_every=20',
+# A model whose train step takes ~0.28 s on 2 idle cores (4 blocks of width
+# 64 at 32 px, batch 32, compiled at -O0): a test can signal or kill its run
+# between two steps it chose. 36 steps, a log record each, a checkpoint every
+# 12.
+SLOW_STEP_OVERRIDES = ('--config.total_steps=36', '--config.log_every=1',
+                       '--config.checkpoint_every=12',
                        '--config.eval_every=1000', '--config.image_size=32',
                        '--config.model.hidden_size=64',
                        '--config.model.transformer.mlp_dim=256',

@@ -41,6 +41,9 @@ def test_image_folder_mixed_modes_and_sizes(image_folder):
                    pp=dict(train='inception_crop', flip=True,
                            eval='resize_crop'))
   assert input_pipeline.get_info(config) == input_pipeline.DatasetInfo(2, 5, 3)
+  sliced = data_config(dataset='imagefolder', data_dir=str(image_folder),
+                       train_split='train[1:]', eval_split='test[:-1]')
+  assert input_pipeline.get_info(sliced) == input_pipeline.DatasetInfo(2, 4, 2)
   # Classes are the sorted folder names: cat 0, dog 1; order class then file.
   fetched = sources.get_source(config, 'test').fetch(np.array([2, 0]))
   assert [os.path.basename(p) for p in fetched['path']] == ['a.png', 'a.webp']
@@ -170,6 +173,25 @@ def test_tfds_dataset(tmp_path, file_format, variant):
   with pytest.raises(ValueError, match='validation'):
     input_pipeline.get_info(data_config(dataset=name, data_dir=str(tmp_path),
                                     eval_split='validation'))
+  _assert_slices(config)
+
+
+def _assert_slices(config):
+  """'test[1:4]' and 'test[-40%:]' are those examples of 'test', for any
+  dataset; a bad slice is a ValueError."""
+  whole = sources.get_source(config, 'test')
+  n = whole.num_examples
+  for split, first, count in (('test[1:4]', 1, 3),
+                              ('test[-40%:]', n - n * 2 // 5, n * 2 // 5)):
+    part = sources.get_source(config, split)
+    assert part.num_examples == count, split
+    indices = np.arange(part.num_examples)[::-1]
+    for key, value in part.fetch(indices).items():
+      np.testing.assert_array_equal(
+          value, whole.fetch(indices + first)[key], err_msg=(split, key))
+  for bad in ('test[1:99999]', 'test[one:]'):
+    with pytest.raises(ValueError, match='incompatible|parsing'):
+      sources.get_source(config, bad)
 
 
 @needs_fashion_mnist
@@ -184,3 +206,7 @@ def test_fashion_mnist_debian_files():
       data_config(eval_batch_size=4096)))
   assert len(evaluated) == 3
   assert sum(b['mask'].sum() for b in evaluated) == 10000
+  _assert_slices(config)
+  assert input_pipeline.get_info(data_config(
+      train_split='train[:90%]', eval_split='train[90%:]')) == (
+          input_pipeline.DatasetInfo(10, 54000, 6000))

@@ -8,8 +8,8 @@ import time
 
 
 from tests.conftest import SCALE_OVERRIDES, SLOW_STEP_OVERRIDES as _SLOW, \
-    main_command, main_env, read_records, run_main, run_processes, \
-    start_processes, assert_same_params
+    assert_same_params, main_command, main_env, read_records, run_processes, \
+    start_processes, train_in_process
 
 
 def _latest_step(workdir):
@@ -58,46 +58,49 @@ def _logged_steps(workdir):
 
 
 def test_stopped_killed_and_truncated_run_resumes_bit_exact(tmp_path,
-                                                            image_folder):
-  """One run of 60 steps, interrupted every way: Ctrl-C (SIGINT) early, a
+                                                            image_folder,
+                                                            capfd, caplog):
+  """One run of 36 steps, interrupted every way: Ctrl-C (SIGINT) early, a
   torn last line in metrics.jsonl, then kill -9 of the resumed run after its
-  checkpoints at steps 20 and 40, and checkpoint 40 truncated. Re-running
-  falls back to step 20 and ends with the uninterrupted run's params, each
-  step logged once. (SIGTERM in one process: test_workdir_lock.py.)"""
+  checkpoints at steps 12 and 24, and checkpoint 24 truncated. Re-running
+  falls back to step 12 and ends with the uninterrupted run's params, each
+  step logged once. (SIGTERM in one process: test_workdir_lock.py.) The
+  uninterrupted run and the last one, which need no signal, run in this
+  process."""
   full = tmp_path / 'full'
-  proc = run_main(full, image_folder, *_SLOW)
-  assert proc.returncode == 0, proc.stderr[-3000:]
+  train_in_process(full, image_folder, *_SLOW)
 
   cut = tmp_path / 'cut'
   stopped = _stop_with(signal.SIGINT, cut, image_folder, 3, *_SLOW)
-  assert stopped < 20
+  assert stopped < 12
   # A kill mid-write leaves a torn last line: dropped on resume.
   with open(cut / 'metrics.jsonl', 'a') as f:
     f.write('{"step": %d, "train/lo' % (stopped + 1))
 
   proc = _start(cut, image_folder, *_SLOW)
-  _wait_for_step(cut, [proc], 46)  # Checkpoint 40 is complete by then.
+  _wait_for_step(cut, [proc], 30)  # Checkpoint 24 is complete by then.
   proc.kill()
   _, err = proc.communicate(timeout=60)
-  assert f'Starting at step {stopped} of 60' in err, err[-3000:]
+  assert f'Starting at step {stopped} of 36' in err, err[-3000:]
   assert not (cut / 'params.npz').exists(), 'the run ended before the kill'
   checkpoints = {int(d) for d in os.listdir(cut / 'checkpoints')
                  if d.isdigit()}
-  assert {20, 40} <= checkpoints and max(checkpoints) == 40, checkpoints
+  assert {12, 24} <= checkpoints and max(checkpoints) == 24, checkpoints
 
   # Truncate every file of the newest checkpoint.
-  for root, _, files in os.walk(cut / 'checkpoints' / '40'):
+  for root, _, files in os.walk(cut / 'checkpoints' / '24'):
     for name in files:
       path = os.path.join(root, name)
       with open(path, 'r+b') as f:
         f.truncate(os.path.getsize(path) // 2)
 
-  resumed = run_main(cut, image_folder, *_SLOW)
-  assert resumed.returncode == 0, resumed.stderr[-3000:]
-  assert 'checkpoints/40 is unreadable' in resumed.stderr
-  assert 'Starting at step 20 of 60' in resumed.stderr
+  capfd.readouterr()
+  train_in_process(cut, image_folder, *_SLOW)
+  err = capfd.readouterr().err
+  assert 'checkpoints/24 is unreadable' in caplog.text  # absl's warning.
+  assert 'Starting at step 12 of 36' in err, err[-3000:]
   assert_same_params(full, cut)
-  assert _logged_steps(cut) == list(range(1, 61))
+  assert _logged_steps(cut) == list(range(1, 37))
 
 
 def test_two_processes_stop_at_the_same_step(tmp_path, image_folder,

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import ROOT, SCALE_OVERRIDES, build_once, main_env, \
-    read_records, run_main, run_processes
+    read_records, run_main, run_processes, train_in_process
 
 _FSDP = "--config.mesh=(('data', -1), ('fsdp', 2))"
 
@@ -67,15 +67,16 @@ def _cut_to_step_20(src, dst):
 
 
 def test_restore_across_meshes(tmp_path, image_folder, fsdp_run,
-                               two_device_run):
-  """A checkpoint sharded over 2 devices (fsdp=2) resumed on 1 device, and
-  one of a 2-device process resumed in 2 processes of 1 device with fsdp=2:
-  each ends where its uninterrupted run did."""
+                               two_device_run, capfd):
+  """A checkpoint sharded over 2 devices (fsdp=2) resumed on 1 device (in
+  this process), and one of a 2-device process resumed in 2 processes of 1
+  device with fsdp=2: each ends where its uninterrupted run did."""
   _cut_to_step_20(fsdp_run, tmp_path / 'fsdp_to_one')
-  proc = run_main(tmp_path / 'fsdp_to_one', image_folder, *SCALE_OVERRIDES)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  assert 'Starting at step 20 of 40' in proc.stderr
-  assert 'on 1 devices' in proc.stderr
+  capfd.readouterr()
+  train_in_process(tmp_path / 'fsdp_to_one', image_folder, *SCALE_OVERRIDES)
+  err = capfd.readouterr().err
+  assert 'Starting at step 20 of 40' in err, err[-3000:]
+  assert 'on 1 devices' in err
   _assert_params_close(fsdp_run, tmp_path / 'fsdp_to_one')
 
   _cut_to_step_20(two_device_run, tmp_path / 'one_to_two')

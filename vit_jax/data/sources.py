@@ -14,6 +14,9 @@ Datasets (`config.dataset`):
 - any other name: a prepared TFDS image classification dataset; it is
   downloaded and prepared only if the optional config field `tfds_download`
   is True (default False).
+
+A split may be a slice in TFDS's notation, for every dataset:
+'test[:1000]', 'train[90%:]' (a minival), 'train[:-10%]'.
 """
 import dataclasses
 import gzip
@@ -133,10 +136,11 @@ def _image_folder_source(config, split: str) -> Source:
   if not root:
     raise ValueError('dataset="imagefolder" needs config.data_dir = ROOT with '
                      'ROOT/<split>/<class>/<image files>.')
-  classes = list(_list_image_folder(root, config.train_split))
+  train_split = _split_name(config.train_split)
+  classes = list(_list_image_folder(root, train_split))
   files = _list_image_folder(root, split)
   empty = [c for c in classes if not files.get(c)]
-  if split == config.train_split and (not classes or empty):
+  if split == train_split and (not classes or empty):
     raise ValueError(
         f'{os.path.join(root, split)} needs one folder of '
         f'{"/".join(IMAGE_EXTENSIONS)} images per class; '
@@ -144,7 +148,7 @@ def _image_folder_source(config, split: str) -> Source:
   unknown = sorted(set(files) - set(classes))
   if unknown:
     raise ValueError(f'Classes {unknown} of split {split!r} are not among the '
-                     f'{config.train_split!r} classes {classes}.')
+                     f'{train_split!r} classes {classes}.')
   paths = [p for c in classes for p in files.get(c, [])]
   if not paths:
     raise ValueError(f'{os.path.join(root, split)} has no images.')
@@ -227,24 +231,49 @@ def _tfds_source(builder, split: str) -> Source:
   return Source(num_classes, num_examples, fetch)
 
 
+def _split_name(split: str) -> str:
+  """'train' of 'train[:90%]'."""
+  return split.split('[', 1)[0]
+
+
+def _sliced(source: Source, split: str) -> Source:
+  """The examples of `source` (a whole split) that the slice `split` names
+  ('test[:1000]', 'train[90%:]'), parsed and resolved by TFDS's own rules."""
+  name = _split_name(split)
+  info = tfds.core.SplitInfo(name=name, shard_lengths=[source.num_examples],
+                             num_bytes=0, filename_template=None)
+  instructions = tfds.core.ReadInstruction.from_spec(split).to_absolute(
+      {name: info})
+  if len(instructions) != 1:
+    raise ValueError(f'Split {split!r}: one slice of one split is supported '
+                     'here, not a sum of splits.')
+  start = instructions[0].from_ or 0
+  stop = instructions[0].to or source.num_examples
+  return Source(source.num_classes, stop - start,
+                lambda i: source.fetch(np.asarray(i) + start))
+
+
 def get_source(config, split: str) -> Source:
-  """The source of `split` of `config.dataset`.
+  """The source of `split` of `config.dataset` ('test', or a slice of it).
 
   Raises:
     ValueError: on an unknown dataset, a missing split or an unprepared TFDS
-      dataset, or (image folders) an empty folder or a file that does not
-      decode.
+      dataset, a slice that does not parse or fit, or (image folders) an
+      empty folder or a file that does not decode.
   """
+  name = _split_name(split)
   if config.dataset == 'imagefolder':
-    return _image_folder_source(config, split)
-  files = config.dataset == 'fashion_mnist' and _fashion_mnist_files(config)
-  if files:
-    if split not in files:
+    source = _image_folder_source(config, name)
+  elif files := config.dataset == 'fashion_mnist' and _fashion_mnist_files(
+      config):
+    if name not in files:
       raise ValueError(f'The Fashion-MNIST files hold the splits '
-                       f'{sorted(files)}, not {split!r}.')
-    images, labels = map(_read_idx, files[split])
-    return _array_source(images[..., None], labels, _FASHION_MNIST_CLASSES)
-  return _tfds_source(_tfds_builder(config), split)
+                       f'{sorted(files)}, not {name!r}.')
+    images, labels = map(_read_idx, files[name])
+    source = _array_source(images[..., None], labels, _FASHION_MNIST_CLASSES)
+  else:
+    return _tfds_source(_tfds_builder(config), split)  # TFDS slices itself.
+  return source if name == split else _sliced(source, split)
 
 
 def class_names(config) -> List[str]:
