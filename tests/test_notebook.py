@@ -19,6 +19,7 @@ from PIL import Image
 import pytest
 
 from tests.conftest import TEST_XLA_FLAGS, needs_fashion_mnist
+from tests.test_shipped_model import stated_test_accuracy
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO / 'notebooks' / 'vit_jax.ipynb'
@@ -88,8 +89,11 @@ def test_notebook_runs(tmp_path, monkeypatch):
   out = tmp_path / 'figures'
   nb, text = _execute(tmp_path, monkeypatch, VIT_NOTEBOOK_OUT=str(out))
   _assert_figures(out)
-  # The shipped model on the whole test set (its README: 90.28%).
-  assert _number(text, r'test accuracy ([\d.]+)% on 10000 Fashion-MNIST') > 90
+  # The shipped model on the whole test set: the accuracy its README states.
+  # (Same params and images; 1 device here against the trainer's 2 may flip
+  # a borderline image or two.)
+  accuracy = _number(text, r'test accuracy ([\d.]+)% on 10000 Fashion-MNIST')
+  assert abs(accuracy - stated_test_accuracy()) <= 0.03, accuracy
   assert 'most often mistaken for' in text
   # A trained model: rollout concentrated, position embeddings with 2-D
   # structure (same row or column more alike than neither).

@@ -1,17 +1,12 @@
-"""The model shipped in notebooks/models/fashion_mnist_vit/: small, made by
-configs/fashion_mnist_vit.py, and as accurate as its README says."""
+"""The model shipped in notebooks/models/fashion_mnist_vit/: small and made
+by configs/fashion_mnist_vit.py. (As accurate as its README says:
+test_notebook.py, whose notebook scores it on the whole test set.)"""
 import json
 from pathlib import Path
 import re
 import sys
 
-import ml_collections
-import numpy as np
-
-from tests.conftest import needs_fashion_mnist
-from vit_jax import inference
 from vit_jax.configs import common
-from vit_jax.data import sources
 
 MODEL_DIR = (Path(__file__).resolve().parents[1] / 'notebooks' / 'models' /
              'fashion_mnist_vit')
@@ -52,21 +47,9 @@ def test_small_and_made_by_its_config():
   assert labels[0] == 'T-shirt/top' and len(labels) == 10
 
 
-@needs_fashion_mnist
-def test_test_accuracy_is_the_one_its_readme_states():
-  stated = float(re.search(r'Test accuracy: \*\*([\d.]+)%\*\*',
-                           (MODEL_DIR / 'README.md').read_text()).group(1))
-  loaded = inference.load_model(str(MODEL_DIR / 'params.npz'),
-                                config_json=str(MODEL_DIR / 'config.json'))
-  assert loaded.image_size == 28
-  job = ml_collections.ConfigDict(
-      json.loads((MODEL_DIR / 'config.json').read_text()))
-  test = sources.get_source(job, 'test')
-  batch = test.fetch(np.arange(test.num_examples))
-  images = np.repeat(batch['image'] / 127.5 - 1, 3, axis=-1).astype(np.float32)
-  _, top = inference.predict(loaded.model, loaded.params, images, top_k=1)
-  accuracy = 100 * np.mean(top[:, 0] == batch['label'])
-  # Same params, same images; 1 device here against the trainer's 2 may
-  # flip a borderline image or two.
-  assert abs(accuracy - stated) <= 0.03, (accuracy, stated)
+def stated_test_accuracy() -> float:
+  """The test accuracy (%) the shipped model's README states. The notebook
+  test checks it: the notebook evaluates the model on the whole test set."""
+  return float(re.search(r'Test accuracy: \*\*([\d.]+)%\*\*',
+                         (MODEL_DIR / 'README.md').read_text()).group(1))
 
