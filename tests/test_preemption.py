@@ -6,7 +6,6 @@ import signal
 import subprocess
 import time
 
-
 from tests.conftest import SCALE_OVERRIDES, SLOW_STEP_OVERRIDES as _SLOW, \
     assert_same_params, main_command, main_env, read_records, run_processes, \
     start_processes, train_in_process

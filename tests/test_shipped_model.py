@@ -52,4 +52,3 @@ def stated_test_accuracy() -> float:
   test checks it: the notebook evaluates the model on the whole test set."""
   return float(re.search(r'Test accuracy: \*\*([\d.]+)%\*\*',
                          (MODEL_DIR / 'README.md').read_text()).group(1))
-

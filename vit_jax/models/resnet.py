@@ -150,17 +150,6 @@ def _space_to_depth(x, s: int):
   return x.reshape(n, h // s, w // s, s * s * c)
 
 
-# `resnet.ops`: how the ResNet is computed. 'xla': XLA's convolution and
-# max-pool ops (the published models' and the fastest on accelerators).
-# 'matmul': the same numbers from matmuls and elementwise ops only
-# (`MatmulStdConv`, `_max_pool_3x3_s2`), for small images on CPUs: on a
-# 2-core AVX2-only AMD EPYC, XLA:CPU ran convolution and pooling 1.65-2.6x
-# slower than on an AVX-512 Xeon, and transformer steps (matmuls) at the
-# same speed.
-OPS = ('xla', 'matmul')
-_CONVS = {'xla': StdConv, 'matmul': MatmulStdConv}
-
-
 def _max_pool_3x3_s2(x):
   """nn.max_pool(x, (3, 3), (2, 2), 'SAME') without a pooling op: each
   output row is the maximum of its input rows 2i, 2i+1 (one pair of a
@@ -182,6 +171,20 @@ def _max_pool_3x3_s2(x):
   return x
 
 
+# `resnet.ops`: how the ResNet is computed. 'xla': XLA's convolution and
+# max-pool ops (the published models' and the fastest on accelerators).
+# 'matmul': the same numbers from matmuls and elementwise ops only
+# (`MatmulStdConv`, `_max_pool_3x3_s2`), for small images on CPUs: on a
+# 2-core AVX2-only AMD EPYC, XLA:CPU ran convolution and pooling 1.65-2.6x
+# slower than on an AVX-512 Xeon, and transformer steps (matmuls) at the
+# same speed.
+_CONVS = {'xla': StdConv, 'matmul': MatmulStdConv}
+_MAX_POOLS_3X3_S2 = {
+    'xla': lambda x: nn.max_pool(x, (3, 3), strides=(2, 2), padding='SAME'),
+    'matmul': _max_pool_3x3_s2}
+OPS = tuple(_CONVS)
+
+
 def resnet_stem(x, *, num_layers: Sequence[int], width_factor: float,
                 dtype: Dtype = jnp.float32, std_conv: str = 'original',
                 ops: str = 'xla'):
@@ -201,10 +204,7 @@ def resnet_stem(x, *, num_layers: Sequence[int], width_factor: float,
                    std_conv=std_conv, name='conv_root')(x)
   x = nn.relu(nn.GroupNorm(dtype=dtype, epsilon=_GROUP_NORM_EPS[std_conv],
                            name='gn_root')(x))
-  if ops == 'matmul':
-    x = _max_pool_3x3_s2(x)
-  else:
-    x = nn.max_pool(x, window_shape=(3, 3), strides=(2, 2), padding='SAME')
+  x = _MAX_POOLS_3X3_S2[ops](x)
   for i, block_size in enumerate(num_layers):
     x = ResNetStage(block_size=block_size, nout=width * 2**i,
                     first_stride=(1, 1) if i == 0 else (2, 2), dtype=dtype,
