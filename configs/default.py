@@ -46,7 +46,7 @@ Why this model (each figure a full run, test accuracy at the end):
   `python main.py`): 12500 steps gave 92.26% in 553 s (7 evals) and in
   579 s (5 evals, a slower hour: 1504 against 1630 img/s); 11000 steps
   92.10% in 471 s. 12000 steps (this config): 92.50% in 487 s (4 evals),
-  and in ~535 s in a slower hour (1562 img/s). The step count leaves ~15%
+  and in ~535 s in a slower hour (1562 img/s). The step count leaves 10-20%
   of the 600 s for a slower machine without dropping under 92.0%.
 """
 import ml_collections
