@@ -414,7 +414,7 @@ def test_hub_failures_say_what_to_do(monkeypatch, error, says):
 
 def test_no_network(monkeypatch):
   monkeypatch.delenv('HF_HUB_OFFLINE', raising=False)
-  monkeypatch.setattr(hub.huggingface_hub.constants, 'HF_HUB_OFFLINE', False)
+  monkeypatch.setattr(hub.hub_constants, 'HF_HUB_OFFLINE', False)
 
   def fail(*args, **kwargs):
     del args, kwargs

@@ -80,6 +80,8 @@ def test_hybrid_with_matmul_ops_computes_the_same_logits():
   np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-5)
   with pytest.raises(ValueError, match="resnet.ops='im2col': use one of"):
     _hybrid(ops='im2col').init(jax.random.PRNGKey(0), images, train=False)
+  with pytest.raises(ValueError, match='unknown field.s. op; its fields are'):
+    _hybrid(op='matmul').init(jax.random.PRNGKey(0), images, train=False)
 
 
 def test_default_job_computes_no_convolution_or_pooling_op():

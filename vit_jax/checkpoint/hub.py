@@ -19,6 +19,8 @@ import re
 from typing import NamedTuple, Optional
 
 import huggingface_hub
+# `import huggingface_hub` alone does not load its `constants` (2.4.0).
+from huggingface_hub import constants as hub_constants
 from huggingface_hub import errors as hub_errors
 
 PREFIX = 'hf-hub:'
@@ -70,7 +72,7 @@ def _cache_dir() -> Optional[str]:
 
 
 def _offline() -> bool:
-  return _env_true('HF_HUB_OFFLINE') or huggingface_hub.constants.HF_HUB_OFFLINE
+  return _env_true('HF_HUB_OFFLINE') or hub_constants.HF_HUB_OFFLINE
 
 
 _LINK_TEXT = re.compile(r'^(\.\./)+blobs/[0-9a-f]{40,64}$')
@@ -110,7 +112,7 @@ def _what_to_do(name: HubName, e: Exception) -> str:
     return (f'hub repo {repo!r} has no revision {name.revision!r}; use a '
             'branch, tag or commit of the repo, or leave @REVISION out.')
   if isinstance(e, hub_errors.LocalEntryNotFoundError):
-    where = _cache_dir() or huggingface_hub.constants.HF_HUB_CACHE
+    where = _cache_dir() or hub_constants.HF_HUB_CACHE
     if _offline():
       return (f'{name} is not in the hub cache {where} and HF_HUB_OFFLINE '
               'is set: download it once online (unset HF_HUB_OFFLINE), or '

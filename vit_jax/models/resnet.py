@@ -183,6 +183,8 @@ _MAX_POOLS_3X3_S2 = {
     'xla': lambda x: nn.max_pool(x, (3, 3), strides=(2, 2), padding='SAME'),
     'matmul': _max_pool_3x3_s2}
 OPS = tuple(_CONVS)
+# The fields of a model config's `resnet` (the arguments of resnet_stem).
+RESNET_FIELDS = ('num_layers', 'width_factor', 'std_conv', 'ops')
 
 
 def resnet_stem(x, *, num_layers: Sequence[int], width_factor: float,

@@ -493,6 +493,11 @@ class VisionTransformer(nn.Module):
                        f'{", ".join(map(repr, POSEMBS))}.')
     x = inputs.astype(self.dtype)
     if self.resnet is not None:
+      unknown = set(self.resnet) - set(models_resnet.RESNET_FIELDS)
+      if unknown:  # A typo ('op=') would otherwise be silently ignored.
+        raise ValueError(
+            f'model.resnet has unknown field(s) {", ".join(sorted(unknown))}'
+            f'; its fields are {", ".join(models_resnet.RESNET_FIELDS)}.')
       x = models_resnet.resnet_stem(
           x, num_layers=tuple(self.resnet['num_layers']),
           width_factor=self.resnet['width_factor'], dtype=self.dtype,
