@@ -21,25 +21,17 @@ from absl import app
 from absl import flags
 from absl import logging
 import jax
-from ml_collections import config_flags
+
+from vit_jax import command_line
+from vit_jax import quiet_tf
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def _unknown_field(error) -> str:
-  return (f'error: unknown config field {str(error).strip(chr(34))} in a '
-          '--config.FIELD=VALUE override; see the config file (default: '
-          'configs/default.py) for its fields.')
-
-
-try:
-  # config_flags applies --config.X overrides of the default config here.
-  config_flags.DEFINE_config_file(
-      'config', os.path.join(_HERE, 'configs', 'default.py'),
-      'Experiment config file, optionally with `:ARG`.', lock_config=True)
-except (AttributeError, KeyError) as _e:
-  print(_unknown_field(_e), file=sys.stderr)
-  sys.exit(2)
+# Its --config.X overrides of the default config are applied here.
+command_line.define_config(
+    os.path.join(_HERE, 'configs', 'default.py'),
+    'Experiment config file, optionally with `:ARG`.')
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Output directory.',
                                required=True)
 _COORDINATOR = flags.DEFINE_string(
@@ -84,50 +76,17 @@ def _init_distributed():
                jax.local_device_count(), jax.device_count())
 
 
-def _hub_error(error):
-  """The message of a hub.HubError behind `error` (a config file that names
-  an hf-hub: repo it cannot get), else None. By name: importing the hub
-  module here would slow every start."""
-  while error is not None:
-    if type(error).__name__ == 'HubError':
-      # config_flags re-raises it with the traceback in the message: the
-      # last line holds the hub's own.
-      return str(error).strip().splitlines()[-1].split('HubError: ')[-1]
-    error = error.__cause__ or error.__context__
-  return None
-
-
-def _parse_flags(argv):
-  """absl flag parsing, with config-file errors as one line, no traceback."""
-  try:
-    rest = flags.FLAGS(argv)
-    flags.FLAGS.config  # pylint: disable=pointless-statement  (loads it)
-    return rest
-  except Exception as e:  # pylint: disable=broad-except  (all user input)
-    if isinstance(e, (AttributeError, KeyError)):
-      print(_unknown_field(e), file=sys.stderr)
-      sys.exit(2)
-    hub_error = _hub_error(e)
-    if hub_error:  # The config named a hub repo it cannot have: I/O, not usage.
-      print(f'error: {hub_error}', file=sys.stderr)
-      sys.exit(1)
-    lines = [l for l in str(e).strip().splitlines() if l.strip()]
-    if any(l.startswith('Traceback') for l in lines):
-      lines = [lines[0], lines[-1]]  # Which flag, and what went wrong.
-    message = '\n  '.join(l.strip() for l in lines)
-    if 'Unknown command line flag' in message and "'config." in message:
-      message += ' (no such config field: see the config file for its fields)'
-    print(f'error: {message}', file=sys.stderr)
-    sys.exit(2)
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   # Imported here so that `--help` and flag errors stay fast.
   # pylint: disable=g-import-not-at-top
   from vit_jax.train import console
-  if not _VERBOSE.value:
+  if _VERBOSE.value:  # The libraries' lines, TensorFlow's start-up too.
+    quiet_tf.uninstall()
+    if not flags.FLAGS['verbosity'].present:
+      logging.set_verbosity(logging.INFO)
+  else:
     console.quiet()  # Before anything imports TensorFlow.
   from vit_jax.train import cpu_devices
   from vit_jax.train import preemption
@@ -157,4 +116,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main, flags_parser=_parse_flags)
+  app.run(main, flags_parser=command_line.parse_flags)

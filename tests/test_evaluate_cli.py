@@ -7,6 +7,7 @@ import jax
 import pytest
 
 from tests.conftest import ROOT, main_env, read_records
+from tests.test_command_line import LIBRARY_LOG_LINE
 from vit_jax.evaluators import classification
 from vit_jax.train import sharding
 from vit_jax.workdir import run as run_dir
@@ -26,6 +27,8 @@ def _eval_record(workdir, step):
 def test_cli_reproduces_the_final_eval(trained_run):
   proc = _evaluate(f'--workdir={trained_run}')
   assert proc.returncode == 0, proc.stderr[-3000:]
+  # On a CPU host: no line from absl or TensorFlow that nobody asked for.
+  assert not LIBRARY_LOG_LINE.search(proc.stderr), proc.stderr[-3000:]
   human, last = proc.stdout.splitlines()[-2:]
   assert 'params.npz' in human and "split 'test'" in human
   metrics = json.loads(last)

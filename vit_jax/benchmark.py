@@ -56,8 +56,8 @@ from absl import app
 from absl import flags
 import jax
 import jax.numpy as jnp
-from ml_collections import config_flags
 
+from vit_jax import command_line
 from vit_jax import models
 from vit_jax.configs import common
 from vit_jax.configs import models as models_config
@@ -66,10 +66,9 @@ from vit_jax.train import optim
 from vit_jax.train import sharding
 from vit_jax.train import steps
 
-_CONFIG = config_flags.DEFINE_config_file(
-    'config', None, 'Experiment config file, optionally with `:ARG` (e.g. '
-    'configs/default.py): time its train step instead of a preset\'s.',
-    lock_config=True)
+_CONFIG = command_line.define_config(
+    None, 'Experiment config file, optionally with `:ARG` (e.g. '
+    'configs/default.py): time its train step instead of a preset\'s.')
 _MODEL = flags.DEFINE_string('model', 'ViT-B_16',
                              'Preset name from vit_jax/configs/models.py.')
 _BATCH_SIZE = flags.DEFINE_integer('batch_size', 32,
@@ -445,4 +444,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=command_line.parse_flags)

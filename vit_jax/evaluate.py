@@ -19,6 +19,7 @@ from absl import app
 from absl import flags
 import jax
 
+from vit_jax import command_line
 from vit_jax.evaluators import classification
 from vit_jax.train import sharding
 # The library half of this tool moved to `evaluators.classification`; its
@@ -63,4 +64,4 @@ if __name__ == '__main__':
                       "run's eval_split.")
   flags.DEFINE_integer('step', None, 'Evaluate checkpoint STEP instead of '
                        'params.npz.')
-  app.run(main)
+  app.run(main, flags_parser=command_line.parse_flags)

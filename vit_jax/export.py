@@ -147,4 +147,5 @@ if __name__ == '__main__':
   flags.DEFINE_integer('batch_size', None, 'Fix the batch dimension (e.g. 1 '
                        'for TFLite); default: any batch size.')
   flags.DEFINE_list('platforms', list(PLATFORMS), 'Platforms to lower for.')
-  app.run(main)
+  from vit_jax import command_line  # pylint: disable=g-import-not-at-top
+  app.run(main, flags_parser=command_line.parse_flags)

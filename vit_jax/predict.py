@@ -34,6 +34,7 @@ from absl import app
 from absl import flags
 import numpy as np
 
+from vit_jax import command_line
 from vit_jax import inference
 # The library half of this tool moved to `inference`; its names stay
 # importable from here.
@@ -111,4 +112,4 @@ if __name__ == '__main__':
                       "'imagenet2012' or a file with one class name per line.")
   flags.DEFINE_integer('top_k', 5, 'How many classes to show per image.')
   flags.DEFINE_bool('json', False, 'Print a JSON list instead of text.')
-  app.run(main)
+  app.run(main, flags_parser=command_line.parse_flags)

@@ -31,6 +31,7 @@ from matplotlib.figure import Figure
 import numpy as np
 from PIL import Image
 
+from vit_jax import command_line
 from vit_jax import inference
 from vit_jax import models
 
@@ -268,4 +269,4 @@ if __name__ == '__main__':
   flags.DEFINE_string('out_dir', None, 'Where to write the PNG files.')
   flags.DEFINE_integer('num_pcs', 28, 'Principal components to plot.')
   flags.mark_flag_as_required('out_dir')
-  app.run(main)
+  app.run(main, flags_parser=command_line.parse_flags)

@@ -33,6 +33,7 @@ from absl import flags
 import ml_collections
 import numpy as np
 
+from vit_jax import command_line
 from vit_jax import inference
 from vit_jax.workdir import layout
 # The library half of this tool is `evaluators.zeroshot` and
@@ -149,4 +150,4 @@ def define_flags():
 
 if __name__ == '__main__':
   define_flags()
-  app.run(main)
+  app.run(main, flags_parser=command_line.parse_flags)

@@ -96,6 +96,11 @@ def base_config() -> ml_collections.ConfigDict:
   # RandAugment after the crop and flip (vit_jax/data/randaugment.py):
   # (num_layers, magnitude), e.g. (2, 10); None = off.
   config.pp.randaug = config_dict.placeholder(tuple)
+  # Threads that decode and preprocess; 0: sized to the host (1 on a CPU-only
+  # host, else all cores but two: input_pipeline.data_threads).
+  config.data_threads = 0
+  # Download and prepare a TFDS dataset that is not prepared yet.
+  config.tfds_download = False
 
   # Loop.
   config.total_steps = 1000

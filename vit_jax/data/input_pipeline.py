@@ -11,9 +11,10 @@ resuming at step k yields what an uninterrupted run yields at step k.
 
 TensorFlow only runs here and in `sources`, on CPU: with one thread on
 a CPU-only host so that it does not compete with JAX's step for cores, with
-all cores but two on an accelerator host (`data_threads`). Optional config
-fields besides the trainer's: `tfds_download` (False: never download; see
-`sources`) and `data_threads` (0: sized to the host).
+all cores but two on an accelerator host (`data_threads`). Config fields of
+the data besides the dataset and splits (configs/common.py): `tfds_download`
+(False: never download; see `sources`) and `data_threads` (0: sized to the
+host).
 """
 import atexit
 import dataclasses

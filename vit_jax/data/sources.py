@@ -12,7 +12,7 @@ Datasets (`config.dataset`):
 - 'imagefolder': `config.data_dir`/<split>/<class>/<image files>, every file
   checked to decode when the source is made.
 - any other name: a prepared TFDS image classification dataset; it is
-  downloaded and prepared only if the optional config field `tfds_download`
+  downloaded and prepared only if the config field `tfds_download`
   is True (default False).
 
 A split may be a slice in TFDS's notation, for every dataset:

@@ -2,41 +2,26 @@
 
 By default (`quiet()`): TensorFlow's C++ start-up lines (oneDNN, CPU
 instructions, CUDA probing: printed to the stderr file descriptor while
-tensorflow is imported, before its own log level applies), JAX's backend
-probing, and absl's INFO lines (clu's logging writer repeats every metric)
-are silenced; warnings stay, one plain line each. `main.py --verbose` keeps
+tensorflow is imported, before its own log level applies; `quiet_tf`),
+JAX's backend probing, and absl's INFO lines (clu's logging writer repeats
+every metric) are silenced; warnings stay, one plain line each. `main.py --verbose` keeps
 all of it. metrics.jsonl and TensorBoard keep every metric either way.
 
 `Progress` prints the run's own lines: one per log step, one per eval, and,
 when stderr is a terminal, a live progress bar between them.
 """
-import contextlib
 import logging as std_logging
-import os
 import sys
 import threading
 import time
 
 from absl import logging
 
+from vit_jax import quiet_tf
+
 # Library loggers that report backend probing ("Unable to initialize backend
 # 'tpu'", CUDA plugin discovery) as a matter of course.
 _PROBING_LOGGERS = ('jax._src.xla_bridge', 'jax._src.compiler')
-
-
-@contextlib.contextmanager
-def _stderr_fd_to_devnull():
-  """Sends file descriptor 2 (C/C++ writes) to /dev/null for the block."""
-  sys.stderr.flush()
-  saved = os.dup(2)
-  devnull = os.open(os.devnull, os.O_WRONLY)
-  try:
-    os.dup2(devnull, 2)
-    yield
-  finally:
-    os.dup2(saved, 2)
-    os.close(saved)
-    os.close(devnull)
 
 
 class _PlainFormatter(std_logging.Formatter):
@@ -77,16 +62,10 @@ def _main_thread_only(hook):
 def quiet() -> None:
   """Silences library start-up and probing output for this process.
 
-  Call before anything imports TensorFlow: its C++ logging reads
-  TF_CPP_MIN_LOG_LEVEL once, and the lines it prints before that (absl's
-  pre-init notice, oneDNN, CUDA drivers) only a closed stderr keeps out.
+  Call before anything imports TensorFlow: `quiet_tf` (installed by
+  `import vit_jax` already) imports it with its C++ start-up lines off.
   """
-  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-  with _stderr_fd_to_devnull():
-    # pylint: disable=g-import-not-at-top,unused-import
-    import tensorflow as tf
-    # pylint: enable=g-import-not-at-top,unused-import
-    tf.config.list_physical_devices('GPU')  # Its CUDA probe, while quiet.
+  quiet_tf.install()
   for name in _PROBING_LOGGERS:
     std_logging.getLogger(name).setLevel(std_logging.WARNING)
   # A failed save's pending writes: "Future exception was never retrieved".
