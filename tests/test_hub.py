@@ -406,6 +406,7 @@ def test_hub_failures_say_what_to_do(monkeypatch, error, says):
     response = types.SimpleNamespace(headers={}, status_code=404, request=None)
     raise getattr(hub_errors, error)('the hub said no', response=response)
   monkeypatch.setattr(hub.huggingface_hub, 'hf_hub_download', fail)
+  monkeypatch.setattr(hub, '_hub_resolves', lambda: True)  # Online.
   with pytest.raises(hub.HubError) as raised:
     hub.resolve('hf-hub:google/vit-x@v2')
   message = str(raised.value)
@@ -420,9 +421,43 @@ def test_no_network(monkeypatch):
     del args, kwargs
     raise hub.hub_errors.LocalEntryNotFoundError('connection refused')
   monkeypatch.setattr(hub.huggingface_hub, 'hf_hub_download', fail)
+  monkeypatch.setattr(hub, '_hub_resolves', lambda: True)  # DNS, no route.
   with pytest.raises(hub.HubError, match='cannot reach the Hugging Face hub'
                      ' for hf-hub:google/vit-x'):
     hub.resolve('hf-hub:google/vit-x')
+
+
+def test_unresolvable_hub_host_means_the_cache_at_once(tmp_path,
+                                                      monkeypatch):
+  """No DNS for the hub (HF_ENDPOINT on a .invalid name, which never
+  resolves): a cached file loads and an uncached one is today's one-line
+  error, both without a request, so without huggingface_hub's six tries and
+  their warnings over ~30 s."""
+  cache = tmp_path / 'hub'
+  write_repo(cache, 'timm/cached', {'model.safetensors': b'weights'})
+  monkeypatch.setenv('HF_HUB_CACHE', str(cache))
+  monkeypatch.delenv('HF_HUB_OFFLINE', raising=False)
+  monkeypatch.setattr(hub.hub_constants, 'HF_HUB_OFFLINE', False)
+  monkeypatch.setattr(hub.hub_constants, 'ENDPOINT',
+                      'http://nonexistent.invalid')
+  for variable in hub._PROXY_VARIABLES:  # pylint: disable=protected-access
+    monkeypatch.delenv(variable, raising=False)
+
+  def no_request(*args, **kwargs):
+    raise AssertionError(f'a hub request: {args} {kwargs}')
+  monkeypatch.setattr(hub.huggingface_hub, 'hf_hub_download', no_request)
+  assert not hub._hub_resolves()  # pylint: disable=protected-access
+  with open(hub.resolve('hf-hub:timm/cached'), 'rb') as f:
+    assert f.read() == b'weights'
+  assert hub.resolve_config('hf-hub:timm/cached') is None  # Not cached.
+  with pytest.raises(hub.HubError) as raised:
+    hub.resolve('hf-hub:timm/not_cached')
+  assert str(raised.value) == (
+      'cannot reach the Hugging Face hub for hf-hub:timm/not_cached, and it '
+      f'is not in the hub cache {cache}: check the network (or proxy), or '
+      'download it elsewhere and copy the cache.')
+  monkeypatch.setenv('HTTPS_PROXY', 'http://proxy.invalid:3128')
+  assert hub._hub_resolves()  # pylint: disable=protected-access  (the proxy's)
 
 
 def test_main_with_a_missing_hub_model_is_one_error_line(offline_cache,

@@ -13,10 +13,16 @@ hub names).
 The environment is read when a name is resolved, not when huggingface_hub
 was imported: `HF_HUB_OFFLINE=1` (cache only), `HF_HUB_CACHE` / `HF_HOME`.
 Failures raise `HubError`, one sentence naming the repo and what to do.
+When the hub's host name does not resolve (no network, no DNS) the cache is
+all there is, at once: huggingface_hub would try each request six times
+over ~30 s, with a warning each time, before falling back to it.
 """
 import os
 import re
+import socket
+import threading
 from typing import NamedTuple, Optional
+import urllib.parse
 
 import huggingface_hub
 # `import huggingface_hub` alone does not load its `constants` (2.4.0).
@@ -73,6 +79,45 @@ def _cache_dir() -> Optional[str]:
 
 def _offline() -> bool:
   return _env_true('HF_HUB_OFFLINE') or hub_constants.HF_HUB_OFFLINE
+
+
+# How long the hub's host name may take to resolve; a lookup that takes
+# longer counts as no network.
+LOOKUP_TIMEOUT_S = 5.0
+_PROXY_VARIABLES = ('HTTPS_PROXY', 'https_proxy', 'HTTP_PROXY', 'http_proxy',
+                    'ALL_PROXY', 'all_proxy')
+
+
+def _hub_resolves() -> bool:
+  """Whether the hub's host name (HF_ENDPOINT's) resolves within
+  LOOKUP_TIMEOUT_S. Behind a proxy the proxy resolves it: True."""
+  if any(os.environ.get(v) for v in _PROXY_VARIABLES):
+    return True
+  endpoint = urllib.parse.urlsplit(hub_constants.ENDPOINT)
+  resolved = []
+
+  def lookup():
+    try:
+      socket.getaddrinfo(endpoint.hostname, endpoint.port or 443)
+      resolved.append(True)
+    except (OSError, UnicodeError):
+      pass
+
+  thread = threading.Thread(target=lookup, daemon=True)  # Not waited for.
+  thread.start()
+  thread.join(LOOKUP_TIMEOUT_S)
+  return bool(resolved)
+
+
+def _cached(name: 'HubName', filename: str) -> str:
+  """The cached file, as huggingface_hub gives it offline."""
+  found = huggingface_hub.try_to_load_from_cache(
+      name.repo_id, filename, cache_dir=_cache_dir(), revision=name.revision)
+  if not isinstance(found, str):
+    raise hub_errors.LocalEntryNotFoundError(
+        f'{hub_constants.ENDPOINT} does not resolve and {filename} of '
+        f'{name.repo_id} is not cached.')
+  return _followed(found)
 
 
 _LINK_TEXT = re.compile(r'^(\.\./)+blobs/[0-9a-f]{40,64}$')
@@ -136,9 +181,17 @@ def _download(name: HubName, filename: str) -> str:
   return _followed(path)
 
 
+def _get(name: HubName, filename: str) -> str:
+  """The file, downloaded unless cached; from the cache alone, at once,
+  when the hub's host does not resolve."""
+  if not _offline() and not _hub_resolves():
+    return _cached(name, filename)
+  return _download(name, filename)
+
+
 def _fetch(name: HubName, filename: str) -> str:
   try:
-    return _download(name, filename)
+    return _get(name, filename)
   except (hub_errors.HfHubHTTPError, hub_errors.EntryNotFoundError,
           OSError, ValueError) as e:
     raise HubError(_what_to_do(name, e)) from None
@@ -173,7 +226,7 @@ def resolve_config(path: str) -> Optional[str]:
   none (then the tensors' shapes alone describe the model)."""
   name = parse(path)
   try:
-    return _download(name, CONFIG_FILE)
+    return _get(name, CONFIG_FILE)
   except (hub_errors.HfHubHTTPError, hub_errors.EntryNotFoundError,
           OSError):
     return None
