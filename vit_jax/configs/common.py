@@ -96,11 +96,9 @@ def base_config() -> ml_collections.ConfigDict:
   # RandAugment after the crop and flip (vit_jax/data/randaugment.py):
   # (num_layers, magnitude), e.g. (2, 10); None = off.
   config.pp.randaug = config_dict.placeholder(tuple)
-  # Threads that decode and preprocess; 0: sized to the host (1 on a CPU-only
-  # host, else all cores but two: input_pipeline.data_threads).
-  config.data_threads = 0
-  # Download and prepare a TFDS dataset that is not prepared yet.
+  # Download and prepare a missing TFDS dataset (vit_jax/data/sources.py).
   config.tfds_download = False
+  config.data_threads = 0  # Decoding threads; 0: sized to the host.
 
   # Loop.
   config.total_steps = 1000
