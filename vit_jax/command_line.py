@@ -29,7 +29,8 @@ USAGE = 2  # Exit status of a bad flag, config file or config field.
 IO = 1  # A config's hub checkpoint that cannot be had (vit_jax.checkpoint.hub).
 
 _OVERRIDE = re.compile(r'^--?(?:no)?config\.([^=]+)')
-_DID_YOU_MEAN = re.compile(r'Did you mean "([^"]+)" instead of "([^"]+)"\?')
+# ml_collections' suggestion, below the missing key in its KeyError.
+_DID_YOU_MEAN = re.compile(r'Did you mean "([^"]+)" instead of')
 
 
 def define_config(default, help_string):
@@ -50,12 +51,18 @@ def parse_flags(argv):
     if 'config' in flags.FLAGS:
       flags.FLAGS.config  # pylint: disable=pointless-statement  (loads it)
   except Exception as e:  # pylint: disable=broad-except  (all user input)
-    default = (flags.FLAGS['config'].default_as_str.strip("'")
-               if 'config' in flags.FLAGS else None)
-    _exit(e, argv, default)
+    _exit(e, argv, _default_config())
   if not flags.FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)
   return rest
+
+
+def _default_config():
+  """The --config flag's default file; None without one (or the flag)."""
+  if 'config' not in flags.FLAGS:
+    return None
+  default = flags.FLAGS['config'].default_as_str.strip("'")
+  return None if default == 'None' else default
 
 
 def _exit(error, argv, default_config):
@@ -72,7 +79,7 @@ def error_line(error, argv, default_config=None):
   if hub_error:
     return f'error: {hub_error}', IO
   if isinstance(error, flags.UnrecognizedFlagError):
-    return _unknown_flag(error, argv), USAGE
+    return _unknown_flag(error, argv, default_config), USAGE
   lines = [l.strip() for l in str(error).strip().splitlines() if l.strip()]
   if any(l.startswith('Traceback') for l in lines):
     lines = [lines[0], lines[-1]]  # Which flag, and what went wrong.
@@ -132,11 +139,15 @@ def _unknown_field(error, argv, default_config) -> str:
           + (config_file or 'the config file') + ' for its fields.')
 
 
-def _unknown_flag(error, argv) -> str:
+def _unknown_flag(error, argv, default_config) -> str:
   name = error.flagname
   if name.startswith('config.') and 'config' in flags.FLAGS:
+    config_file = _config_file(argv, default_config)
+    if config_file is None:  # The benchmark without --config.
+      return (f'error: --{name} overrides a field of --config, which is not '
+              'given: add --config=FILE[:ARG] (e.g. configs/default.py).')
     return (f"error: unknown config field '{name[len('config.'):]}' in a "
-            '--config.FIELD=VALUE override; see the config file for its '
+            f'--config.FIELD=VALUE override; see {config_file} for its '
             'fields.')
   if name.startswith('config.'):  # This tool has no --config.
     return (f'error: unknown flag --{name}: {_tool(argv)} has no --config '

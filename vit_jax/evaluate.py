@@ -10,7 +10,7 @@ It reads DIR/config.json and DIR/params.npz (or checkpoint N; see
 and prints a line for people, then (last on stdout) a JSON object with
 eval/accuracy, eval/loss and eval/num_examples. On the run's own eval split they
 are the run's final eval figures. Bad input ends with one `error:` line
-and exit status 1.
+and exit status 1 (2 for a bad flag).
 """
 import json
 import sys

@@ -19,7 +19,7 @@ is the client's.
 - `stablehlo`: a `jax.export` artifact with the params inside:
   `jax.export.deserialize(bytes).call(images)` returns the probabilities.
 
-Bad input ends with one `error:` line and exit status 1.
+Bad input ends with one `error:` line and exit status 1 (2 for a bad flag).
 """
 import sys
 from typing import Callable, Optional, Sequence

@@ -24,7 +24,7 @@ token-mixing weights, which allow no other token count.
 tensorflow-datasets installs; `--labels=FILE` reads one name per line; without
 it classes are shown by index. Bad inputs (unreadable images or checkpoint,
 unknown model, checkpoint that does not fit) end with a one-line message on
-stderr and exit status 1.
+stderr and exit status 1 (2 for a bad flag).
 """
 import json
 import sys

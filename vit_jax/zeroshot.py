@@ -20,7 +20,8 @@ Datasets are those of the trainer (`input_pipeline`): 'fashion_mnist',
 'imagefolder' or a prepared TFDS dataset; class names come from the dataset
 (folder names with '_' read as spaces) unless `--classes` gives them; a
 workdir's prompts are its run's `zeroshot_templates`.
-Bad inputs end with one `error:` line on stderr and exit status 1.
+Bad inputs end with one `error:` line on stderr and exit status 1 (2 for a
+bad flag).
 """
 import json
 import os
