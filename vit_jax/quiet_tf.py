@@ -40,17 +40,19 @@ def native_stderr_to_devnull():
     writes_fd2 = False  # pytest's capture, a notebook's stream: not fd 2.
   saved = os.dup(2)
   devnull = os.open(os.devnull, os.O_WRONLY)
+  to_console = None
   try:
     os.dup2(devnull, 2)
     if writes_fd2:
-      sys.stderr = open(saved, 'w', buffering=1, closefd=False,  # pylint: disable=consider-using-with
+      to_console = open(saved, 'w', buffering=1, closefd=False,  # pylint: disable=consider-using-with
                         encoding=python_stderr.encoding,
                         errors=python_stderr.errors)
+      sys.stderr = to_console
     yield
   finally:
-    if sys.stderr is not python_stderr:
-      sys.stderr.flush()
+    if to_console is not None:
       sys.stderr = python_stderr
+      to_console.close()  # Flushes; `saved` stays open until below.
     os.dup2(saved, 2)
     os.close(saved)
     os.close(devnull)
