@@ -3,7 +3,6 @@ vit_jax/quiet_tf.py): every documented config field settable with
 --config.FIELD=VALUE, a bad override as one `error:` line naming the field
 and the nearest one, no library chatter on a CPU host."""
 import ast
-import os
 import re
 import subprocess
 import sys
