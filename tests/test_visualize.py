@@ -7,13 +7,16 @@ import sys
 import jax
 import numpy as np
 from PIL import Image
+import pytest
 import skimage.data
 
 from vit_jax import checkpoint
 from vit_jax import models
 from vit_jax import visualize
+from tests.conftest import needs_fashion_mnist
 
 REPO = Path(__file__).resolve().parents[1]
+SHIPPED = REPO / 'notebooks' / 'models' / 'fashion_mnist_vit'
 
 
 def _random_attention(rng, batch, heads, tokens):
@@ -125,3 +128,71 @@ def test_cli_writes_pngs(tmp_path):
     with Image.open(out_dir / name) as png:
       assert png.format == 'PNG'
       assert min(png.size) > 100
+
+
+def test_training_curves_from_metrics_records():
+  records = [{'step': 10, 'train/loss': 2.0, 'train/lr': 0.1},
+             {'step': 20, 'train/loss': 1.5},
+             {'step': 20, 'eval/accuracy': 0.5, 'eval/loss': 1.4},
+             {'step': 20, 'train/loss': 1.25},  # Resumed: the step again.
+             {'step': 30, 'train/loss': 1.0, 'eval/accuracy': 0.75,
+              'eval_ema/accuracy': 0.8}]
+  curves = visualize.training_curves(records)
+  assert sorted(curves) == ['eval/accuracy', 'eval_ema/accuracy',
+                            'train/loss']
+  np.testing.assert_array_equal(curves['train/loss'][0], [10, 20, 30])
+  np.testing.assert_array_equal(curves['train/loss'][1], [2.0, 1.25, 1.0])
+  np.testing.assert_array_equal(curves['eval/accuracy'][0], [20, 30])
+  np.testing.assert_array_equal(curves['eval_ema/accuracy'][1], [0.8])
+  with pytest.raises(ValueError, match='no train/loss'):
+    visualize.training_curves([{'step': 1, 'eval/accuracy': 0.5}])
+
+
+def test_first_of_each_class():
+  np.testing.assert_array_equal(
+      visualize.first_of_each_class(np.array([9, 2, 1, 1, 6, 2, 9, 4]), 3),
+      [0, 1, 2])
+  np.testing.assert_array_equal(
+      visualize.first_of_each_class(np.array([3, 3, 5]), 4), [0, 2])
+
+
+@needs_fashion_mnist
+def test_readme_figures_from_the_shipped_model(tmp_path):
+  """The README's command (fewer images): every figure from the shipped
+  model, its rollouts of test images, and a run's curves."""
+  metrics = tmp_path / 'run' / 'metrics.jsonl'
+  metrics.parent.mkdir()
+  metrics.write_text(''.join(
+      json.dumps(r) + '\n' for r in
+      [{'step': 100, 'train/loss': 1.2}, {'step': 200, 'train/loss': 0.9},
+       {'step': 200, 'eval/accuracy': 0.85, 'eval/loss': 0.4}]))
+  out_dir = tmp_path / 'figures'
+  result = subprocess.run(
+      [sys.executable, '-m', 'vit_jax.visualize',
+       f'--workdir={SHIPPED}', f'--metrics={metrics}', f'--out_dir={out_dir}',
+       '--num_images=8', '--num_rollouts=2'],
+      cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+  assert result.returncode == 0, result.stderr
+  names = ['posemb_similarity.png', 'embedding_pcs.png',
+           'attention_rollout_0.png', 'attention_rollout_1.png',
+           'mean_attention_distance.png', 'training_curves.png']
+  assert result.stdout.split() == [str(out_dir / n) for n in names]
+  for name in names:
+    assert (out_dir / name).stat().st_size > 5000, name
+    with Image.open(out_dir / name) as png:
+      assert png.format == 'PNG'
+      assert min(png.size) > 100
+
+
+def test_bad_metrics_file_is_one_error_line(tmp_path):
+  metrics = tmp_path / 'metrics.jsonl'
+  metrics.write_text('{"step": 1, "eval/accuracy": 0.5}\n')
+  result = subprocess.run(
+      [sys.executable, '-m', 'vit_jax.visualize', f'--workdir={SHIPPED}',
+       f'--metrics={metrics}', f'--out_dir={tmp_path / "out"}'],
+      cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+  assert result.returncode == 1
+  assert result.stderr.strip().splitlines()[-1] == (
+      'error: The metrics hold no train/loss: are they the metrics.jsonl of '
+      'a `python main.py` run?')
+  assert not (tmp_path / 'out').exists()

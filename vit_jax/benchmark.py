@@ -59,6 +59,7 @@ import jax.numpy as jnp
 
 from vit_jax import command_line
 from vit_jax import models
+from vit_jax import progress
 from vit_jax.configs import common
 from vit_jax.configs import models as models_config
 from vit_jax.train import cpu_devices as cpu_split
@@ -321,7 +322,8 @@ def run_config(config, *, mode: str, steps: int, warmup: int = 2,
       f'{mesh.size} x {jax.devices()[0].device_kind}: compiling')
   lowered, args = _lowered_step(config, mode, num_classes, mesh)
   start = time.perf_counter()
-  compiled = lowered.compile()
+  with progress.waiting('Compiling'):  # The time so far, on a terminal.
+    compiled = lowered.compile()
   compile_s = time.perf_counter() - start
   log(f'compiled in {compile_s:.1f}s')
 
@@ -385,10 +387,8 @@ def run_input(config, *, batches: int, warmup: int = 2, log=print) -> dict:
   for _ in range(warmup):
     jax.block_until_ready(next(iterator))
   start, cpu_start = time.perf_counter(), time.process_time()
-  for i in range(batches):
+  for _ in progress.bar(range(batches), desc='Input batches', unit='batch'):
     jax.block_until_ready(next(iterator))
-    if (i + 1) % 10 == 0:
-      log(f'input batch {i + 1}/{batches}')
   elapsed = time.perf_counter() - start
   images = batches * config.batch_size
   return {'input_images_per_sec': images / elapsed,

@@ -31,6 +31,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vit_jax import progress
+
 FORMATS = ('saved_model', 'stablehlo')
 PLATFORMS = ('cpu', 'cuda', 'tpu')
 
@@ -107,15 +109,17 @@ def export_run(workdir: str, out: str, *, fmt: str = 'saved_model',
   if epath.Path(out).exists():
     raise FileExistsError(f'--out={out} exists; remove it or pass another '
                           'path.')
-  run = run_dir.load(workdir, step)
+  with progress.waiting('Loading the run'):  # The time, on a terminal.
+    run = run_dir.load(workdir, step)
   size = run.config.image_size
-  if fmt == 'stablehlo':
-    exported = export_stablehlo(run.model, run.params, size,
-                                batch_size=batch_size, platforms=platforms)
-    epath.Path(out).write_bytes(exported.serialize())
-  else:
-    save_saved_model(out, run.model, run.params, run.class_names, size,
-                     batch_size=batch_size, platforms=platforms)
+  with progress.waiting(f'Lowering and writing the {fmt} export'):
+    if fmt == 'stablehlo':
+      exported = export_stablehlo(run.model, run.params, size,
+                                  batch_size=batch_size, platforms=platforms)
+      epath.Path(out).write_bytes(exported.serialize())
+    else:
+      save_saved_model(out, run.model, run.params, run.class_names, size,
+                       batch_size=batch_size, platforms=platforms)
   batch = batch_size or 'N'
   return (f'{out}: {fmt} of {run.source}, uint8 images [{batch}, {size}, '
           f'{size}, 3] -> probabilities [{batch}, {len(run.class_names)}] '

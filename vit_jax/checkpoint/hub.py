@@ -4,11 +4,11 @@ The published weights moved to the Hugging Face hub (timm's and
 transformers' copies) when gs://vit_models stopped serving anonymous reads.
 A name with timm's own `hf-hub:` prefix may stand wherever a checkpoint path
 does; `resolve` turns it into a file in huggingface_hub's cache, downloading
-it with that library (resumable, its progress bar, `HF_TOKEN` for gated
-repos) unless it is cached. Without FILE the name means the repo's
-`model.safetensors`; its `config.json` (the architecture) is fetched too
-(`resolve_config`, which `torch_config.read_beside` calls for
-hub names).
+it with that library (resumable, `HF_TOKEN` for gated repos; its progress
+bar drawn on a terminal only, as `vit_jax.progress` draws ours) unless it
+is cached. Without FILE the name means the repo's `model.safetensors`; its
+`config.json` (the architecture) is fetched too (`resolve_config`, which
+`torch_config.read_beside` calls for hub names).
 
 The environment is read when a name is resolved, not when huggingface_hub
 was imported: `HF_HUB_OFFLINE=1` (cache only), `HF_HUB_CACHE` / `HF_HOME`.
@@ -28,6 +28,8 @@ import huggingface_hub
 # `import huggingface_hub` alone does not load its `constants` (2.4.0).
 from huggingface_hub import constants as hub_constants
 from huggingface_hub import errors as hub_errors
+
+from vit_jax import progress
 
 PREFIX = 'hf-hub:'
 DEFAULT_FILE = 'model.safetensors'
@@ -177,7 +179,8 @@ def _what_to_do(name: HubName, e: Exception) -> str:
 def _download(name: HubName, filename: str) -> str:
   path = huggingface_hub.hf_hub_download(
       name.repo_id, filename, revision=name.revision, cache_dir=_cache_dir(),
-      local_files_only=_offline(), library_name='vit_jax')
+      local_files_only=_offline(), library_name='vit_jax',
+      tqdm_class=progress.Bar)  # Its bar on a terminal only, as ours.
   return _followed(path)
 
 

@@ -491,6 +491,11 @@ def eval_iterator(config, *, process_index: int = 0, process_count: int = 1,
       lambda images, *_: _eval_images(images, config), data_threads(config))
 
 
+def eval_source(config) -> sources.Source:
+  """The eval split's source (its `num_examples`), to give `eval_iterator`."""
+  return _source(config, config.eval_split)
+
+
 def _eval_images(images, config):
   return (_resize_crop if config.pp.eval == 'resize_crop' else
           _resize)(images, config.image_size)

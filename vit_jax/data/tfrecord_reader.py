@@ -21,6 +21,8 @@ from typing import Callable, List, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
+from vit_jax import progress
+
 _HEADER_BYTES = 12  # uint64 length, uint32 masked CRC32C of the length.
 _FOOTER_BYTES = 4  # uint32 masked CRC32C of the data.
 
@@ -91,8 +93,10 @@ class RecordReader:
                    line, file=sys.stderr, flush=True)):
     """`slices`: (path, skip, take) each; take -1 means to the end."""
     self._paths, self._offsets = [], []
-    start, last_report = time.perf_counter(), time.perf_counter()
-    for done, (path, skip, take) in enumerate(slices, 1):
+    start = time.perf_counter()
+    # Only a first scan of many files is slow: a bar then, on a terminal.
+    for path, skip, take in progress.bar(slices, desc='Indexing TFRecord files',
+                                         unit='file'):
       offsets = record_offsets(path, cache_dir)[skip:]
       offsets = offsets if take < 0 else offsets[:take]
       if take >= 0 and len(offsets) != take:
@@ -100,11 +104,10 @@ class RecordReader:
                          f'dataset info expects at least {skip + take}.')
       self._paths.append(path)
       self._offsets.append(offsets)
-      now = time.perf_counter()
-      if now - last_report > 10:  # Only a first scan of many files is slow.
-        log(f'Indexing TFRecord files: {done}/{len(slices)} '
-            f'({now - start:.0f} s)')
-        last_report = now
+    seconds = time.perf_counter() - start
+    if seconds > 10:
+      log(f'Indexed {len(slices)} TFRecord files in {seconds:.0f} s; the '
+          f'index is cached in {cache_dir or default_cache_dir()}.')
     self._ends = np.cumsum([len(o) for o in self._offsets])
 
   @property

@@ -6,13 +6,14 @@ the figures are exact whatever the batch size or device count. The trainer
 runs `evaluate_split` (as a `SplitEvaluator`); so does `python -m
 vit_jax.evaluate` on a run.
 """
-from typing import Callable, Dict, Iterable
+from typing import Callable, Dict, Iterable, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
+from vit_jax import progress
 from vit_jax.train import sharding
 
 
@@ -46,13 +47,21 @@ def make_eval_step(model, average_flips: bool = False) -> Callable:
   return eval_step
 
 
-def evaluate(eval_step: Callable, params,
-             batches: Iterable) -> Dict[str, float]:
-  """Runs `eval_step` over global `batches` (already on the mesh)."""
+def evaluate(eval_step: Callable, params, batches: Iterable,
+             total: Optional[int] = None) -> Dict[str, float]:
+  """Runs `eval_step` over global `batches` (already on the mesh).
+
+  On a terminal, process 0 shows a bar over the `total` batches
+  (`vit_jax.progress`); it counts batches computed, not dispatched: each
+  batch is waited for once the next one is on its way.
+  """
   totals = None
-  for batch in batches:
+  for batch in progress.bar(batches, total=total, desc='Evaluating',
+                            unit='batch', active=jax.process_index() == 0):
     sums = eval_step(params, batch)
+    done = totals
     totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
+    jax.block_until_ready(done)
   if totals is None:
     raise ValueError('The eval split yielded no batches.')
   totals = jax.tree.map(lambda x: float(np.asarray(x)), totals)
@@ -73,11 +82,13 @@ def evaluate_split(config, eval_step: Callable, params, mesh
   # Imported here: the rest of this module (used by the notebook) does not
   # need TensorFlow.
   from vit_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
+  source = input_pipeline.eval_source(config)
   batches = input_pipeline.eval_iterator(
       config, process_index=jax.process_index(),
-      process_count=jax.process_count())
+      process_count=jax.process_count(), source=source)
   return evaluate(eval_step, params,
-                  sharding.on_mesh(mesh, batches, config.eval_batch_size))
+                  sharding.on_mesh(mesh, batches, config.eval_batch_size),
+                  total=-(-source.num_examples // config.eval_batch_size))
 
 
 class SplitEvaluator:

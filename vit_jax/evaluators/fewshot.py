@@ -23,6 +23,8 @@ from typing import Callable, Dict, Sequence
 import jax
 import numpy as np
 
+from vit_jax import progress
+
 BIAS_FEATURE = 100.0
 DEFAULT_L2_REG = 2.0**10
 
@@ -49,10 +51,12 @@ def extract_features(model_fn: Callable, params, images: np.ndarray,
   """[N, D] features of `images`, computed `batch_size` at a time.
 
   The last batch is padded to full size so that a jitted `model_fn` compiles
-  once.
+  once. On a terminal, process 0 shows a bar over the batches.
   """
   out = []
-  for start in range(0, len(images), batch_size):
+  for start in progress.bar(range(0, len(images), batch_size),
+                            desc='Few-shot features', unit='batch',
+                            active=jax.process_index() == 0):
     batch = images[start:start + batch_size]
     pad = batch_size - len(batch)
     if pad:
