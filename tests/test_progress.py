@@ -69,6 +69,7 @@ def test_hub_downloads_use_the_same_rule(monkeypatch, tmp_path):
     return str(path)
 
   monkeypatch.setattr(huggingface_hub, 'hf_hub_download', download)
+  monkeypatch.setattr(hub, '_hub_resolves', lambda: True)  # Online.
   hub.resolve('hf-hub:timm/vit_tiny_patch16_224.augreg_in21k')
   assert asked['tqdm_class'] is progress.Bar
 
