@@ -98,7 +98,7 @@ def test_colab_fine_tuning_flow_trains(image_folder, tmp_path):
     return good / total
 
   before = get_accuracy(params_repl)
-  total_steps, base_lr = 30, 0.1
+  total_steps, base_lr = 16, 0.2
   lr_fn = utils.create_learning_rate_schedule(total_steps, base_lr, 'cosine',
                                               warmup_steps=3)
   tx = optax.chain(optax.clip_by_global_norm(1.0),
@@ -182,9 +182,9 @@ def test_lit_model_methods(tmp_path, monkeypatch):
       pp=ml_collections.ConfigDict(dict(tokenizer_name='bert', size=32,
                                         max_len=4)),
       out_dim=(6, 6), model_name='tiny')
-  variables = model.init(jax.random.PRNGKey(0),
-                         images=jnp.zeros([1, 32, 32, 3]),
-                         tokens=jnp.zeros([1, 4], jnp.int32))
+  variables = jax.jit(lambda: model.init(  # One compile, not one per op.
+      jax.random.PRNGKey(0), images=jnp.zeros([1, 32, 32, 3]),
+      tokens=jnp.zeros([1, 4], jnp.int32)))()
   monkeypatch.chdir(tmp_path)
   checkpoint.save_npz('tiny.npz', variables['params'])
   # No path: the copy in the working directory, as the original.
@@ -221,6 +221,7 @@ def test_translation_of_the_original_config():
   config.pretrained_dir = '/ckpt'
   config.decay_type = 'linear'
   ours = translate.to_project_config(config)
+  config.pp.crop = 32
   assert (ours.dataset, ours.train_split, ours.eval_split) == (
       'cifar10', 'train[:98%]', 'test')
   assert ours.pretrained_path == '/ckpt/ViT-B_16.npz'
@@ -237,6 +238,8 @@ def test_translation_of_the_original_config():
   assert (ours.pp.train, ours.pp.crop_min_area, ours.pp.eval) == (
       'inception_crop', 0.05, 'resize')
   assert ours.model.to_dict() == config.model.to_dict()
+  # with_dataset() copies the preset: editing a config leaves it as it was.
+  assert common_config.DATASET_PRESETS['cifar10'].pp.crop == 384
 
 
 @pytest.mark.parametrize('field, value, message', [
@@ -293,14 +296,3 @@ def test_original_command_line_trains(image_folder, tmp_path):
   np.testing.assert_array_equal(restored['0']['head']['kernel'],
                                 params['head']['kernel'])
   assert int(restored['2']) == 3
-
-
-def test_original_command_line_refuses_a_field(tmp_path):
-  result = subprocess.run(
-      [sys.executable, '-m', 'vit_jax.main', f'--workdir={tmp_path}',
-       f'--config={conftest.ROOT}/vit_jax/configs/vit.py:testing,cifar10',
-       '--config.tfds_manual_dir=/manual'],
-      cwd=conftest.ROOT, env=conftest.main_env(), capture_output=True,
-      text=True, timeout=300, check=False)
-  assert result.returncode == 1
-  assert 'config.tfds_manual_dir' in result.stderr

@@ -63,7 +63,8 @@ def with_dataset(config: ml_collections.ConfigDict,
                      'config.pp and config.total_steps yourself).')
   config = ml_collections.ConfigDict(config.to_dict())
   config.dataset = dataset
-  config.update(DATASET_PRESETS[dataset])
+  # A copy: ConfigDict.update shares the preset's nested `pp` otherwise.
+  config.update(DATASET_PRESETS[dataset].copy_and_resolve_references())
   return config
 
 

@@ -68,19 +68,11 @@ def _dummy() -> ml_collections.ConfigDict:
                                         pp={'crop': 1}))
 
 
-def _original_batches(config, mode: str):
+def _original_batches(config, mode: str, num_classes: int):
   """The original's batches from this pipeline's iterator (numpy)."""
   devices = jax.local_device_count()
-  batch = config.batch_size if mode == 'train' else config.eval_batch_size
-  if batch % devices:
-    raise ValueError(f'The {mode} batch {batch} does not split over '
-                     f'{devices} local devices.')
-  if mode == 'train':
-    batches = input_pipeline.train_iterator(config, start_step=0)
-    num_classes = sources.get_source(config, config.train_split).num_classes
-  else:
-    batches = input_pipeline.eval_iterator(config)
-    num_classes = sources.get_source(config, config.eval_split).num_classes
+  batches = (input_pipeline.train_iterator(config, start_step=0)
+             if mode == 'train' else input_pipeline.eval_iterator(config))
   one_hot = np.eye(num_classes, dtype=np.float32)
   for b in batches:
     if mode != 'train' and not b['mask'].all():
@@ -92,12 +84,15 @@ def _original_batches(config, mode: str):
 def _dataset(config, mode: str, num_classes: int) -> tf.data.Dataset:
   batch = config.batch_size if mode == 'train' else config.eval_batch_size
   devices, size = jax.local_device_count(), config.image_size
+  if batch % devices:
+    raise ValueError(f'The {mode} batch {batch} does not split over the '
+                     f'{devices} local devices: make it a multiple.')
   per_device = batch // devices
   signature = {
       'image': tf.TensorSpec([devices, per_device, size, size, 3], tf.float32),
       'label': tf.TensorSpec([devices, per_device, num_classes], tf.float32)}
   return tf.data.Dataset.from_generator(
-      functools.partial(_original_batches, config, mode),
+      functools.partial(_original_batches, config, mode, num_classes),
       output_signature=signature).prefetch(1)
 
 
@@ -108,15 +103,13 @@ def get_data_from_directory(*, config, directory: str, mode: str
   directory = directory.rstrip('/')
   ours = _config(config, os.path.dirname(directory),
                  os.path.basename(directory))
-  info = get_directory_info(directory)
-  return _dataset(ours, mode, info['num_classes'])
+  return _dataset(ours, mode, _info(ours, ours.train_split)['num_classes'])
 
 
 def get_data_from_tfds(*, config, mode: str) -> tf.data.Dataset:
   """Batches of split `config.pp[mode]` of TFDS dataset `config.dataset`."""
   ours = _config(config, config.dataset, config.pp[mode])
-  info = _info(ours, ours.train_split)
-  return _dataset(ours, mode, info['num_classes'])
+  return _dataset(ours, mode, _info(ours, ours.train_split)['num_classes'])
 
 
 def get_datasets(config):
