@@ -27,6 +27,7 @@ from vit_jax.configs import common as common_config
 from vit_jax.configs import models as models_config
 from vit_jax.original import lit as original_lit
 from vit_jax.original import translate
+from vit_jax.train import optim
 
 
 def _pretrained(path, model_config):
@@ -296,3 +297,16 @@ def test_original_command_line_trains(image_folder, tmp_path):
   np.testing.assert_array_equal(restored['0']['head']['kernel'],
                                 params['head']['kernel'])
   assert int(restored['2']) == 3
+
+
+def test_momentum_dtype_is_honoured():
+  config = common_config.with_dataset(common_config.get_config(), 'cifar10')
+  config.model = models_config.get_testing_config()
+  tx = optim.make_optimizer(translate.to_project_config(config))
+  state = tx.init({'w': jnp.ones(3)})
+  assert {x.dtype for x in jax.tree.leaves(state) if x.ndim} == {
+      jnp.dtype('bfloat16')}
+  config.optim_dtype = 'float32'
+  tx = optim.make_optimizer(translate.to_project_config(config))
+  assert {x.dtype for x in jax.tree.leaves(tx.init({'w': jnp.ones(3)}))
+          if x.ndim} == {jnp.dtype('float32')}
