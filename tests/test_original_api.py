@@ -40,11 +40,11 @@ def _pretrained(path, model_config):
   return params
 
 
-def _colab_config(image_folder, batch=12):
+def _colab_config(image_folder, devices):
   config = common_config.with_dataset(common_config.get_config(), 'cifar10')
   config.dataset = str(image_folder)
-  config.batch = batch
-  config.batch_eval = 7
+  config.batch = 12 * devices
+  config.batch_eval = 7 * devices
   config.pp.crop = 32
   return config
 
@@ -52,7 +52,7 @@ def _colab_config(image_folder, batch=12):
 def test_colab_fine_tuning_flow_trains(image_folder, tmp_path):
   """vit_jax.ipynb's cells, in order, on a 3-class image folder."""
   devices = jax.local_device_count()
-  config = _colab_config(image_folder, batch=12 * devices)
+  config = _colab_config(image_folder, devices)
   ds_train = input_pipeline.get_data_from_directory(
       config=config, directory=f'{image_folder}/train', mode='train')
   ds_test = input_pipeline.get_data_from_directory(
@@ -64,11 +64,11 @@ def test_colab_fine_tuning_flow_trains(image_folder, tmp_path):
   num_classes = info['num_classes']
 
   batch = next(iter(ds_test.as_numpy_iterator()))
-  assert batch['image'].shape == (devices, 7 // devices, 32, 32, 3)
-  assert batch['label'].shape == (devices, 7 // devices, 3)
+  assert batch['image'].shape == (devices, 7, 32, 32, 3)
+  assert batch['label'].shape == (devices, 7, 3)
   np.testing.assert_array_equal(batch['label'].sum(-1), 1.0)
-  # 21 test images, batches of 7: 3 batches (the original drops a partial).
-  assert sum(1 for _ in ds_test.as_numpy_iterator()) == 3
+  # 21 test images in batches of 7 per device; the original drops a partial.
+  assert sum(1 for _ in ds_test.as_numpy_iterator()) == 21 // (7 * devices)
 
   model_config = models_config.MODEL_CONFIGS['testing']
   model = models.VisionTransformer(num_classes=num_classes, **model_config)
