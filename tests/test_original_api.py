@@ -15,8 +15,10 @@ import numpy as np
 import optax
 import pytest
 import tensorflow as tf
+import tensorflow_datasets as tfds
 
 from tests import conftest
+from tests import test_data_sources
 from vit_jax import checkpoint
 from vit_jax import input_pipeline
 from vit_jax import models
@@ -129,6 +131,33 @@ def test_colab_fine_tuning_flow_trains(image_folder, tmp_path):
   assert checkpoint.inspect_params(params=loaded,
                                    expected=variables['params'],
                                    fail_if_missing=False) is loaded
+
+
+def test_tfds_batches(tmp_path):
+  """A TFDS dataset by name, prepared in tfds_data_dir (offline)."""
+  test_data_sources.TinyShapes(config='varying', data_dir=str(tmp_path)
+                               ).download_and_prepare()
+  devices = jax.local_device_count()
+  config = common_config.get_config()
+  config.dataset = 'tiny_shapes/varying'
+  config.tfds_data_dir = str(tmp_path)
+  config.pp = ml_collections.ConfigDict(
+      {'train': 'train', 'test': 'test', 'crop': 8})
+  config.batch, config.batch_eval = 4 * devices, 2 * devices
+  ds_train, ds_test = input_pipeline.get_datasets(config)
+  batch = next(ds_train.as_numpy_iterator())
+  assert batch['image'].shape == (devices, 4, 8, 8, 3)
+  assert batch['image'].min() >= -1 and batch['image'].max() <= 1
+  np.testing.assert_array_equal(batch['label'].sum(-1), 1.0)
+  # 5 test examples: whole batches only, as the original.
+  labels = [b['label'] for b in ds_test.as_numpy_iterator()]
+  assert len(labels) == 5 // (2 * devices)
+  in_order = [int(example['label']) for example in tfds.builder(
+      config.dataset, data_dir=str(tmp_path)).as_dataset(
+          split='test').as_numpy_iterator()]
+  np.testing.assert_array_equal(
+      np.concatenate(labels).reshape(-1, 3).argmax(-1),
+      in_order[:len(labels) * 2 * devices])
 
 
 def test_learning_rate_schedule_is_the_original():
