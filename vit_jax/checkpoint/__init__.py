@@ -22,8 +22,11 @@
                    `models_mixer.MlpMixer` params.
 
 `from vit_jax import checkpoint` gives the names below (the API of the old
-`vit_jax/checkpoint.py`).
+`vit_jax/checkpoint.py`), and the original release's `inspect_params`, `copy`
+and `get_augreg_df` (`vit_jax/original/checkpoint.py`, loaded when first
+used: they need TensorFlow and pandas, which loading params does not).
 """
+import importlib
 # pylint: disable=g-importing-member,unused-import
 from vit_jax.checkpoint.common import (
     CheckpointMismatchError,
@@ -48,3 +51,12 @@ from vit_jax.checkpoint.pretrained import (
     mixer_tokens,
     safetensors_model_config,
     save_safetensors)
+
+_ORIGINAL = ('inspect_params', 'copy', 'get_augreg_df')
+
+
+def __getattr__(name: str):
+  if name in _ORIGINAL:
+    return getattr(importlib.import_module('vit_jax.original.checkpoint'),
+                   name)
+  raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

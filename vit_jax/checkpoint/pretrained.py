@@ -261,7 +261,8 @@ def load_pretrained(*, pretrained_path: str, init_params: npz.Params,
     if old.shape != new.shape and old.shape[2:] == new.shape[2:]:
       restored[key] = interpolate_posemb(
           old, new.shape[1],
-          num_prefix_tokens=int(model_config.get('classifier') == 'token'),
+          num_prefix_tokens=int(model_config.get('classifier') in (
+              'token', 'token_unpooled')),
           old_grid=pretrained_grid_size, new_grid=grid_size)
 
   params = fit_params(flax.traverse_util.unflatten_dict(restored),

@@ -3,6 +3,10 @@
 Each config file starts from `base_config()` and changes what it needs;
 any field can then be overridden on the command line
 (`--config.total_steps=100`, `--config.model.hidden_size=128`).
+
+The original release's `get_config()`, `with_dataset()`, `DATASET_PRESETS`
+and `flatten()` (its configs, for its trainer's fields:
+`vit_jax/original/configs.py`) are here too.
 """
 import importlib.util
 import os
@@ -12,6 +16,12 @@ from ml_collections import config_dict
 
 from vit_jax.configs import models as models_config
 from vit_jax.models import vit as models_vit
+# pylint: disable=g-importing-member,unused-import
+from vit_jax.original.configs import (
+    DATASET_PRESETS,
+    flatten,
+    get_config,
+    with_dataset)
 
 
 def config_file(path: str, arg=None) -> ml_collections.ConfigDict:

@@ -6,6 +6,8 @@ Names are those of the published checkpoints (`ViT-B_16.npz`,
 copy you may edit. AugReg checkpoints name their models in a URI-safe
 spelling of these names (`augreg_configs`).
 """
+import functools
+
 import ml_collections
 
 MODEL_CONFIGS = {}
@@ -48,6 +50,8 @@ def _sized(size, **kwargs):
 
 
 _vit('testing', hidden=10, mlp=10, heads=2, layers=1, patch=16, dropout=0.1)
+_vit('testing-unpooled', hidden=10, mlp=10, heads=2, layers=1, patch=16,
+     dropout=0.1, classifier='unpooled')
 for _size, _patch in [('Ti', 16), ('S', 16), ('B', 16), ('L', 16), ('H', 14),
                       ('B', 8), ('S', 32), ('B', 32), ('g', 14), ('G', 14)]:
   _vit(f'ViT-{_size}_{_patch}', **_sized(_size, patch=_patch))
@@ -113,6 +117,33 @@ for _name, _size in [('LiT-L16S', 'S'), ('LiT-L16Ti', 'Ti')]:
        tokenizer='sentencepiece', out_dim=(None, 1024))
 
 
+# The original release's `get_<short>_config()` functions, by short name.
+_ORIGINAL_NAMES = {
+    'testing': 'testing', 'testing_unpooled': 'testing-unpooled',
+    'ti16': 'ViT-Ti_16', 's16': 'ViT-S_16', 'b16': 'ViT-B_16',
+    'l16': 'ViT-L_16', 'h14': 'ViT-H_14', 'b8': 'ViT-B_8', 's32': 'ViT-S_32',
+    'b32': 'ViT-B_32', 'l32': 'ViT-L_32',
+    's16_gap_norep': 'ViT-S_16-gap-norep', 'b16_gap_norep': 'ViT-B_16-gap-norep',
+    's32_gap_norep': 'ViT-S_32-gap-norep', 'b32_gap_norep': 'ViT-B_32-gap-norep',
+    'r_ti16': 'R+ViT-Ti_16', 'r50_b16': 'R50+ViT-B_16',
+    'r26_b32': 'R26+ViT-B_32', 'r26_s32': 'R26+ViT-S_32',
+    'r50_l32': 'R50+ViT-L_32', 'mixer_b16': 'Mixer-B_16',
+    'mixer_b32': 'Mixer-B_32', 'mixer_l16': 'Mixer-L_16',
+    'lit_b16b': 'LiT-B16B', 'lit_b16b_2': 'LiT-B16B_2', 'lit_l16l': 'LiT-L16L',
+    'lit_l16s': 'LiT-L16S', 'lit_l16ti': 'LiT-L16Ti',
+}
+
+
+def __getattr__(attr: str):
+  """`get_b16_config()` and the rest of the original release's functions:
+  each returns `get_model_config` of its preset (`_ORIGINAL_NAMES`)."""
+  short = attr[len('get_'):-len('_config')]
+  if attr.startswith('get_') and attr.endswith('_config') \
+      and short in _ORIGINAL_NAMES:
+    return functools.partial(get_model_config, _ORIGINAL_NAMES[short])
+  raise AttributeError(f'module {__name__!r} has no attribute {attr!r}')
+
+
 # ViT presets without AugReg checkpoints (the original leaves out the same).
 _NOT_IN_AUGREG = ('ViT-L_32', 'R50+ViT-B_16', 'ViT-H_14', 'ViT-g_14',
                   'ViT-G_14')
@@ -139,3 +170,7 @@ def get_model_config(name: str) -> ml_collections.ConfigDict:
     raise ValueError(f'Unknown model {name!r}. Known models: '
                      f'{", ".join(MODEL_CONFIGS)}.')
   return ml_collections.ConfigDict(MODEL_CONFIGS[name].to_dict())
+
+
+# The original release's name: {AugReg model name: preset config}.
+AUGREG_CONFIGS = augreg_configs()

@@ -34,7 +34,7 @@ from vit_jax.data import sources
 Batch = sources.Batch
 
 TRAIN_PREPROCESSING = ('inception_crop', 'random_crop', 'resize')
-EVAL_PREPROCESSING = ('resize', 'resize_crop')
+EVAL_PREPROCESSING = ('resize', 'resize_crop', 'central_crop')
 
 _INCEPTION_ATTEMPTS = 10
 # Random numbers per training example. Columns: 0 flip, 1-2 crop position
@@ -217,6 +217,16 @@ def _resize_crop(images, size: int):
   images = tf.image.resize(images, scaled, antialias=True)
   return tf.image.crop_to_bounding_box(images, (scaled[0] - size) // 2,
                                        (scaled[1] - size) // 2, size, size)
+
+
+def _central_crop(images, size: int):
+  """The central square of the shorter side, resized to size x size (the
+  original release's LiT preprocessing with crop=True)."""
+  hw = tf.shape(images)[1:3]
+  side = tf.reduce_min(hw)
+  images = tf.image.crop_to_bounding_box(images, (hw[0] - side) // 2,
+                                         (hw[1] - side) // 2, side, side)
+  return _resize(images, size)
 
 
 def _flip(images, flip):
@@ -496,13 +506,26 @@ def eval_source(config) -> sources.Source:
   return _source(config, config.eval_split)
 
 
+_EVAL_RESIZES = {'resize': _resize, 'resize_crop': _resize_crop,
+                 'central_crop': _central_crop}
+
+
 def _eval_images(images, config):
-  return (_resize_crop if config.pp.eval == 'resize_crop' else
-          _resize)(images, config.image_size)
+  return _EVAL_RESIZES[config.pp.eval](images, config.image_size)
+
+
+def eval_model_input_tf(images, config, quantize: bool = False):
+  """`eval_model_input` in a TF graph: a tensor [n, H, W, C] -> float32
+  [n, S, S, 3]. `quantize`: the resized pixels are rounded to uint8 first
+  (as the original release's LiT preprocessing did)."""
+  images = _eval_images(images, config)
+  if quantize:
+    images = tf.cast(tf.clip_by_value(tf.round(images), 0, 255), tf.uint8)
+  return _to_model_input(images)
 
 
 def eval_model_input(images: np.ndarray, config) -> np.ndarray:
   """uint8 images [n, H, W, C] (C: 1 or 3) -> the model input that
   `eval_iterator` makes of them: float32 [n, S, S, 3] in [-1, 1]."""
   check_config(config)
-  return _to_model_input(_eval_images(tf.constant(images), config)).numpy()
+  return eval_model_input_tf(tf.constant(images), config).numpy()

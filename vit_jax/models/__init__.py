@@ -3,20 +3,30 @@
 
 `create(model_config, num_classes)` builds the model a config describes,
 `get_model(name, num_classes)` a preset by name; `token_grid` says how many
-patches (rows, columns) a config cuts an image into.
+patches (rows, columns) a config cuts an image into. As in the original,
+`model_configs` is `configs.models`, and the ViT's parts are here too.
 """
+import importlib
 import math
-from typing import Tuple
+from typing import Optional, Tuple
 
 import flax.linen as nn
 
 from vit_jax.configs import models as models_config
 from vit_jax.models.lit import LitModel
 from vit_jax.models.mixer import MlpMixer
+from vit_jax.models.vit import AddPositionEmbs
+from vit_jax.models.vit import Encoder
+from vit_jax.models.vit import Encoder1DBlock
+from vit_jax.models.vit import MlpBlock
 from vit_jax.models.vit import VisionTransformer
 
-__all__ = ['LitModel', 'MlpMixer', 'VisionTransformer', 'create', 'get_model',
-           'model_class', 'token_grid']
+# The original release's name for `configs.models`.
+model_configs = models_config
+
+__all__ = ['AddPositionEmbs', 'Encoder', 'Encoder1DBlock', 'LitModel',
+           'MlpBlock', 'MlpMixer', 'VisionTransformer', 'create', 'get_model',
+           'model_class', 'model_configs', 'token_grid']
 
 # Model families, each told apart by a config field only its configs have.
 FAMILIES = {'num_blocks': MlpMixer, 'transformer': VisionTransformer}
@@ -40,13 +50,25 @@ def create(model_config, num_classes: int, **options) -> nn.Module:
                                    **model_config)
 
 
-def get_model(name: str, num_classes: int, **overrides) -> nn.Module:
-  """The model of preset `name` (see `configs.models`)."""
-  config = models_config.get_model_config(name).to_dict()
+def get_model(name: str, num_classes: Optional[int] = None,
+              **overrides) -> nn.Module:
+  """The model of preset `name` (see `configs.models`).
+
+  A LiT preset takes no `num_classes` and gives the original release's
+  `LitModel`, with its methods for loading the published weights,
+  tokenizer and preprocessing (`vit_jax/original/lit.py`).
+  """
+  config = models_config.get_model_config(name)
   if 'text_model' in config:
-    raise ValueError(f'{name} is a LiT image-text model: build it with '
-                     'models.LitModel(**configs.models.get_model_config('
-                     f'{name!r})).')
+    if num_classes is not None:
+      raise ValueError(f'{name} is a LiT image-text model: it takes no '
+                       'num_classes.')
+    lit = importlib.import_module('vit_jax.original.lit')
+    return lit.LitModel(**config, **overrides)
+  if num_classes is None:
+    raise ValueError(f'{name} is a classifier: pass num_classes (None for no '
+                     'head is not an option here; use models.create).')
+  config = config.to_dict()
   config.update(overrides)
   return create(config, num_classes)
 

@@ -14,7 +14,6 @@ scalar string tensor inside a tf.data pipeline. Both run on tensorflow-text
   reads.
 """
 import dataclasses
-import os
 from typing import Any, Sequence
 
 import numpy as np
@@ -26,14 +25,18 @@ tf.config.set_visible_devices([], 'GPU')
 
 
 def _read_vocab(vocab_path: str, mode: str):
-  """The file's contents; a clear error for a missing one."""
-  if '://' not in vocab_path and not os.path.isfile(vocab_path):
+  """The file's contents, local or remote (tf.io.gfile, as the original
+  release read it); a clear error for a missing one."""
+  f = tf.io.gfile.GFile(vocab_path, mode)
+  try:
+    return f.read()
+  except tf.errors.NotFoundError:
     raise FileNotFoundError(
         f'Vocabulary file {vocab_path!r} does not exist. LiT vocabularies are '
         'published beside the checkpoints (gs://vit_models/lit/NAME.txt for '
-        'BERT, NAME.model for SentencePiece); pass its local path.')
-  with tf.io.gfile.GFile(vocab_path, mode) as f:
-    return f.read()
+        'BERT, NAME.model for SentencePiece); pass its path.') from None
+  finally:
+    f.close()
 
 
 def _check_max_len(max_len: int) -> None:

@@ -449,8 +449,11 @@ def _size(patches):
   return (size, size) if isinstance(size, int) else tuple(size)
 
 
-# `classifier`: how the encoder's tokens become one vector.
-CLASSIFIERS = ('token', 'gap', 'map')
+# `classifier`: how the encoder's tokens become one vector; 'unpooled' and
+# 'token_unpooled' (the original release's) keep every token (the head, if
+# any, applies to each), 'token_unpooled' with a class token first.
+CLASSIFIERS = ('token', 'gap', 'map', 'unpooled', 'token_unpooled')
+_CLASS_TOKEN = ('token', 'token_unpooled')
 # `posemb`: learned (`Transformer/posembed_input/pos_embedding`, one per
 # token, the class token's included) or fixed 2-D sin-cos (no parameter,
 # added to the patch tokens before the class token is prepended).
@@ -517,7 +520,7 @@ class VisionTransformer(nn.Module):
     x = jnp.reshape(x, (n, h * w, c))
     if self.posemb == 'sincos2d':
       x = x + posemb_sincos_2d(h, w, c).astype(x.dtype)
-    if self.classifier == 'token':
+    if self.classifier in _CLASS_TOKEN:
       cls = self.param('cls', nn.initializers.zeros, (1, 1, c))
       x = jnp.concatenate([jnp.tile(cls.astype(x.dtype), (n, 1, 1)), x], 1)
 
@@ -528,7 +531,7 @@ class VisionTransformer(nn.Module):
       x = x[:, 0]
     elif self.classifier == 'gap':
       x = jnp.mean(x, axis=1)
-    else:
+    elif self.classifier == 'map':
       x = MAPHead(num_heads=self.transformer['num_heads'],
                   mlp_dim=self.transformer['mlp_dim'], dtype=self.dtype,
                   gelu=self.transformer.get('gelu', 'tanh'),

@@ -1,7 +1,9 @@
 """Optimizer and learning-rate schedule from a config, all from optax.
 
 config.optimizer: name ('adam' | 'adamw' | 'sgd'), b1, b2, momentum,
-  weight_decay, grad_clip_norm (global norm; None or 0 disables), and:
+  weight_decay, grad_clip_norm (global norm; None or 0 disables),
+  accumulator_dtype (optional, SGD: the momentum's dtype, e.g. 'bfloat16' as
+  the original release's fine-tuning; default the params'), and:
   - decoupled_weight_decay (default False): big_vision's weight decay.
     False: optax's AdamW (SGD: L2 added to the gradient), every param
     decayed by weight_decay * lr(t), base lr included. True: as big_vision's
@@ -47,7 +49,8 @@ _OPTIMIZERS = {
     'adamw': _adam,
     'sgd': lambda c, lr: optax.chain(
         optax.add_decayed_weights(c.get('weight_decay', 0.0)),
-        optax.sgd(lr, momentum=c.get('momentum', 0.9) or None)),
+        optax.sgd(lr, momentum=c.get('momentum', 0.9) or None,
+                  accumulator_dtype=c.get('accumulator_dtype'))),
 }
 
 
@@ -129,7 +132,9 @@ def _direction(c) -> optax.GradientTransformation:
   if c.name in ('adam', 'adamw'):
     return optax.scale_by_adam(b1=c.get('b1', 0.9), b2=c.get('b2', 0.999))
   momentum = c.get('momentum', 0.9)
-  return optax.trace(decay=momentum) if momentum else optax.identity()
+  return (optax.trace(decay=momentum,
+                      accumulator_dtype=c.get('accumulator_dtype'))
+          if momentum else optax.identity())
 
 
 def _big_vision_style(config, layer_decay) -> optax.GradientTransformation:
