@@ -1,4 +1,7 @@
 """SigLIP: the two-tower model against big_vision, its files, configs, presets."""
+import json
+import pathlib
+
 import flax
 import jax
 import numpy as np
@@ -65,6 +68,13 @@ def test_from_big_vision_two_towers_fields():
                              num_heads=16, dropout_rate=0.0,
                              vocab_size=32_000, pool_type='last')
   assert config.out_dim == (None, 1152)
+  # big_vision's text tower defaults to mlp_dim 2048 (None: 4 * width), its
+  # ViT to 4 * width.
+  small = models_config.from_big_vision_two_towers(
+      image=dict(width=16), text=dict(width=16))
+  assert small.text.mlp_dim == 2048 and small.image.transformer.mlp_dim == 64
+  assert models_config.from_big_vision_two_towers(
+      text=dict(width=16, mlp_dim=None)).text.mlp_dim == 64
   assert config.temperature_init == 10 and config.bias_init == -10
   with pytest.raises(ValueError, match='num_classes'):
     models.create(config, 10)
@@ -100,3 +110,32 @@ def test_init_temperature_bias_and_probabilities():
   del out['b']  # LiT: a softmax over the texts.
   np.testing.assert_allclose(
       two_towers.pairwise_probabilities(zimg, ztxt, out).sum(1), 1, rtol=1e-6)
+
+
+DATA = pathlib.Path(__file__).parent / 'data' / 'siglip'
+BV_CASES = json.loads((DATA / 'cases.json').read_text())
+
+
+@pytest.mark.parametrize('name', sorted(BV_CASES))
+def test_big_vision_two_towers_cases(name, tmp_path):
+  """Made by big_vision's own two_towers.Model (make_big_vision_cases.py):
+  MAP + bias with scanned towers, GAP + sin-cos with heads and no bias, a
+  class token with pre-logits. Loaded from the released layout, then saved
+  by us and loaded again: the same embeddings, t and b."""
+  path = DATA / f'{name}.npz'
+  model = models.create(
+      models_config.from_big_vision_two_towers(**BV_CASES[name]))
+  with np.load(path) as npz:
+    ref = {k: npz[k] for k in npz.files if not k.startswith('params/')}
+  params = checkpoint.load_npz(str(path))
+  checkpoint.save_npz(str(tmp_path / 'ours.npz'), params)
+  for loaded in (params, checkpoint.load_npz(str(tmp_path / 'ours.npz'))):
+    zimg, ztxt, out = model.apply({'params': loaded},
+                                  images=ref['input/images'],
+                                  tokens=ref['input/tokens'])
+    np.testing.assert_allclose(zimg, ref['out/zimg'], atol=2e-5, rtol=0)
+    np.testing.assert_allclose(ztxt, ref['out/ztxt'], atol=2e-5, rtol=0)
+    np.testing.assert_allclose(out['t'], ref['out/t'], rtol=1e-6)
+    assert ('b' in out) == ('out/b' in ref)
+    if 'b' in out:
+      np.testing.assert_allclose(out['b'], ref['out/b'], rtol=1e-6)

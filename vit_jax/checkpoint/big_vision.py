@@ -271,8 +271,9 @@ def text_config_from_kwargs(kwargs: Mapping[str, Any]) -> Dict[str, Any]:
   kw = _decode_variant(dict(kwargs))
   kw.pop('num_classes', None)
   width = kw.pop('width', 512)
+  # Unlike the ViT's, its mlp_dim defaults to 2048; None means 4 * width.
   config = dict(width=width, num_layers=kw.pop('depth', 12),
-                mlp_dim=kw.pop('mlp_dim', None) or 4 * width,
+                mlp_dim=kw.pop('mlp_dim', 2048) or 4 * width,
                 num_heads=kw.pop('num_heads', 8),
                 dropout_rate=kw.pop('dropout', 0.0),
                 vocab_size=kw.pop('vocab_size', 32_000),
