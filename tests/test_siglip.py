@@ -6,7 +6,10 @@ import flax
 import jax
 import numpy as np
 import pytest
+import safetensors.numpy
 
+from tests.test_hub import offline_cache  # pylint: disable=unused-import
+from tests.test_hub import write_repo
 from vit_jax import checkpoint
 from vit_jax import models
 from vit_jax.configs import models as models_config
@@ -139,3 +142,115 @@ def test_big_vision_two_towers_cases(name, tmp_path):
     assert ('b' in out) == ('out/b' in ref)
     if 'b' in out:
       np.testing.assert_allclose(out['b'], ref['out/b'], rtol=1e-6)
+
+
+# transformers' SiglipModel. hf_tiny/ and hf_tiny_refs.npz were written by
+# make_transformers_case.py (transformers 5.25.0): a tiny SiglipModel with
+# random weights, saved with save_pretrained, and its embeddings.
+HF_REPO = DATA / 'hf_tiny'
+
+
+def _hf_refs():
+  return dict(np.load(DATA / 'hf_tiny_refs.npz'))
+
+
+def _check_hf_embeddings(config, params, refs):
+  zimg, ztxt, out = models.create(config).apply(
+      {'params': params}, images=refs['images'], tokens=refs['tokens'])
+  np.testing.assert_allclose(zimg, refs['image_embeds'], atol=2e-5, rtol=0)
+  np.testing.assert_allclose(ztxt, refs['text_embeds'], atol=2e-5, rtol=0)
+  np.testing.assert_allclose(np.log(out['t']), refs['logit_scale'],
+                             rtol=1e-6)
+  np.testing.assert_allclose(out['b'], refs['logit_bias'], rtol=1e-6)
+
+
+def test_transformers_siglip_loads(offline_cache):
+  path = str(HF_REPO / 'model.safetensors')
+  config = checkpoint.safetensors_model_config(path)
+  assert config.image.classifier == 'map' and config.out_dim == (None, 16)
+  assert config.image.transformer.num_heads == 4
+  assert config.text.num_heads == 2 and config.text.vocab_size == 32
+  assert config.pp.size == 16 and config.pp.max_len == 8
+  _check_hf_embeddings(config, checkpoint.load_safetensors(path), _hf_refs())
+  # The same repository as a hub name, offline from a hub cache.
+  write_repo(offline_cache, 'google/siglip-base-patch16-224', {
+      name: (HF_REPO / name).read_bytes()
+      for name in ('model.safetensors', 'config.json')})
+  name = 'hf-hub:google/siglip-base-patch16-224'
+  hub_config = checkpoint.safetensors_model_config(name)
+  assert hub_config.image.to_dict() == config.image.to_dict()
+  _check_hf_embeddings(hub_config, checkpoint.load_params(name, hub_config),
+                       _hf_refs())
+
+
+def test_transformers_siglip_round_trip(tmp_path):
+  """Written back, every tensor and the config fields are the original's."""
+  path = str(HF_REPO / 'model.safetensors')
+  config = checkpoint.safetensors_model_config(path)
+  out = tmp_path / 'model.safetensors'
+  checkpoint.save_safetensors(str(out), checkpoint.load_safetensors(path),
+                              config, layout='transformers')
+  want = safetensors.numpy.load_file(path)
+  got = safetensors.numpy.load_file(str(out))
+  assert set(got) == set(want)
+  for key in want:
+    np.testing.assert_array_equal(got[key], want[key], err_msg=key)
+  written = json.loads((tmp_path / 'config.json').read_text())
+  original = json.loads((HF_REPO / 'config.json').read_text())
+  for tower in ('text_config', 'vision_config'):
+    for key, value in original[tower].items():
+      assert written[tower][key] == value, (tower, key)
+  assert written['model_type'] == 'siglip'
+
+
+def test_big_vision_siglip_exports_to_transformers(reference, tmp_path):
+  """big_vision's file -> SiglipModel layout -> back: big_vision's numbers.
+  (transformers itself loads this export strictly and gives big_vision's
+  embeddings within 2.4e-7: make_transformers_case.py's check, README.)"""
+  ref_dir, case = _case(reference)
+  config = models_config.from_big_vision_two_towers(**case['big_vision_kwargs'])
+  out = tmp_path / 'model.safetensors'
+  checkpoint.save_safetensors(
+      str(out), checkpoint.load_npz(str(ref_dir / case['checkpoint'])),
+      config, layout='transformers')
+  hub_config = json.loads((tmp_path / 'config.json').read_text())
+  assert hub_config['vision_config']['image_size'] == 16
+  assert hub_config['text_config']['max_position_embeddings'] == 8
+  loaded = checkpoint.safetensors_model_config(str(out))
+  zimg, ztxt, res = models.create(loaded).apply(
+      {'params': checkpoint.load_safetensors(str(out))},
+      images=np.load(ref_dir / case['images']),
+      tokens=np.load(ref_dir / case['tokens']))
+  np.testing.assert_allclose(zimg, np.load(ref_dir / case['zimg']), atol=2e-5)
+  np.testing.assert_allclose(ztxt, np.load(ref_dir / case['ztxt']), atol=2e-5)
+  np.testing.assert_allclose(res['b'], [case['b']], rtol=1e-6)
+
+
+def test_transformers_export_errors(tmp_path):
+  config = models_config.from_big_vision_two_towers(**BV_CASES['bv_gap_sincos'])
+  params = checkpoint.load_npz(str(DATA / 'bv_gap_sincos.npz'))
+  with pytest.raises(ValueError, match="classifier='map'.*no image "
+                     'projection.*a bias b'):
+    checkpoint.save_safetensors(str(tmp_path / 'm.safetensors'), params,
+                                config, layout='transformers')
+  with pytest.raises(ValueError, match="layout='transformers'"):
+    checkpoint.save_safetensors(str(tmp_path / 'm.safetensors'), params,
+                                config, layout='timm')
+  assert not list(tmp_path.iterdir())
+
+
+def test_transformers_siglip_mismatches(tmp_path):
+  tensors = safetensors.numpy.load_file(str(HF_REPO / 'model.safetensors'))
+  del tensors['vision_model.head.probe']
+  tensors['vision_model.extra.weight'] = np.zeros(2, np.float32)
+  (tmp_path / 'model.safetensors').write_bytes(safetensors.numpy.save(tensors))
+  with pytest.raises(checkpoint.CheckpointMismatchError,
+                     match='extra.weight.*\n.*missing keys: vision_model.head'
+                     '.probe'):
+    checkpoint.load_safetensors(str(tmp_path / 'model.safetensors'))
+  config = checkpoint.safetensors_model_config(
+      str(HF_REPO / 'model.safetensors'))
+  config.text.num_layers = 3
+  with pytest.raises(checkpoint.CheckpointMismatchError,
+                     match='model.text.num_layers=3, the checkpoint: 2'):
+    checkpoint.load_safetensors(str(HF_REPO / 'model.safetensors'), config)

@@ -19,6 +19,7 @@ from vit_jax.checkpoint import hub
 from vit_jax.checkpoint import npz
 from vit_jax.checkpoint import torch_layouts as checkpoint_torch
 from vit_jax.checkpoint import torch_mixer as checkpoint_torch_mixer
+from vit_jax.checkpoint import torch_siglip as checkpoint_torch_siglip
 from vit_jax.checkpoint.common import CheckpointMismatchError
 from vit_jax.checkpoint.common import has_stacked_blocks
 from vit_jax.checkpoint.common import stack_blocks
@@ -67,11 +68,14 @@ def check_token_count(checkpoint_params: npz.Params, model_params: npz.Params,
 
 
 # timm / transformers ViTs: torch_layouts.py holds the key tables; timm's
-# Mixers: torch_mixer.py. A file's keys say which it is.
+# Mixers: torch_mixer.py; transformers' SiglipModel (two towers):
+# torch_siglip.py. A file's keys say which it is.
 
 
 def _torch_module(path: str):
   shapes = checkpoint_torch.read_shapes(path)
+  if checkpoint_torch_siglip.is_siglip(shapes):
+    return checkpoint_torch_siglip, shapes
   return (checkpoint_torch_mixer if checkpoint_torch_mixer.is_mixer(shapes)
           else checkpoint_torch), shapes
 
@@ -115,11 +119,17 @@ def check_safetensors(path: str, model_config) -> None:
 def save_safetensors(path: str, params: npz.Params, model_config,
                      layout: str = 'timm') -> None:
   """Writes params as a timm (`layout='timm'`) or transformers
-  (`'transformers'`) state dict, with that library's config.json beside."""
+  (`'transformers'`) state dict, with that library's config.json beside
+  (a two-tower SigLIP model: transformers' SiglipModel)."""
   if 'num_blocks' in model_config:
     if layout != 'timm':
       raise ValueError("Mixers have a timm layout only: layout='timm'.")
     return checkpoint_torch_mixer.save(path, params, model_config)
+  if 'text_model' in model_config:
+    if layout != 'transformers':
+      raise ValueError('Two-tower (SigLIP) models have a transformers layout '
+                       "only (SiglipModel): layout='transformers'.")
+    return checkpoint_torch_siglip.save(path, params, model_config)
   return checkpoint_torch.save(path, params, model_config, layout)
 
 
