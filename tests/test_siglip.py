@@ -1,13 +1,18 @@
 """SigLIP: the two-tower model against big_vision, its files, configs, presets."""
 import json
+import os
 import pathlib
+import subprocess
+import sys
 
 import flax
 import jax
 import numpy as np
+from PIL import Image
 import pytest
 import safetensors.numpy
 
+from tests.conftest import ROOT
 from tests.test_hub import offline_cache  # pylint: disable=unused-import
 from tests.test_hub import write_repo
 from vit_jax import checkpoint
@@ -254,3 +259,81 @@ def test_transformers_siglip_mismatches(tmp_path):
   with pytest.raises(checkpoint.CheckpointMismatchError,
                      match='model.text.num_layers=3, the checkpoint: 2'):
     checkpoint.load_safetensors(str(HF_REPO / 'model.safetensors'), config)
+
+
+def _tiny_spm(path, vocab_size=32):
+  """A SentencePiece model with T5's special ids (pad 0, EOS 1, unk 2, no
+  BOS), as SigLIP's c4_en tokenizer has them; few enough pieces for the
+  hf_tiny text tower."""
+  import io  # pylint: disable=g-import-not-at-top
+  import sentencepiece  # pylint: disable=g-import-not-at-top
+  model = io.BytesIO()
+  sentencepiece.SentencePieceTrainer.train(
+      sentence_iterator=iter(['a photo of a dog', 'a photo of a cat',
+                              'a car', 'this is a photo of the bag'] * 20),
+      model_writer=model, vocab_size=vocab_size, model_type='char',
+      pad_id=0, eos_id=1, unk_id=2, bos_id=-1, hard_vocab_limit=False,
+      minloglevel=2)
+  path.write_bytes(model.getvalue())
+
+
+def test_siglip_tokenizer_lower_sticky_eos_pad(tmp_path):
+  from vit_jax.models import lit  # pylint: disable=g-import-not-at-top
+  _tiny_spm(tmp_path / 'spiece.model')
+  config = dict(text_model='text_transformer', text=dict(vocab_size=32),
+                pp=dict(tokenizer_name='sentencepiece', max_len=10,
+                        lower=True, pad_value=1))
+  tok = lit.get_tokenizer(config, str(tmp_path / 'spiece.model'))
+  lower, upper, long = tok(['a cat', 'A CAT', 'a photo of a dog'])
+  np.testing.assert_array_equal(lower, upper)  # Lower-cased first.
+  assert lower[-1] == 1 and long[-1] == 1  # Sticky EOS at the end.
+  # 'a cat': 6 pieces and EOS, then 3 more EOS as padding.
+  assert list(lower).count(1) == 4 and lower[6] == 1 and 1 not in lower[:6]
+  # SigLIP 2: padded with the pad id (0); EOS stays only where a text is cut.
+  tok2 = lit.get_tokenizer({**config, 'pp': {**config['pp'], 'pad_value': 0}},
+                           str(tmp_path / 'spiece.model'))
+  short, cut = tok2(['a cat', 'a photo of a dog'])
+  assert short[-1] == 0 and 1 in short and cut[-1] == 1
+  np.testing.assert_array_equal(cut, long)
+  with pytest.raises(ValueError, match='pad_value=99 is not a token id'):
+    lit.get_tokenizer({**config, 'pp': {**config['pp'], 'pad_value': 99}},
+                      str(tmp_path / 'spiece.model'))
+
+
+def test_zeroshot_cli_prints_sigmoid_probabilities(offline_cache, tmp_path):
+  """`python -m vit_jax.zeroshot --checkpoint=hf-hub:... --labels=...`: a
+  transformers SigLIP repository (weights, config.json, spiece.model) from
+  an offline hub cache; every label's sigmoid(t z.z + b)."""
+  from vit_jax import inference  # pylint: disable=g-import-not-at-top
+  from vit_jax.evaluators import zeroshot  # pylint: disable=g-import-not-at-top
+  _tiny_spm(tmp_path / 'spiece.model')
+  write_repo(offline_cache, 'google/siglip-base-patch16-224', {
+      'model.safetensors': (HF_REPO / 'model.safetensors').read_bytes(),
+      'config.json': (HF_REPO / 'config.json').read_bytes(),
+      'spiece.model': (tmp_path / 'spiece.model').read_bytes()})
+  rng = np.random.default_rng(0)
+  paths = []
+  for i in range(2):
+    paths.append(str(tmp_path / f'{i}.png'))
+    Image.fromarray(rng.integers(0, 256, (24, 20, 3), np.uint8)).save(
+        paths[-1])
+  name = 'hf-hub:google/siglip-base-patch16-224'
+  labels = ['dog', 'cat', 'car']
+  run = subprocess.run(
+      [sys.executable, '-m', 'vit_jax.zeroshot', f'--checkpoint={name}',
+       f'--labels={",".join(labels)}', *paths],
+      cwd=ROOT, capture_output=True, text=True, timeout=300,
+      env={**os.environ, 'JAX_PLATFORMS': 'cpu'})
+  assert run.returncode == 0, run.stderr
+  printed = [line.split('\t') for line in run.stdout.strip().splitlines()]
+  assert [p[0] for p in printed] == paths
+  assert [[f.split('=')[0] for f in p[1:]] for p in printed] == [labels] * 2
+  got = np.array([[float(f.split('=')[1]) for f in p[1:]] for p in printed])
+  model, params, tokenizer, config = inference.load_lit_model(
+      checkpoint_path=name)
+  classes = zeroshot.class_embeddings(model, params, tokenizer, labels)
+  images = np.stack([inference.load_image(p, config.pp.size) for p in paths])
+  zimg, _, out = model.apply({'params': params}, images=images)
+  logits = float(out['t'][0]) * np.asarray(zimg) @ classes.T + float(
+      out['b'][0])
+  np.testing.assert_allclose(got, 1 / (1 + np.exp(-logits)), atol=1e-4)
