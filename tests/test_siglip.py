@@ -337,3 +337,48 @@ def test_zeroshot_cli_prints_sigmoid_probabilities(offline_cache, tmp_path):
   logits = float(out['t'][0]) * np.asarray(zimg) @ classes.T + float(
       out['b'][0])
   np.testing.assert_allclose(got, 1 / (1 + np.exp(-logits)), atol=1e-4)
+
+
+def test_image_tower_fine_tunes_as_a_classifier(offline_cache, tmp_path,
+                                                image_folder):
+  """configs/finetune.py:model=hf-hub:... takes the SigLIP image tower (MAP
+  pooling, no head) into a ViT classifier with a new head; the run exports
+  as any classifier's."""
+  from vit_jax import export  # pylint: disable=g-import-not-at-top
+  from vit_jax.configs import common  # pylint: disable=g-import-not-at-top
+  from tests.conftest import train_in_process  # pylint: disable=g-import-not-at-top
+  write_repo(offline_cache, 'google/siglip-base-patch16-224', {
+      name: (HF_REPO / name).read_bytes()
+      for name in ('model.safetensors', 'config.json')})
+  name = 'hf-hub:google/siglip-base-patch16-224'
+  config = common.model_from_variant(name)
+  assert 'text_model' not in config and config.classifier == 'map'
+  model = models.create(config, 5)
+  init = model.init(jax.random.key(0), np.zeros((1, 16, 16, 3)),
+                    train=False)['params']
+  tuned = checkpoint.load_pretrained(pretrained_path=name, init_params=init,
+                                     model_config=config)
+  towers = checkpoint.load_safetensors(str(HF_REPO / 'model.safetensors'))
+  assert set(tuned) == set(towers['img']) | {'head'}
+  jax.tree.map(np.testing.assert_array_equal,
+               {k: v for k, v in tuned.items() if k != 'head'}, towers['img'])
+  assert tuned['head']['kernel'].shape == (16, 5)
+  # Without a head, the classifier's features are the unnormalised SigLIP
+  # image embedding.
+  refs = _hf_refs()
+  features = models.create(config, None).apply(
+      {'params': towers['img']}, refs['images'], train=False)
+  np.testing.assert_allclose(
+      features / np.linalg.norm(features, axis=1, keepdims=True),
+      refs['image_embeds'], atol=2e-5)
+
+  workdir = tmp_path / 'run'
+  train_in_process(workdir, image_folder, '--config.batch_size=4',
+                   '--config.eval_batch_size=8', '--config.lr.warmup_steps=1',
+                   config=f'configs/finetune.py:model={name},image_size=16,'
+                   'steps=2')
+  params = checkpoint.load_npz(str(workdir / 'params.npz'))
+  assert params['head']['kernel'].shape == (16, 3) and 'MAPHead_0' in params
+  summary = export.export_run(str(workdir), str(tmp_path / 'model.stablehlo'),
+                              fmt='stablehlo')
+  assert '[N, 16, 16, 3]' in summary and '[N, 3]' in summary, summary

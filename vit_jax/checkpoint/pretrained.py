@@ -136,10 +136,21 @@ def save_safetensors(path: str, params: npz.Params, model_config,
 def load_params(path: str, model_config=None) -> npz.Params:
   """Params from a published .npz, or a timm / transformers .safetensors
   (checked against `model_config`), by the file's extension; `path` may be
-  a hub name (hf-hub:ORG/NAME[@REVISION][/FILE])."""
+  a hub name (hf-hub:ORG/NAME[@REVISION][/FILE]). For an image model's
+  config, a two-tower file (LiT, SigLIP) gives its image tower `img`."""
+  image_model = model_config is not None and 'text_model' not in model_config
   if is_safetensors(path):
-    return load_safetensors(path, model_config)
-  return npz.load_npz(hub.resolve(path))
+    module, _ = _torch_module(path)
+    # A SigLIP file read for its image tower: the file's own config.
+    tower = image_model and module is checkpoint_torch_siglip
+    params = load_safetensors(path, None if tower else model_config)
+  else:
+    params = npz.load_npz(hub.resolve(path))
+  if image_model and {'img', 'txt'} <= set(params):
+    # A two-tower (LiT, SigLIP) checkpoint for an image model, such as a
+    # classifier fine-tuned from it: its image tower.
+    params = params['img']
+  return params
 
 
 def _square_grid(num_tokens: int, what: str) -> Tuple[int, int]:

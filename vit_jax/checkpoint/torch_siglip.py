@@ -243,10 +243,15 @@ def _field(config, name):
 
 
 def check(path: str, config) -> None:
-  """Raises unless the file's model is `config`'s (from the header)."""
+  """Raises unless the file's model is `config`'s (from the header); for an
+  image model's config (fine-tuning the image tower), the image tower's."""
   file_config, _ = _describe(path, torch_layouts.read_shapes(path))
+  names = _COMPARED
+  if 'text_model' not in config:
+    config = {'image': config}
+    names = [n for n in names if n.startswith('image.')]
   problems = [f'  model.{n}={_field(config, n)!r}, the checkpoint: '
-              f'{_field(file_config, n)!r}' for n in _COMPARED
+              f'{_field(file_config, n)!r}' for n in names
               if _field(config, n) != _field(file_config, n)]
   if problems:
     raise Mismatch(f'Checkpoint {path!r} does not fit the model config:\n' +
