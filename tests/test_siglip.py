@@ -382,3 +382,54 @@ def test_image_tower_fine_tunes_as_a_classifier(offline_cache, tmp_path,
   summary = export.export_run(str(workdir), str(tmp_path / 'model.stablehlo'),
                               fmt='stablehlo')
   assert '[N, 16, 16, 3]' in summary and '[N, 3]' in summary, summary
+
+
+# big_vision's SigLIP colabs build these models with these arguments
+# (SigLIP_demo.ipynb, SigLIP2_demo.ipynb): variant, text variant, vocabulary,
+# embedding size, text length.
+_COLAB = {
+    'SigLIP-B_16-224': ('B/16', 'B', 32_000, 768, 64),
+    'SigLIP-L_16-384': ('L/16', 'L', 32_000, 1024, 64),
+    'SigLIP-So400m_14-224': ('So400m/14', 'So400m', 32_000, 1152, 16),
+    'SigLIP-So400m_14-384': ('So400m/14', 'So400m', 32_000, 1152, 64),
+    'SigLIP-B_16-i18n-256': ('B/16', 'B', 250_000, 768, 64),
+    'SigLIP2-B_32-256': ('B/32', 'B', 256_000, 768, 64),
+    'SigLIP2-So400m_16-512': ('So400m/16', 'So400m', 256_000, 1152, 64),
+    'SigLIP2-g-opt_16-384': ('g-opt/16', 'So400m', 256_000, 1536, 64),
+}
+
+
+@pytest.mark.parametrize('name', sorted(_COLAB))
+def test_presets_are_the_colab_models(name):
+  variant, text, vocab, dim, max_len = _COLAB[name]
+  preset = models_config.get_model_config(name)
+  colab = models_config.from_big_vision_two_towers(
+      image=dict(variant=variant, pool_type='map'),
+      text=dict(variant=text, vocab_size=vocab), out_dim=(None, dim),
+      bias_init=-10.0, temperature_init=10.0)
+  for field in ('hidden_size', 'patches', 'transformer', 'classifier',
+                'posemb', 'representation_size'):
+    default = getattr(models.VisionTransformer, field, None)
+    assert preset.image.get(field, default) == colab.image[field], field
+  assert preset.text.to_dict() == colab.text.to_dict()
+  assert preset.out_dim == colab.out_dim
+  assert (preset.temperature_init, preset.bias_init) == (10.0, -10.0)
+  assert preset.pp.max_len == max_len and preset.pp.lower
+  assert preset.pp.pad_value == (0 if name.startswith('SigLIP2') else 1)
+  assert name in models_config.CHECKPOINT_FILES
+  with pytest.raises(ValueError, match='image-text model'):
+    models.get_model(name, num_classes=10)
+
+
+def test_pixels_that_fill_no_patch_are_dropped():
+  """As big_vision's and transformers' VALID patch convolutions: So400m/14
+  at 384 px reads 378 px (checked here on 4 px patches at 18x19 px)."""
+  model = models.create(
+      models_config.from_big_vision_two_towers(**BV_CASES['bv_gap_sincos']))
+  params = checkpoint.load_npz(str(DATA / 'bv_gap_sincos.npz'))
+  with np.load(DATA / 'bv_gap_sincos.npz') as npz:
+    images, zimg = npz['input/images'], npz['out/zimg']
+  larger = np.random.default_rng(0).uniform(-1, 1, (2, 18, 19, 3))
+  larger[:, :16, :16] = images
+  got, _, _ = model.apply({'params': params}, images=larger)
+  np.testing.assert_allclose(got, zimg, atol=2e-5)

@@ -203,6 +203,11 @@ def _file_config(path: str, shapes, hub) -> ml_collections.ConfigDict:
   layer0 = f'{_VISION}encoder.layers.0.'
   text0 = f'{_TEXT}encoder.layers.0.'
   pad = (hub.get('text_config') or {}).get('pad_token_id', 1)
+  # The image size config.json names, where it gives this grid (384 px with
+  # 14 px patches is a 27 x 27 grid, as 378 px is).
+  size = (hub.get('vision_config') or {}).get('image_size')
+  if not size or size // ph != side:
+    size = side * ph
   return ml_collections.ConfigDict(dict(
       model_name=hub.get('_name_or_path') or '/'.join(
           path.split('/')[-2:]),
@@ -221,7 +226,7 @@ def _file_config(path: str, shapes, hub) -> ml_collections.ConfigDict:
                 pool_type='last'),
       out_dim=(None, shapes[_TEXT + 'head.weight'][0]),
       temperature_init=10.0, bias_init=-10.0,
-      pp=dict(tokenizer_name='sentencepiece', size=side * ph,
+      pp=dict(tokenizer_name='sentencepiece', size=size,
               max_len=max_len, lower=True, pad_value=pad)))
 
 
@@ -375,7 +380,9 @@ def save(path: str, params, config) -> None:
                      'grid; SiglipVisionConfig needs a square image.')
   pp = dict(config.get('pp') or {})
   pp.setdefault('max_len', flat['txt/pos_embedding'].shape[1])
-  pp['size'] = side * hub_config.patch_size(config['image'])[0]
+  patch = hub_config.patch_size(config['image'])[0]
+  if not pp.get('size') or pp['size'] // patch != side:
+    pp['size'] = side * patch
   hub = _hub_config({**dict(config), 'pp': pp})
   atomic_file.write(
       path, safetensors.numpy.save(tensors, metadata={'format': 'pt'}))

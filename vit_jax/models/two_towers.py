@@ -81,6 +81,13 @@ class TwoTowerModel(nn.Module):
     if images is not None:
       image = vit.VisionTransformer(
           **{**self.image, 'num_classes': out_dims[0]}, name='img')
+      if self.image.get('resnet') is None:
+        # big_vision's and transformers' patch convolutions (VALID, stride
+        # = patch) drop the last pixels that fill no patch: So400m/14 at
+        # 384 px sees 27 x 14 = 378 of them.
+        ph, pw = vit._size(self.image['patches'])  # pylint: disable=protected-access
+        images = images[:, :images.shape[1] // ph * ph,
+                        :images.shape[2] // pw * pw]
       zimg, out['img/norm'] = _normalize(
           image(images, train=train and self.train_image))
     init = jnp.log(self.temperature_init)
