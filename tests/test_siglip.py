@@ -433,3 +433,9 @@ def test_pixels_that_fill_no_patch_are_dropped():
   larger[:, :16, :16] = images
   got, _, _ = model.apply({'params': params}, images=larger)
   np.testing.assert_allclose(got, zimg, atol=2e-5)
+
+
+def test_predict_refuses_an_image_text_model():
+  from vit_jax import inference  # pylint: disable=g-import-not-at-top
+  with pytest.raises(ValueError, match='image-text .* vit_jax.zeroshot'):
+    inference.load_model(str(HF_REPO / 'model.safetensors'))

@@ -225,6 +225,11 @@ def load_model(checkpoint_path: str, *, model_name: Optional[str] = None,
     config = checkpoint.safetensors_model_config(checkpoint_path)
   else:
     raise ValueError('Pass --model or --config_json for a .npz checkpoint.')
+  if 'text_model' in config:
+    raise ValueError(f'{model_name or config_json or checkpoint_path} is an '
+                     'image-text (LiT / SigLIP) model, not a classifier: '
+                     'classify with python -m vit_jax.zeroshot, or fine-tune '
+                     'its image tower (configs/finetune.py:model=...).')
   params = checkpoint.load_params(checkpoint_path, config)
   num_classes = params['head']['bias'].shape[-1] if 'head' in params else 0
   if 'pre_logits' in params:
