@@ -439,3 +439,27 @@ def test_predict_refuses_an_image_text_model():
   from vit_jax import inference  # pylint: disable=g-import-not-at-top
   with pytest.raises(ValueError, match='image-text .* vit_jax.zeroshot'):
     inference.load_model(str(HF_REPO / 'model.safetensors'))
+
+
+def test_image_tower_of_a_big_vision_file_as_a_classifier(reference):
+  """`configs/finetune.py:model=FILE.npz` of a big_vision SigLIP: the image
+  tower's ViT (MAP, learned posemb), initialised from `img/...`."""
+  from vit_jax.configs import common  # pylint: disable=g-import-not-at-top
+  ref_dir, case = _case(reference)
+  path = str(ref_dir / case['checkpoint'])
+  config = common.model_from_variant(path)
+  assert config.classifier == 'map' and config.hidden_size == 32
+  model = models.create(config, 4)
+  init = model.init(jax.random.key(0), np.zeros((1, 16, 16, 3)),
+                    train=False)['params']
+  tuned = checkpoint.load_pretrained(pretrained_path=path, init_params=init,
+                                     model_config=config)
+  towers = checkpoint.load_npz(path)
+  jax.tree.map(np.testing.assert_array_equal,
+               {k: v for k, v in tuned.items() if k != 'head'}, towers['img'])
+  features = models.create(config, None).apply(
+      {'params': towers['img']}, np.load(ref_dir / case['images']),
+      train=False)
+  np.testing.assert_allclose(
+      features / np.linalg.norm(features, axis=1, keepdims=True),
+      np.load(ref_dir / case['zimg']), atol=2e-5)
