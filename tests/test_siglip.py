@@ -244,6 +244,19 @@ def test_transformers_export_errors(tmp_path):
   assert not list(tmp_path.iterdir())
 
 
+def test_transformers_siglip_position_ids_buffers_are_ignored(tmp_path):
+  """Files of older transformers versions hold int64 `position_ids`."""
+  tensors = safetensors.numpy.load_file(str(HF_REPO / 'model.safetensors'))
+  for tower, n in (('vision', 16), ('text', 8)):
+    tensors[f'{tower}_model.embeddings.position_ids'] = np.arange(
+        n, dtype=np.int64)[None]
+  (tmp_path / 'model.safetensors').write_bytes(safetensors.numpy.save(tensors))
+  (tmp_path / 'config.json').write_bytes((HF_REPO / 'config.json').read_bytes())
+  path = str(tmp_path / 'model.safetensors')
+  _check_hf_embeddings(checkpoint.safetensors_model_config(path),
+                       checkpoint.load_safetensors(path), _hf_refs())
+
+
 def test_transformers_siglip_mismatches(tmp_path):
   tensors = safetensors.numpy.load_file(str(HF_REPO / 'model.safetensors'))
   del tensors['vision_model.head.probe']

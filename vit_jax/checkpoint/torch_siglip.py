@@ -271,7 +271,7 @@ def model_config(path: str) -> ml_collections.ConfigDict:
 def load(path: str, config=None) -> Dict[str, Any]:
   """Two-tower params (`img/...`, `txt/...`, `t`, `b`) of a SiglipModel
   .safetensors; `config` (default: the file's) gives the head counts."""
-  tensors = torch_layouts.read_tensors(path)
+  tensors = torch_layouts.read_tensors(path, skip=_BUFFERS)
   file_config, table = _describe(path, {k: v.shape for k, v in
                                         tensors.items()})
   if config is not None:
