@@ -35,9 +35,9 @@ def test_reference_case(reference):
   model = models.create(config)
   assert isinstance(model, models.TwoTowerModel)
   params = checkpoint.load_npz(str(ref_dir / case['checkpoint']))
-  zimg, ztxt, out = model.apply(
-      {'params': params}, images=np.load(ref_dir / case['images']),
-      tokens=np.load(ref_dir / case['tokens']))
+  zimg, ztxt, out = jax.jit(lambda p: model.apply(
+      {'params': p}, images=np.load(ref_dir / case['images']),
+      tokens=np.load(ref_dir / case['tokens'])))(params)
   np.testing.assert_allclose(zimg, np.load(ref_dir / case['zimg']),
                              atol=2e-5, rtol=0)
   np.testing.assert_allclose(ztxt, np.load(ref_dir / case['ztxt']),
@@ -103,13 +103,13 @@ def test_init_temperature_bias_and_probabilities():
       out_dim=8, temperature_init=10.0, bias_init=-10.0)
   model = models.create(config)
   images, tokens = np.zeros((3, 16, 16, 3), np.float32), np.ones((2, 5), int)
-  params = model.init(jax.random.key(0), images=images, tokens=tokens)[
-      'params']
+  params = jax.jit(lambda: model.init(jax.random.key(0), images=images,
+                                      tokens=tokens)['params'])()
   assert set(params) == {'img', 'txt', 't', 'b'}
   np.testing.assert_allclose(params['t'], [np.log(10.0)], rtol=1e-6)
   np.testing.assert_allclose(params['b'], [-10.0])
-  zimg, ztxt, out = model.apply({'params': params}, images=images,
-                                tokens=tokens)
+  zimg, ztxt, out = jax.jit(lambda p: model.apply(
+      {'params': p}, images=images, tokens=tokens))(params)
   assert zimg.shape == (3, 8) and ztxt.shape == (2, 8)
   np.testing.assert_allclose(out['t'], [10.0], rtol=1e-6)
   probs = two_towers.pairwise_probabilities(zimg, ztxt, out)
@@ -137,10 +137,11 @@ def test_big_vision_two_towers_cases(name, tmp_path):
     ref = {k: npz[k] for k in npz.files if not k.startswith('params/')}
   params = checkpoint.load_npz(str(path))
   checkpoint.save_npz(str(tmp_path / 'ours.npz'), params)
+  apply = jax.jit(lambda p: model.apply({'params': p},
+                                        images=ref['input/images'],
+                                        tokens=ref['input/tokens']))
   for loaded in (params, checkpoint.load_npz(str(tmp_path / 'ours.npz'))):
-    zimg, ztxt, out = model.apply({'params': loaded},
-                                  images=ref['input/images'],
-                                  tokens=ref['input/tokens'])
+    zimg, ztxt, out = apply(loaded)
     np.testing.assert_allclose(zimg, ref['out/zimg'], atol=2e-5, rtol=0)
     np.testing.assert_allclose(ztxt, ref['out/ztxt'], atol=2e-5, rtol=0)
     np.testing.assert_allclose(out['t'], ref['out/t'], rtol=1e-6)
@@ -367,8 +368,9 @@ def test_image_tower_fine_tunes_as_a_classifier(offline_cache, tmp_path,
   config = common.model_from_variant(name)
   assert 'text_model' not in config and config.classifier == 'map'
   model = models.create(config, 5)
-  init = model.init(jax.random.key(0), np.zeros((1, 16, 16, 3)),
-                    train=False)['params']
+  init = jax.eval_shape(lambda: model.init(
+      jax.random.key(0), np.zeros((1, 16, 16, 3)), train=False)['params'])
+  init = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), init)
   tuned = checkpoint.load_pretrained(pretrained_path=name, init_params=init,
                                      model_config=config)
   towers = checkpoint.load_safetensors(str(HF_REPO / 'model.safetensors'))
@@ -379,8 +381,8 @@ def test_image_tower_fine_tunes_as_a_classifier(offline_cache, tmp_path,
   # Without a head, the classifier's features are the unnormalised SigLIP
   # image embedding.
   refs = _hf_refs()
-  features = models.create(config, None).apply(
-      {'params': towers['img']}, refs['images'], train=False)
+  features = jax.jit(lambda p, x: models.create(config, None).apply(
+      {'params': p}, x, train=False))(towers['img'], refs['images'])
   np.testing.assert_allclose(
       features / np.linalg.norm(features, axis=1, keepdims=True),
       refs['image_embeds'], atol=2e-5)
@@ -463,16 +465,17 @@ def test_image_tower_of_a_big_vision_file_as_a_classifier(reference):
   config = common.model_from_variant(path)
   assert config.classifier == 'map' and config.hidden_size == 32
   model = models.create(config, 4)
-  init = model.init(jax.random.key(0), np.zeros((1, 16, 16, 3)),
-                    train=False)['params']
+  init = jax.eval_shape(lambda: model.init(
+      jax.random.key(0), np.zeros((1, 16, 16, 3)), train=False)['params'])
+  init = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), init)
   tuned = checkpoint.load_pretrained(pretrained_path=path, init_params=init,
                                      model_config=config)
   towers = checkpoint.load_npz(path)
   jax.tree.map(np.testing.assert_array_equal,
                {k: v for k, v in tuned.items() if k != 'head'}, towers['img'])
-  features = models.create(config, None).apply(
-      {'params': towers['img']}, np.load(ref_dir / case['images']),
-      train=False)
+  features = jax.jit(lambda p, x: models.create(config, None).apply(
+      {'params': p}, x, train=False))(towers['img'],
+                                      np.load(ref_dir / case['images']))
   np.testing.assert_allclose(
       features / np.linalg.norm(features, axis=1, keepdims=True),
       np.load(ref_dir / case['zimg']), atol=2e-5)
