@@ -1,7 +1,9 @@
 """Public model API, as in the original release: `models.VisionTransformer`,
-`models.MlpMixer`, `models.LitModel` (image-text towers).
+`models.MlpMixer`, `models.LitModel`; and `models.TwoTowerModel` (image-text
+models: LiT, SigLIP, SigLIP 2; `LitModel` is the same class).
 
-`create(model_config, num_classes)` builds the model a config describes,
+`create(model_config, num_classes)` builds the model a config describes (a
+two-tower config takes no `num_classes`),
 `get_model(name, num_classes)` a preset by name; `token_grid` says how many
 patches (rows, columns) a config cuts an image into. As in the original,
 `model_configs` is `configs.models`, and the ViT's parts are here too.
@@ -15,6 +17,7 @@ import flax.linen as nn
 from vit_jax.configs import models as models_config
 from vit_jax.models.lit import LitModel
 from vit_jax.models.mixer import MlpMixer
+from vit_jax.models.two_towers import TwoTowerModel
 from vit_jax.models.vit import AddPositionEmbs
 from vit_jax.models.vit import Encoder
 from vit_jax.models.vit import Encoder1DBlock
@@ -25,11 +28,12 @@ from vit_jax.models.vit import VisionTransformer
 model_configs = models_config
 
 __all__ = ['AddPositionEmbs', 'Encoder', 'Encoder1DBlock', 'LitModel',
-           'MlpBlock', 'MlpMixer', 'VisionTransformer', 'create', 'get_model',
-           'model_class', 'model_configs', 'token_grid']
+           'MlpBlock', 'MlpMixer', 'TwoTowerModel', 'VisionTransformer',
+           'create', 'get_model', 'model_class', 'model_configs', 'token_grid']
 
 # Model families, each told apart by a config field only its configs have.
-FAMILIES = {'num_blocks': MlpMixer, 'transformer': VisionTransformer}
+FAMILIES = {'num_blocks': MlpMixer, 'transformer': VisionTransformer,
+            'text_model': TwoTowerModel}
 
 
 def model_class(model_config) -> type:
@@ -43,11 +47,25 @@ def model_class(model_config) -> type:
       'vit_jax/configs/models.py.')
 
 
-def create(model_config, num_classes: int, **options) -> nn.Module:
-  """The model for `model_config` with `num_classes` outputs; `options` are
-  the compute settings every family takes (dtype, remat, scan)."""
-  return model_class(model_config)(num_classes=num_classes, **options,
-                                   **model_config)
+def create(model_config, num_classes: Optional[int] = None,
+           **options) -> nn.Module:
+  """The model for `model_config` with `num_classes` outputs (None: its
+  features); `options` are the compute settings the classifier families
+  take (dtype, remat, scan).
+
+  A two-tower model (LiT, SigLIP) has no classes: its outputs are
+  embeddings of the sizes `out_dim` gives.
+  """
+  cls = model_class(model_config)
+  if cls is TwoTowerModel:
+    if num_classes is not None or options:
+      given = ['num_classes'] * (num_classes is not None) + sorted(options)
+      name = model_config.get('model_name') or 'image-text'
+      raise ValueError(f'{", ".join(given)}: a two-tower model ({name}) '
+                       'takes none; its embedding sizes are out_dim in its '
+                       'config.')
+    return cls(**model_config)
+  return cls(num_classes=num_classes, **options, **model_config)
 
 
 def get_model(name: str, num_classes: Optional[int] = None,
@@ -61,7 +79,7 @@ def get_model(name: str, num_classes: Optional[int] = None,
   config = models_config.get_model_config(name)
   if 'text_model' in config:
     if num_classes is not None:
-      raise ValueError(f'{name} is a LiT image-text model: it takes no '
+      raise ValueError(f'{name} is an image-text model: it takes no '
                        'num_classes.')
     lit = importlib.import_module('vit_jax.original.lit')
     return lit.LitModel(**config, **overrides)
