@@ -111,7 +111,7 @@ def test_preset_param_tree_and_config(name):
 def test_unknown_preset_and_lit_name_in_get_model():
   with pytest.raises(ValueError, match="Unknown model 'LiT-B16X'"):
     models_config.get_model_config('LiT-B16X')
-  with pytest.raises(ValueError, match='LiT image-text model'):
+  with pytest.raises(ValueError, match='image-text model: it takes no num_classes'):
     models.get_model('LiT-B16B', num_classes=10)
 
 
