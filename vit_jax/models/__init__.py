@@ -16,7 +16,7 @@ from vit_jax.models.mixer import MlpMixer
 from vit_jax.models.vit import VisionTransformer
 
 __all__ = ['LitModel', 'MlpMixer', 'VisionTransformer', 'create', 'get_model',
-           'model_class', 'token_grid']
+           'model_class', 'num_prefix_tokens', 'token_grid']
 
 # Model families, each told apart by a config field only its configs have.
 FAMILIES = {'num_blocks': MlpMixer, 'transformer': VisionTransformer}
@@ -67,3 +67,12 @@ def token_grid(model_config, image_size) -> Tuple[int, int]:
   size = model_config['patches']['size']
   ph, pw = (size, size) if isinstance(size, int) else size
   return h // ph, w // pw
+
+
+def num_prefix_tokens(model_config) -> int:
+  """Tokens before the patch tokens: 1 with a class token (`class_token`,
+  by default whether `classifier` is 'token'), else 0."""
+  has = model_config.get('class_token')
+  if has is None:
+    has = model_config.get('classifier', 'token') == 'token'
+  return int(has)
