@@ -145,25 +145,24 @@ def test_sincos_posemb_any_grid():
   assert maps[0].shape == (2, 2, 5, 16)
 
 
-@pytest.mark.parametrize('indices, blocks', [
-    (None, [0, 1, 2]), (1, [2]), (2, [1, 2]), ([0, 2], [0, 2]),
-    ([-1, 0], [2, 0])])
-def test_indices_select_blocks(indices, blocks):
+def test_indices_select_blocks():
   """Maps are the blocks' outputs (prefix dropped) in the order asked;
   scanned models give the same without unrolling."""
   config = _tiny()
   model, params = _init(config)
+  scanned = models.create(dict(config, scan=True), 3)
+  stacked = checkpoint.stack_blocks(params)
   x = _images((16, 16))
   every = _features(model, params, x)
   assert [m.shape for m in every] == [(2, 4, 4, 16)] * 3
-  got = _features(model, params, x, indices=indices)
-  for m, b in zip(got, blocks, strict=True):
-    np.testing.assert_array_equal(m, every[b])
-  scanned = models.create(dict(config, scan=True), 3)
-  got = _features(scanned, checkpoint.stack_blocks(params), x,
-                  indices=indices)
-  for m, b in zip(got, blocks, strict=True):
-    np.testing.assert_allclose(m, every[b], atol=2e-6)
+  for indices, blocks in [(None, [0, 1, 2]), (1, [2]), (2, [1, 2]),
+                          ([0, 2], [0, 2]), ([-1, 0], [2, 0])]:
+    got = _features(model, params, x, indices=indices)
+    for m, b in zip(got, blocks, strict=True):
+      np.testing.assert_array_equal(m, every[b])
+    got = _features(scanned, stacked, x, indices=indices)
+    for m, b in zip(got, blocks, strict=True):
+      np.testing.assert_allclose(m, every[b], atol=2e-6)
 
 
 def test_norm_applies_the_final_layer_norm():
@@ -205,13 +204,13 @@ def test_later_blocks_do_not_run():
   assert lengths == [1]
 
 
-@pytest.mark.parametrize('indices, message', [
-    (0, 'last n blocks'), (4, 'last n blocks'), ([3], 'out of range'),
-    ([-4], 'out of range'), ([], 'empty')])
-def test_bad_indices(indices, message):
+def test_bad_indices():
   model, params = _init(_tiny())
-  with pytest.raises(ValueError, match=message):
-    _features(model, params, _images((16, 16)), indices=indices)
+  for indices, message in [(0, 'last n blocks'), (4, 'last n blocks'),
+                           ([3], 'out of range'), ([-4], 'out of range'),
+                           ([], 'empty')]:
+    with pytest.raises(ValueError, match=message):
+      _features(model, params, _images((16, 16)), indices=indices)
 
 
 def test_hybrid_features():
