@@ -245,3 +245,21 @@ def test_flexivit_patch_size_at_call_time():
   # Smaller patches: more tokens, posemb resized; maps on the new grid.
   maps = _features(model, params, x, indices=1, patch_size=2)
   assert maps[0].shape == (2, 8, 8, 16)
+
+
+def test_mixer_features():
+  """A Mixer's maps: the last one through the pre-head norm, averaged, is
+  the pooled representation; scanned the same."""
+  config = dict(patches={'size': (4, 4)}, hidden_dim=16, num_blocks=2,
+                tokens_mlp_dim=8, channels_mlp_dim=32)
+  model, params = _init(config, num_classes=0)
+  x = _images((16, 16))
+  last, = _features(model, params, x, indices=[-1], norm=True)
+  assert last.shape == (2, 4, 4, 16)
+  np.testing.assert_allclose(last.mean((1, 2)),
+                             model.apply({'params': params}, x, train=False),
+                             atol=1e-5)
+  scanned = models.create(dict(config, scan=True), 0)
+  both = _features(scanned, checkpoint.stack_blocks(params), x)
+  np.testing.assert_allclose(both[1], _features(model, params, x)[1],
+                             atol=2e-6)
