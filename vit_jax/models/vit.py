@@ -466,6 +466,8 @@ class Encoder(nn.Module):
   differ (`checkpoint/torch_layouts.py`). `stochastic_depth` is the drop-path
   rate of the last block (`drop_path_rates`). `add_position_embedding=False`
   leaves position embeddings to the caller (fixed sin-cos ones).
+  `final_norm=False` leaves out the final LayerNorm (timm's fc_norm models
+  apply it after pooling instead).
   """
   num_layers: int
   mlp_dim: int
