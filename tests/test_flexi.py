@@ -51,16 +51,16 @@ def test_check(sizes, message):
 
 def test_two_device_run_resumes_bit_identically(tmp_path, image_folder):
   """Random patch sizes (2 or 4 px at 16 px) on 2 devices: resumed from its
-  step-3 checkpoint, the run ends with the uninterrupted run's params."""
-  flags = ('--config.flexi_patch_sizes=(2, 4)', '--config.total_steps=6',
-           '--config.eval_every=6')
+  step-2 checkpoint, the run ends with the uninterrupted run's params."""
+  flags = ('--config.flexi_patch_sizes=(2, 4)', '--config.total_steps=4',
+           '--config.eval_every=4', '--config.checkpoint_every=2')
   full, cut = tmp_path / 'full', tmp_path / 'cut'
   result = run_main(full, image_folder, *flags, devices=2)
   assert result.returncode == 0, result.stderr[-3000:]
   shutil.copytree(full, cut)
-  shutil.rmtree(cut / 'checkpoints' / '6')
+  shutil.rmtree(cut / 'checkpoints' / '4')
   (cut / 'params.npz').unlink()
   result = run_main(cut, image_folder, *flags, devices=2)
   assert result.returncode == 0, result.stderr[-3000:]
-  assert 'Starting at step 3' in result.stderr
+  assert 'Starting at step 2' in result.stderr
   assert_same_params(full, cut)
