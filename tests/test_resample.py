@@ -11,6 +11,7 @@ import pytest
 from vit_jax import checkpoint
 from vit_jax import models
 from vit_jax.checkpoint import big_vision
+from vit_jax.models import resample
 from vit_jax.models import vit
 
 
@@ -101,3 +102,14 @@ def test_big_vision_flexivit_file(tmp_path):
   np.testing.assert_allclose(got[0].reshape(2, 16, 32), want[:, 1:],
                              atol=2e-5)
   np.testing.assert_allclose(got[1], want[:, :1], atol=2e-5)
+
+
+def test_torch_plain_bicubic_matrix():
+  """bicubic without antialias is torch's own cubic (a = -0.75), as
+  `F.interpolate(eye(3), size=5, mode='bicubic', align_corners=False)`
+  gives it (numbers from torch 2.14); timm's `resample_patch_embed(...,
+  'bicubic', antialias=False)` was checked by hand within 2e-6."""
+  torch_matrix = [[1.096, -0.096, 0.], [0.612, 0.46, -0.072], [0., 1., 0.],
+                  [-0.072, 0.46, 0.612], [0., -0.096, 1.096]]
+  np.testing.assert_allclose(resample._torch_cubic_matrix(3, 5),  # pylint: disable=protected-access
+                             torch_matrix, atol=1e-6)

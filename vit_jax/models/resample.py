@@ -24,6 +24,7 @@ from typing import Optional, Sequence, Tuple, Union
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 # name -> (jax.image.resize method, antialias). Where each is used: see the
 # module docstring.
@@ -72,12 +73,37 @@ def resample_posemb(posemb: jnp.ndarray, new_grid: Sequence[int], *,
   return jnp.concatenate([prefix, grid], axis=1)
 
 
+def _torch_cubic_matrix(old: int, new: int) -> np.ndarray:
+  """torch's `F.interpolate(mode='bicubic', antialias=False,
+  align_corners=False)` as a [new, old] matrix: Keys' cubic with a = -0.75
+  (jax's 'cubic' is a = -0.5, torch's antialiased one), taps clamped to the
+  border, no widening when shrinking."""
+  a = -0.75
+
+  def weight(t):
+    t = abs(t)
+    if t <= 1:
+      return ((a + 2) * t - (a + 3)) * t * t + 1
+    return (((t - 5) * t + 8) * t - 4) * a if t < 2 else 0.
+
+  out = np.zeros((new, old), np.float32)
+  for i in range(new):
+    x = (i + 0.5) * old / new - 0.5
+    base = int(np.floor(x))
+    for k in range(base - 1, base + 3):
+      out[i, min(max(k, 0), old - 1)] += weight(x - k)
+  return out
+
+
 def _pinv_resize_matrix(old: int, new: int, method: str,
                         antialias: bool) -> jnp.ndarray:
   """pinv(B^T) [new, old] of the 1-D resize B [new, old] (column j: the
   resize of the j-th basis vector), in float32 as both libraries."""
-  basis = jnp.eye(old, dtype=jnp.float32)
-  b = jax.image.resize(basis, (new, old), method, antialias=antialias)
+  if method == 'cubic' and not antialias:
+    b = jnp.asarray(_torch_cubic_matrix(old, new))
+  else:
+    basis = jnp.eye(old, dtype=jnp.float32)
+    b = jax.image.resize(basis, (new, old), method, antialias=antialias)
   return jnp.linalg.pinv(b.T)
 
 
@@ -91,7 +117,9 @@ def resize_patch_embedding(kernel: jnp.ndarray, new_size: Union[int, Sequence[in
 
   The defaults are big_vision's `resample_patchemb` (tf.image.resize
   bilinear, no antialias); `interpolation='bicubic', antialias=True` is
-  timm's `resample_patch_embed` defaults. They differ by 0.1-0.3 on the
+  timm's `resample_patch_embed` defaults (torch's antialiased bicubic: jax's
+  'cubic' with antialias), `antialias=False` with bicubic torch's plain one
+  (another cubic, a = -0.75, built here). They differ by 0.1-0.3 on the
   shared case (reference/README.md). jit-able; the same size returns
   `kernel` as it is.
 
