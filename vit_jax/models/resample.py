@@ -124,12 +124,12 @@ def resize_patch_embedding(kernel: jnp.ndarray, new_size: Union[int, Sequence[in
   `kernel` as it is.
 
   Mixed resizes (one side shrinking, the other growing, e.g. 8 -> 6x10): the
-  resize matrix is rank-deficient there, and big_vision and timm, which
-  pseudo-invert the full (h*w) x (H*W) matrix in float32, return values of
-  ~1e8 (rounding noise amplified by the reciprocals of its "zero" singular
-  values). This function computes the exact pseudo-inverse per axis, which
-  is finite (the same size as any other resize) and agrees with theirs on
-  every pure grow or shrink; it warns that the libraries differ there.
+  full (H*W) x (h*w) resize matrix is rank-deficient there. big_vision
+  pseudo-inverts it with NumPy's 1e-15 cutoff in float32 and returns ~1e9
+  (float noise amplified by the reciprocals of its "zero" singular values);
+  the exact pseudo-inverse computed here per axis is finite (of the kernel's
+  size) and equals timm 1.0.31's (torch.linalg.pinv's default cutoff) within
+  5e-6; it agrees with both on every pure grow or shrink. A warning says so.
   """
   if interpolation not in _KERNEL_METHODS:
     raise ValueError(f'interpolation={interpolation!r}: use one of '
@@ -147,8 +147,9 @@ def resize_patch_embedding(kernel: jnp.ndarray, new_size: Union[int, Sequence[in
   if (new_size[0] - old_size[0]) * (new_size[1] - old_size[1]) < 0:
     warnings.warn(
         f'PI-resize {old_size} -> {new_size} shrinks one side and grows the '
-        'other: here the exact pseudo-inverse (finite values); big_vision '
-        "and timm give ~1e8 values for such resizes.", stacklevel=2)
+        'other: here the exact pseudo-inverse (finite values, as timm); '
+        "big_vision's resample_patchemb gives ~1e8-1e9 for such resizes.",
+        stacklevel=2)
   method = _KERNEL_METHODS[interpolation]
   ph = _pinv_resize_matrix(old_size[0], new_size[0], method, antialias)
   pw = _pinv_resize_matrix(old_size[1], new_size[1], method, antialias)
