@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / 'vit_jax'
 # `python -m vit_jax.NAME` entry points.
 CLIS = {f'vit_jax.{n}' for n in ('predict', 'evaluate', 'export', 'visualize',
-                                 'zeroshot', 'benchmark', 'main')}
+                                 'zeroshot', 'benchmark', 'main', 'features')}
 
 
 def _modules():

@@ -106,13 +106,16 @@ def test_save_writes_the_library_file_back(reference, layout, tmp_path):
     {},  # Trained here: tanh GELU.
     dict(classifier='gap', transformer=dict(gelu='exact')),
     dict(patches={'size': (4, 8)}),
+    # timm's global_pool='avg' defaults (fc_norm), with its class token.
+    dict(classifier='gap', class_token=True, fc_norm=True,
+         transformer=dict(gelu='exact')),
 ])
 def test_save_load_identity(layout, overrides, tmp_path):
   config = tiny_config()
   overrides = dict(overrides)
   config.transformer.update(overrides.pop('transformer', {}))
   config.update(overrides)
-  if layout == 'transformers' and config.classifier == 'gap':
+  if layout == 'transformers' and config.classifier == 'gap':  # (fc_norm too)
     pytest.skip('transformers ViTs have a class token.')
   if layout == 'transformers' and config.patches.size == (4, 8):
     pytest.skip('transformers ViTs have square patches.')
@@ -129,8 +132,8 @@ def test_save_load_identity(layout, overrides, tmp_path):
   assert jax.tree.structure(loaded) == jax.tree.structure(params)
   jax.tree.map(np.testing.assert_array_equal, loaded, params)
   described = checkpoint.safetensors_model_config(path)
-  for field in ('hidden_size', 'classifier'):
-    assert described[field] == config[field]
+  for field in ('hidden_size', 'classifier', 'class_token', 'fc_norm'):
+    assert described.get(field) == config.get(field)
   assert described.patches.size == config.patches.size
   assert described.transformer.num_heads == 2
   assert described.transformer.gelu == config.transformer.get('gelu', 'tanh')
@@ -163,7 +166,7 @@ def _add(*keys):
 
 
 @pytest.mark.parametrize('layout, edit, message', [
-    ('timm', _add('fc_norm.weight', 'fc_norm.bias'), 'fc_norm.weight'),
+    ('timm', _add('fc_norm.weight', 'fc_norm.bias'), 'both a final norm'),
     ('timm', _add('reg_token'), 'register tokens (reg_token)'),
     ('timm', _add('blocks.0.ls1.gamma', 'blocks.1.ls2.gamma'),
      'layer scale (ls1/ls2, init_values): blocks.0.ls1.gamma, '
@@ -181,7 +184,7 @@ def test_unsupported_layouts_are_named(reference, tmp_path, layout, edit,
                                        message):
   path = _edited(reference, tmp_path, layout, edit)
   with pytest.raises(checkpoint.CheckpointMismatchError, match='cannot|no '
-                     'class-token') as e:
+                     'class-token|both') as e:
     checkpoint.load_safetensors(path)
   assert message in str(e.value)
 

@@ -202,7 +202,7 @@ def forward_flops(model_config, image_size: int, num_classes: int) -> int:
   ph, pw = (size, size) if isinstance(size, int) else tuple(size)
   d = model_config['hidden_size']
   t = model_config['transformer']
-  tokens = rows * cols + (model_config.get('classifier', 'token') == 'token')
+  tokens = rows * cols + models.num_prefix_tokens(model_config)
   macs += rows * cols * ph * pw * channels * d
   macs += t['num_layers'] * (4 * tokens * d * d + 2 * tokens * tokens * d +
                              2 * tokens * d * t['mlp_dim'])

@@ -235,7 +235,7 @@ def load_model(checkpoint_path: str, *, model_name: Optional[str] = None,
   if 'pre_logits' in params:
     config.representation_size = params['pre_logits']['bias'].shape[-1]
 
-  prefix = int(config.get('classifier', 'token') == 'token')
+  prefix = models.num_prefix_tokens(config)
   posemb = params.get('Transformer', {}).get('posembed_input', {}).get(
       'pos_embedding')
   tokens = checkpoint.mixer_tokens(params)

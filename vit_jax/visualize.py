@@ -414,7 +414,7 @@ def main(argv):
     sys.exit(f'error: {e}')
   config, params = loaded.config, loaded.params
   grid = models.token_grid(config, loaded.image_size)
-  prefix = int(config.get('classifier', 'token') == 'token')
+  prefix = models.num_prefix_tokens(config)
   written = []
 
   def out(name):

@@ -17,6 +17,8 @@
                    config fields.
   torch_layouts    timm and Hugging Face transformers ViTs (.safetensors) <->
                    params.
+  resize_patch_embedding (from models.resample): FlexiViT's PI-resize of a
+                   patch kernel, for loading it at another patch size.
   torch_mixer      timm's MLP-Mixer (`mlp_mixer`, e.g.
                    timm/mixer_b16_224.goog_in21k) .safetensors <->
                    `models_mixer.MlpMixer` params.
@@ -53,6 +55,7 @@ from vit_jax.checkpoint.pretrained import (
     mixer_tokens,
     safetensors_model_config,
     save_safetensors)
+from vit_jax.models.resample import resize_patch_embedding
 
 _ORIGINAL = ('inspect_params', 'copy', 'get_augreg_df')
 

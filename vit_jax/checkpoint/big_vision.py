@@ -32,6 +32,10 @@ at `Encoder_0/pos_embedding` (added to `pos_embedding`, as big_vision's
 `text_transformer.load` does). Released files keep every key under
 `params/`; files saved from a model alone have none: both load.
 
+FlexiViT files (`models/proj/flexi/vit.py`, e.g.
+gs://big_vision/flexivit/flexivit_b_i1k.npz) have this layout too; their
+model kwargs (`posemb_size`) add `flexi_fields` to the config.
+
 Pooling maps to `classifier`: big_vision's 'tok' -> 'token', 'gap', 'map'
 (`models_vit.MAPHead`); its '0' and 'none' (first token without a class
 token, no pooling) have no counterpart, and a file cannot say it used them
@@ -227,6 +231,12 @@ def config_from_kwargs(kwargs: Mapping[str, Any],
       classifier=_POOLS[pool], posemb=kw.pop('posemb', 'learn'),
       head_zeroinit=kw.pop('head_zeroinit', True),
       representation_size=(width if rep is True else rep or None)))
+  # FlexiViT (`models/proj/flexi/vit.py`): learned posemb stored at
+  # `posemb_size`, resized bilinearly to every call's grid.
+  posemb_size = kw.pop('posemb_size', None)
+  kw.pop('seqhw', None)  # Its call-time patch size: here `patch_size=`.
+  if posemb_size is not None:
+    config.update(flexi_fields(posemb_size))
   kw.pop('scan', None)
   kw.pop('remat_policy', None)
   kw.pop('dtype_mm', None)
@@ -234,6 +244,18 @@ def config_from_kwargs(kwargs: Mapping[str, Any],
     raise ValueError(f'big_vision ViT arguments {sorted(kw)} have no '
                      'counterpart here.')
   return config
+
+
+def flexi_fields(posemb_size) -> Dict[str, Any]:
+  """The model fields that make a ViT compute big_vision's FlexiViT: its
+  learned position embeddings (stored for `posemb_size`, rows x cols)
+  resized to each input's grid with `jax.image.resize(..., 'linear')`
+  (antialias on, jax's default), as its `_Model` does. Call the model with
+  `patch_size=(h, w)` for FlexiViT's sequence length (big_vision's `seqhw`
+  is image size // patch size); the kernel is then PI-resized with
+  big_vision's `resample_patchemb` (`resample.resize_patch_embedding`)."""
+  return dict(dynamic_img_size=True, posemb_resize='bilinear',
+              posemb_grid=tuple(int(s) for s in posemb_size))
 
 
 # big_vision's `decode_variant` sizes: (width, mlp_dim, heads, depth).

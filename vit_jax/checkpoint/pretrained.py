@@ -14,6 +14,7 @@ import flax.traverse_util
 import numpy as np
 import scipy.ndimage
 
+from vit_jax import models
 from vit_jax.checkpoint import common
 from vit_jax.checkpoint import hub
 from vit_jax.checkpoint import npz
@@ -282,8 +283,7 @@ def load_pretrained(*, pretrained_path: str, init_params: npz.Params,
     if old.shape != new.shape and old.shape[2:] == new.shape[2:]:
       restored[key] = interpolate_posemb(
           old, new.shape[1],
-          num_prefix_tokens=int(model_config.get('classifier') in (
-              'token', 'token_unpooled')),
+          num_prefix_tokens=models.num_prefix_tokens(model_config),
           old_grid=pretrained_grid_size, new_grid=grid_size)
 
   params = fit_params(flax.traverse_util.unflatten_dict(restored),

@@ -60,7 +60,17 @@ def _read_timm(hub) -> Dict[str, Any]:
       pool=args.get('global_pool',
                     hub.get('global_pool', 'token' if hub else None)),
       dropout_rate=args.get('proj_drop_rate', 0.0),
-      attention_dropout_rate=args.get('attn_drop_rate', 0.0))
+      attention_dropout_rate=args.get('attn_drop_rate', 0.0),
+      dynamic_img_size=bool(args.get('dynamic_img_size', False)),
+      dynamic_img_pad=bool(args.get('dynamic_img_pad', False)),
+      img_size=_pair(args.get('img_size')))
+
+
+def _pair(size):
+  """timm's int-or-pair size argument as (h, w); None stays None."""
+  if size is None:
+    return None
+  return (size, size) if isinstance(size, int) else tuple(size)
 
 
 def _read_transformers(hub) -> Dict[str, Any]:
@@ -77,7 +87,8 @@ def _read_transformers(hub) -> Dict[str, Any]:
       num_heads=hub.get('num_attention_heads'), gelu=_HF_ACTS[act],
       layer_norm_eps=hub.get('layer_norm_eps', 1e-12), pool='token',
       dropout_rate=hub.get('hidden_dropout_prob', 0.0),
-      attention_dropout_rate=hub.get('attention_probs_dropout_prob', 0.0))
+      attention_dropout_rate=hub.get('attention_probs_dropout_prob', 0.0),
+      dynamic_img_size=False, dynamic_img_pad=False, img_size=None)
 
 
 def _write_timm(config, num_classes, image_size) -> Dict[str, Any]:
@@ -94,6 +105,8 @@ def _write_timm(config, num_classes, image_size) -> Dict[str, Any]:
   hidden, heads, mlp_dim = config['hidden_size'], t['num_heads'], t['mlp_dim']
   (ph, pw), pool = patch_size(config), (
       'token' if config.get('classifier', 'token') == 'token' else 'avg')
+  class_token = config.get('class_token')
+  class_token = pool == 'token' if class_token is None else bool(class_token)
   if int(hidden * (mlp_dim / hidden)) != mlp_dim:  # As timm computes it.
     raise ValueError(f'timm cannot express mlp_dim={mlp_dim} as a ratio '
                      f'of hidden_size={hidden}.')
@@ -101,11 +114,14 @@ def _write_timm(config, num_classes, image_size) -> Dict[str, Any]:
               None)
   args = dict(img_size=image_size, patch_size=ph if ph == pw else [ph, pw],
               embed_dim=hidden, depth=t['num_layers'], num_heads=heads,
-              mlp_ratio=mlp_dim / hidden, class_token=pool == 'token',
-              global_pool=pool, fc_norm=False, num_classes=num_classes,
+              mlp_ratio=mlp_dim / hidden, class_token=class_token,
+              global_pool=pool, fc_norm=bool(config.get('fc_norm', False)),
+              num_classes=num_classes,
               act_layer={v: k for k, v in _TIMM_ACTS.items()}[gelu(config)],
               proj_drop_rate=t.get('dropout_rate', 0.0),
-              attn_drop_rate=t.get('attention_dropout_rate', 0.0))
+              attn_drop_rate=t.get('attention_dropout_rate', 0.0),
+              **{k: True for k in ('dynamic_img_size', 'dynamic_img_pad')
+                 if config.get(k)})
   architecture = (f'vit_{size}_patch{ph}_224' if size
                   else 'vit_base_patch16_224')
   first_conv = 'patch_embed.proj'

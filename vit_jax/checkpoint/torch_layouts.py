@@ -22,8 +22,10 @@ learned position embeddings) with these differences, each converted here:
 
 `cls`, `pos_embedding` ([1, tokens, hidden]), LayerNorm scales and biases
 keep their shapes. One key table per layout (`_TIMM`, `_TRANSFORMERS`)
-serves both directions. Anything else in a file (timm's fc_norm, register
-tokens, layer scale, ...) is a model this ViT cannot express: an error names
+serves both directions. timm's pooling variants map to model fields
+(`class_token`, `fc_norm`: its `global_pool='avg'` default), its call-time
+resizing to `dynamic_img_size` / `dynamic_img_pad`. Anything else in a file
+(register tokens, layer scale, ...) is a model this ViT cannot express: an error names
 the keys, never a silently different model.
 
 The architecture comes from the shapes, plus a `config.json` beside the file
@@ -113,9 +115,17 @@ _BLOCK = 'Transformer/encoderblock_{i}/'
 _ATTN = _BLOCK + 'MultiHeadDotProductAttention_0/'
 _QKV = ('query', 'key', 'value')
 _POSEMB = 'Transformer/posembed_input/pos_embedding'
-# Params roots a file may lack as a whole: no head (num_classes=0), no class
-# token (timm's global average pooling), no pre-logits layer.
-_OPTIONAL = ('head', 'cls', 'pre_logits')
+# Params a file may lack as a whole: no head (num_classes=0), no class
+# token (timm's global average pooling), no pre-logits layer, the final
+# LayerNorm after pooling (timm's fc_norm) or over the tokens (absent then).
+_OPTIONAL = ('head', 'cls', 'pre_logits', 'fc_norm',
+             'Transformer/encoder_norm')
+
+
+def _optional(path: str):
+  """The group of `_OPTIONAL` a params path belongs to, or None."""
+  return next((g for g in _OPTIONAL if path == g or path.startswith(g + '/')),
+              None)
 
 
 def _linear(torch_name, params_path, kernel=_LINEAR, bias=_SAME):
@@ -144,6 +154,7 @@ _TIMM = {
     **_linear('blocks.{i}.mlp.fc1', _BLOCK + 'MlpBlock_0/Dense_0'),
     **_linear('blocks.{i}.mlp.fc2', _BLOCK + 'MlpBlock_0/Dense_1'),
     **_layer_norm('norm', 'Transformer/encoder_norm'),
+    **_layer_norm('fc_norm', 'fc_norm'),
     **_linear('head', 'head'),
 }
 
@@ -223,8 +234,6 @@ _TRANSFORMERS = {
 
 # What the standard ViT cannot express: key pattern -> what it is.
 _TIMM_UNSUPPORTED = {
-    r'(^|\.)fc_norm\.': "fc_norm (a LayerNorm after pooling; timm's "
-                        "global_pool='avg' default)",
     r'^reg_token': 'register tokens (reg_token)',
     r'\.ls[12]\.': 'layer scale (ls1/ls2, init_values)',
     r'\.[qk]_norm\.': 'qk-norm (q_norm/k_norm)',
@@ -369,11 +378,10 @@ def _check_keys(layout: _Layout, prefix: str, shapes, path: str):
   if lines:
     raise Mismatch(f'Checkpoint {path!r} ({layout.name} layout) holds what '
                    "vit_jax's ViT cannot express:\n" + '\n'.join(lines))
-  absent_roots = {r for r in _OPTIONAL if not any(
-      paths[0].split('/')[0] == r
+  absent = {g for g in _OPTIONAL if not any(
+      _optional(paths[0]) == g
       for k, (paths, _) in table.items() if k in shapes)}
-  table = {k: v for k, v in table.items()
-           if v[0][0].split('/')[0] not in absent_roots}
+  table = {k: v for k, v in table.items() if _optional(v[0][0]) not in absent}
   missing = [k for k in table if k not in shapes]
   if missing:
     raise Mismatch(f'Checkpoint {path!r} ({layout.name} layout) lacks these '
@@ -392,17 +400,29 @@ def _file_config(layout, table, num_layers, shapes, hub, path: str) -> Dict:
   by_path = {paths[0]: shapes[k] for k, (paths, _) in table.items()}
   hidden, _, ph, pw = by_path['embedding/kernel']
   has_cls = 'cls' in by_path
+  if 'fc_norm/scale' in by_path and 'Transformer/encoder_norm/scale' in by_path:
+    raise Mismatch(f'Checkpoint {path!r} has both a final norm (norm) and '
+                   'fc_norm; a timm ViT has one of them (fc_norm replaces '
+                   'norm), so the file is not a timm ViT that vit_jax can '
+                   'express.')
   tokens = by_path[_POSEMB][1]
-  if has_cls and math.isqrt(tokens) ** 2 == tokens:
+  # The trained patch grid, where config.json gives the image size (a
+  # hybrid's grid is its backbone's: not computed).
+  grid = (None if fields['img_size'] is None or 'conv_root/kernel' in by_path
+          else (fields['img_size'][0] // ph, fields['img_size'][1] // pw))
+  if has_cls and (tokens == grid[0] * grid[1] if grid else
+                  math.isqrt(tokens) ** 2 == tokens):
     raise Mismatch(f'Checkpoint {path!r}: the position embeddings have no '
                    "class-token slot (timm's no_embed_class=True); "
                    "vit_jax's ViT adds them to the class token too.")
   # No config.json (pool None): the caller's config and the shapes decide.
-  if fields['pool'] is not None and has_cls != (fields['pool'] == 'token'):
-    raise Mismatch(f'Checkpoint {path!r}: global_pool={fields["pool"]!r} '
+  pool = fields['pool']
+  if pool not in (None, 'token', 'avg') or (pool == 'token' and not has_cls):
+    raise Mismatch(f'Checkpoint {path!r}: global_pool={pool!r} '
                    f'{"with" if has_cls else "without"} a class token; '
                    "vit_jax's ViT pools with the class token ('token') or "
-                   "averages all tokens when there is none ('avg').")
+                   "averages the patch tokens ('avg').")
+  classifier = 'token' if has_cls and pool != 'avg' else 'gap'
   pre_logits = by_path.get('pre_logits/kernel')
   resnet = None
   if 'conv_root/kernel' in by_path:
@@ -423,21 +443,31 @@ def _file_config(layout, table, num_layers, shapes, hub, path: str) -> Dict:
           attention_dropout_rate=fields['attention_dropout_rate'],
           dropout_rate=fields['dropout_rate'], gelu=fields['gelu'],
           layer_norm_eps=fields['layer_norm_eps']),
-      classifier='token' if has_cls else 'gap',
+      classifier=classifier,
       representation_size=None if pre_logits is None else pre_logits[0],
-      **({} if resnet is None else {'resnet': resnet}))
+      **({} if resnet is None else {'resnet': resnet}),
+      # timm's variants, only where they differ from the defaults.
+      **({'class_token': True} if has_cls and classifier == 'gap' else {}),
+      **({'fc_norm': True} if 'fc_norm/scale' in by_path else {}),
+      **({'dynamic_img_size': True} if fields['dynamic_img_size'] else {}),
+      **({'dynamic_img_pad': True} if fields['dynamic_img_pad'] else {}),
+      **({'posemb_grid': grid} if fields['dynamic_img_size'] and grid and
+         grid[0] != grid[1] else {}))
 
 
-_COMPARED = ('hidden_size', 'patches', 'classifier',
-             'transformer.num_layers', 'transformer.mlp_dim',
+_COMPARED = ('hidden_size', 'patches', 'classifier', 'class_token',
+             'fc_norm', 'transformer.num_layers', 'transformer.mlp_dim',
              'transformer.num_heads', 'transformer.gelu',
              'transformer.layer_norm_eps')
-_DEFAULTS = {'classifier': 'token',
+_DEFAULTS = {'classifier': 'token', 'fc_norm': False,
              'transformer.gelu': vit.Encoder.gelu,
              'transformer.layer_norm_eps': vit.Encoder.layer_norm_eps}
 
 
 def _field(config, name):
+  if name == 'class_token':  # Unset: whether the classifier is 'token'.
+    has = config.get('class_token')
+    return _field(config, 'classifier') == 'token' if has is None else has
   *parents, leaf = name.split('.')
   for parent in parents:
     config = config[parent]
@@ -573,12 +603,12 @@ def save(path: str, params, config, layout: str = 'timm'):
   if config.get('resnet') is not None:
     table.update(_timm_backbone(tuple(config['resnet']['num_layers'])))
   missing = sorted(p for paths, _ in table.values() for p in paths
-                   if p not in flat and p.split('/')[0] not in _OPTIONAL)
+                   if p not in flat and not _optional(p))
   if missing:
     raise ValueError(f'params lack what the model config has: '
                      f'{", ".join(missing[:5])}; are they this model\'s?')
   for key, (paths, conversion) in table.items():
-    if paths[0].split('/')[0] in _OPTIONAL and paths[0] not in flat:
+    if _optional(paths[0]) and paths[0] not in flat:
       continue
     tensors[key] = np.ascontiguousarray(
         conversion.to_torch(tuple(flat[p] for p in paths), heads))

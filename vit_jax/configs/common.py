@@ -131,6 +131,8 @@ def base_config() -> ml_collections.ConfigDict:
   config.checkpoint_every = 1000
   config.keep_checkpoints = 3
   config.pretrained_path = config_dict.placeholder(str)
+  # FlexiViT training: a patch size per step from these (models/flexi.py).
+  config.flexi_patch_sizes = config_dict.placeholder(tuple)
   config.nonfinite = 'stop'  # Or 'skip': drop the update of such a step.
   # Few-shot linear eval of the pre-logits at each eval
   # (vit_jax/evaluators/fewshot.py), e.g.

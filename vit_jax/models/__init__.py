@@ -17,6 +17,7 @@ import flax.linen as nn
 from vit_jax.configs import models as models_config
 from vit_jax.models.lit import LitModel
 from vit_jax.models.mixer import MlpMixer
+from vit_jax.models import vit
 from vit_jax.models.two_towers import TwoTowerModel
 from vit_jax.models.vit import AddPositionEmbs
 from vit_jax.models.vit import Encoder
@@ -29,7 +30,8 @@ model_configs = models_config
 
 __all__ = ['AddPositionEmbs', 'Encoder', 'Encoder1DBlock', 'LitModel',
            'MlpBlock', 'MlpMixer', 'TwoTowerModel', 'VisionTransformer',
-           'create', 'get_model', 'model_class', 'model_configs', 'token_grid']
+           'create', 'get_model', 'model_class', 'model_configs',
+           'num_prefix_tokens', 'token_grid']
 
 # Model families, each told apart by a config field only its configs have.
 FAMILIES = {'num_blocks': MlpMixer, 'transformer': VisionTransformer,
@@ -107,3 +109,13 @@ def token_grid(model_config, image_size) -> Tuple[int, int]:
   size = model_config['patches']['size']
   ph, pw = (size, size) if isinstance(size, int) else size
   return h // ph, w // pw
+
+
+def num_prefix_tokens(model_config) -> int:
+  """Tokens before the patch tokens: 1 with a class token (`class_token`,
+  by default whether `classifier` is one that has it), else 0."""
+  has = model_config.get('class_token')
+  if has is None:
+    has = (model_config.get('classifier', 'token') in
+           vit.CLASS_TOKEN_CLASSIFIERS)
+  return int(has)

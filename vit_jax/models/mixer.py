@@ -13,6 +13,7 @@ from typing import Any, Optional
 import flax.linen as nn
 import jax.numpy as jnp
 
+from vit_jax.models import resample
 from vit_jax.models import vit
 
 Dtype = Any
@@ -82,7 +83,10 @@ class MlpMixer(nn.Module):
   scan: bool = False
 
   @nn.compact
-  def __call__(self, inputs, *, train):
+  def __call__(self, inputs, *, train, take_blocks=None, norm=False):
+    """Logits (or the pooled representation). `take_blocks` (what
+    `forward_intermediates` passes): those blocks' outputs [n, tokens, c]
+    and the patch grid instead; `norm`: through `pre_head_layer_norm`."""
     ph, pw = vit._size(self.patches)  # pylint: disable=protected-access
     if inputs.shape[1] % ph or inputs.shape[2] % pw:
       raise ValueError(
@@ -103,18 +107,25 @@ class MlpMixer(nn.Module):
     kwargs = dict(tokens_mlp_dim=self.tokens_mlp_dim,
                   channels_mlp_dim=self.channels_mlp_dim, dtype=self.dtype,
                   gelu=self.gelu)
-    if self.scan:
-      scanned = nn.scan(vit._ScanStep,  # pylint: disable=protected-access
-                        variable_axes={'params': 0},
-                        split_rngs={'params': True}, length=self.num_blocks)
-      x, _ = scanned(block_cls, kwargs, not train,
-                     name=SCANNED_BLOCKS[0])(x, None)
-    else:
-      for i in range(self.num_blocks):
-        x = block_cls(**kwargs, name=f'MixerBlock_{i}')(x, not train)
-    x = nn.LayerNorm(dtype=self.dtype, name='pre_head_layer_norm')(x)
-    x = jnp.mean(x, axis=1)
+    x = vit.run_blocks(block_cls, kwargs, x, num_blocks=self.num_blocks,
+                       deterministic=not train, take=take_blocks,
+                       scan=self.scan,
+                       names=(SCANNED_BLOCKS[0], 'MixerBlock_{i}'))
+    head_norm = nn.LayerNorm(dtype=self.dtype, name='pre_head_layer_norm')
+    if take_blocks is not None:
+      return [head_norm(y) for y in x] if norm else x, (h, w)
+    x = jnp.mean(head_norm(x), axis=1)
     if self.num_classes:
       x = nn.Dense(self.num_classes, dtype=self.dtype, name='head',
                    kernel_init=nn.initializers.zeros)(x)
     return x.astype(jnp.float32)
+
+  def forward_intermediates(self, inputs, *, train=False, indices=None,
+                            norm=False):
+    """Block outputs as NHWC maps [batch, rows, cols, hidden], as
+    `VisionTransformer.forward_intermediates` (a Mixer has no prefix tokens
+    and no other image size); `norm`: through `pre_head_layer_norm`."""
+    take = resample.take_indices(self.num_blocks, indices)
+    outputs, (h, w) = self(inputs, train=train, take_blocks=take, norm=norm)
+    return [y.reshape(y.shape[0], h, w, y.shape[-1]).astype(jnp.float32)
+            for y in outputs]

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vit_jax.models import resample
 from vit_jax.models import resnet as models_resnet
 
 Dtype = Any
@@ -33,24 +34,55 @@ class PatchEmbedding(nn.Module):
   dtype: Dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, x):
-    ph, pw = self.patch_size
+  def __call__(self, x, patch_size=None):
+    """`patch_size` (h, w): FlexiViT, the kernel PI-resized to it at call
+    time (`resample.resize_patch_embedding`, big_vision's defaults)."""
     n, h, w, c = x.shape
     kernel = self.param('kernel', nn.initializers.lecun_normal(),
-                        (ph, pw, c, self.hidden_size))
+                        (*self.patch_size, c, self.hidden_size))
     bias = self.param('bias', nn.initializers.zeros, (self.hidden_size,))
+    ph, pw = self.patch_size if patch_size is None else patch_size
+    kernel = resample.resize_patch_embedding(kernel, (ph, pw))
     x = x.reshape(n, h // ph, ph, w // pw, pw, c)
     x = jnp.einsum('nhpwqc,pqcd->nhwd', x, kernel.astype(self.dtype))
     return x + bias.astype(self.dtype)
 
 
 class AddPositionEmbs(nn.Module):
-  """Adds learned 1-D position embeddings, one per token."""
+  """Adds learned 1-D position embeddings, one per token.
+
+  They are stored for one patch grid: `stored_grid` (rows, cols), or, when
+  None, the grid of the input the model was initialised with (square when
+  resized). `grid` (rows, cols of the patch tokens of `x`, after
+  `num_prefix_tokens` prefix tokens): resize them to it at call time
+  (`resample.resample_posemb` with `method`); None: the token count must be
+  the stored one.
+  """
+  grid: Optional[Tuple[int, int]] = None
+  stored_grid: Optional[Tuple[int, int]] = None
+  num_prefix_tokens: int = 0
+  method: str = 'bicubic'
 
   @nn.compact
   def __call__(self, x):
-    shape = (1, x.shape[1], x.shape[2])
-    pe = self.param('pos_embedding', nn.initializers.normal(stddev=0.02), shape)
+    if self.has_variable('params', 'pos_embedding'):
+      # Any stored size: flax's `param` would insist on this input's.
+      pe = self.get_variable('params', 'pos_embedding')
+    else:
+      tokens = x.shape[1] if self.stored_grid is None else (
+          self.num_prefix_tokens + self.stored_grid[0] * self.stored_grid[1])
+      pe = self.param('pos_embedding', nn.initializers.normal(stddev=0.02),
+                      (1, tokens, x.shape[2]))
+    if self.grid is not None:
+      pe = resample.resample_posemb(
+          pe, self.grid, num_prefix_tokens=self.num_prefix_tokens,
+          old_grid=self.stored_grid, method=self.method)
+    if pe.shape[1] != x.shape[1]:
+      raise ValueError(
+          f'The input gives {x.shape[1]} tokens, the position embeddings '
+          f'hold {pe.shape[1]}: feed the image size the model was trained '
+          'at, set model.dynamic_img_size=True to resize them at call time, '
+          'or fine-tune at the new size (checkpoint.load_pretrained).')
     return x + pe.astype(x.dtype)
 
 
@@ -366,17 +398,57 @@ SCANNED_BLOCKS = ('encoderblocks', 'block')
 
 
 class _ScanStep(nn.Module):
-  """One block as the body of `nn.scan`: (x, drop-path rate) -> (x, None)."""
+  """One block as the body of `nn.scan`: (x, drop-path rate) -> (x, None),
+  or (x, x) with `collect` (every block's output, stacked)."""
   block_cls: Any
   block_kwargs: Any
   deterministic: bool
+  collect: bool = False
 
   @nn.compact
   def __call__(self, x, drop_path_rate):
     # None: no stochastic depth (and Mixer blocks take no rate).
     rate = () if drop_path_rate is None else (drop_path_rate,)
-    return self.block_cls(**self.block_kwargs, name=SCANNED_BLOCKS[1])(
-        x, self.deterministic, *rate), None
+    x = self.block_cls(**self.block_kwargs, name=SCANNED_BLOCKS[1])(
+        x, self.deterministic, *rate)
+    return x, (x if self.collect else None)
+
+
+def run_blocks(block_cls, kwargs, x, *, num_blocks: int,
+               deterministic: bool, rates=None, take=None, scan: bool,
+               names: Tuple[str, str]):
+  """Runs `num_blocks` blocks of `block_cls(**kwargs)`; called from a
+  module's compact method, whose children they become.
+
+  `take` None: returns the last block's output. `take` (0-based block
+  indices): only the blocks up to the last one taken run, and their outputs
+  are returned in `take`'s order. `scan`: the blocks are one `nn.scan` named
+  `names[0]` over params stacked on a leading axis (`SCANNED_BLOCKS`);
+  to stop early it scans over the first blocks' slice of those params
+  (`nn.map_variables`), collecting each block's output. Else block i is
+  named `names[1].format(i=i)`.
+  """
+  depth = num_blocks if take is None else max(take) + 1
+  if scan:
+    scanned = nn.scan(_ScanStep,
+                      variable_axes={'params': 0, 'intermediates': 0},
+                      split_rngs={'params': True, 'dropout': True},
+                      length=depth)
+    if depth < num_blocks:
+      scanned = nn.map_variables(
+          scanned, 'params', mutable=False,
+          trans_in_fn=lambda v: jax.tree.map(lambda a: a[:depth], v))
+    if rates is not None:
+      rates = jnp.asarray(rates[:depth], jnp.float32)
+    x, ys = scanned(block_cls, kwargs, deterministic, take is not None,
+                    name=names[0])(x, rates)
+    return x if take is None else [ys[i] for i in take]
+  outputs = []
+  for i in range(depth):
+    x = block_cls(**kwargs, name=names[1].format(i=i))(
+        x, deterministic, *(() if rates is None else (float(rates[i]),)))
+    outputs.append(x)
+  return x if take is None else [outputs[i] for i in take]
 
 
 class Encoder(nn.Module):
@@ -394,6 +466,8 @@ class Encoder(nn.Module):
   differ (`checkpoint/torch_layouts.py`). `stochastic_depth` is the drop-path
   rate of the last block (`drop_path_rates`). `add_position_embedding=False`
   leaves position embeddings to the caller (fixed sin-cos ones).
+  `final_norm=False` leaves out the final LayerNorm (timm's fc_norm models
+  apply it after pooling instead).
   """
   num_layers: int
   mlp_dim: int
@@ -407,14 +481,21 @@ class Encoder(nn.Module):
   layer_norm_eps: float = 1e-6
   stochastic_depth: float = 0.0
   add_position_embedding: bool = True
+  final_norm: bool = True
+  posemb: Any = None
 
   @nn.compact
-  def __call__(self, x, *, train):
+  def __call__(self, x, *, train, take=None, norm=False):
+    """`x` [batch, tokens, hidden] -> the final LayerNorm's output, or with
+    `take` (block indices) the outputs of those blocks (`run_blocks`: the
+    later blocks do not run), each through the final LayerNorm if `norm`
+    (and the model has one: `final_norm`). `posemb`: the fields of
+    `AddPositionEmbs` other than its default (grid resizing)."""
     if not 0 <= self.stochastic_depth < 1:
       raise ValueError(f'transformer.stochastic_depth={self.stochastic_depth}'
                        ' must be in [0, 1).')
     if self.add_position_embedding:
-      x = AddPositionEmbs(name='posembed_input')(x)
+      x = AddPositionEmbs(name='posembed_input', **(self.posemb or {}))(x)
     x = nn.Dropout(self.dropout_rate)(x, deterministic=not train)
     # None (not zeros) when off: no drop-path ops, even under remat.
     rates = (drop_path_rates(self.stochastic_depth, self.num_layers)
@@ -426,21 +507,17 @@ class Encoder(nn.Module):
                   attention_dropout_rate=self.attention_dropout_rate,
                   dtype=self.dtype, gelu=self.gelu,
                   layer_norm_eps=self.layer_norm_eps)
-    if self.scan:
-      scanned = nn.scan(_ScanStep,
-                        variable_axes={'params': 0, 'intermediates': 0},
-                        split_rngs={'params': True, 'dropout': True},
-                        length=self.num_layers)
-      x, _ = scanned(block_cls, kwargs, not train,
-                     name=SCANNED_BLOCKS[0])(
-                         x, None if rates is None else
-                         jnp.asarray(rates, jnp.float32))
-    else:
-      for i in range(self.num_layers):
-        x = block_cls(**kwargs, name=f'encoderblock_{i}')(
-            x, not train, None if rates is None else float(rates[i]))
-    return nn.LayerNorm(epsilon=self.layer_norm_eps, dtype=self.dtype,
-                        name='encoder_norm')(x)
+    x = run_blocks(block_cls, kwargs, x, num_blocks=self.num_layers,
+                   deterministic=not train, rates=rates, take=take,
+                   scan=self.scan,
+                   names=(SCANNED_BLOCKS[0], 'encoderblock_{i}'))
+    if not self.final_norm:
+      return x
+    encoder_norm = nn.LayerNorm(epsilon=self.layer_norm_eps, dtype=self.dtype,
+                                name='encoder_norm')
+    if take is None:
+      return encoder_norm(x)
+    return [encoder_norm(y) for y in x] if norm else x
 
 
 def _size(patches):
@@ -453,7 +530,7 @@ def _size(patches):
 # 'token_unpooled' (the original release's) keep every token (the head, if
 # any, applies to each), 'token_unpooled' with a class token first.
 CLASSIFIERS = ('token', 'gap', 'map', 'unpooled', 'token_unpooled')
-_CLASS_TOKEN = ('token', 'token_unpooled')
+CLASS_TOKEN_CLASSIFIERS = ('token', 'token_unpooled')
 # `posemb`: learned (`Transformer/posembed_input/pos_embedding`, one per
 # token, the class token's included) or fixed 2-D sin-cos (no parameter,
 # added to the patch tokens before the class token is prepended).
@@ -466,10 +543,26 @@ class VisionTransformer(nn.Module):
   Call with NHWC float images in [-1, 1]: `apply({'params': p}, x, train=...)`.
   `train=True` enables dropout (and stochastic depth,
   `transformer.stochastic_depth`) and needs an rng named 'dropout'.
-  `classifier`: 'token' (a class token), 'gap' (mean of the tokens) or 'map'
-  (`MAPHead`). `posemb`: one of POSEMBS. `head_zeroinit`: the head's kernel
-  starts at zero (the original's and big_vision's default), else LeCun
-  normal. The defaults are the published models'.
+  `classifier`: 'token' (a class token), 'gap' (mean of the patch tokens) or
+  'map' (`MAPHead`). `posemb`: one of POSEMBS. `head_zeroinit`: the head's
+  kernel starts at zero (the original's and big_vision's default), else
+  LeCun normal. The defaults are the published models'.
+
+  As a backbone (README "ViT as a backbone"): `method='forward_intermediates'`
+  gives block outputs as NHWC maps. `dynamic_img_size`: learned position
+  embeddings resized to the input's patch grid in the forward pass
+  (`posemb_resize`: a key of `resample.POSEMB_RESIZES`; 'bicubic' is timm's,
+  'bilinear' big_vision FlexiViT's), so any image size (and aspect ratio)
+  works; `posemb_grid` (rows, cols): the grid they are stored for, when not
+  square. `dynamic_img_pad`: the input is zero-padded at the bottom and
+  right to a multiple of the patch (timm's). `patch_size=(h, w)` at call
+  time: FlexiViT (the kernel PI-resized, the position embeddings resized).
+  timm's pooling variants: `class_token` (default: a classifier of
+  CLASS_TOKEN_CLASSIFIERS;
+  True with 'gap' averages the patch tokens only) and `fc_norm` (the final
+  LayerNorm after pooling instead of over the tokens, as timm's 'avg'
+  default; then `norm=True` in forward_intermediates has no norm to apply,
+  as in timm).
   """
   num_classes: Optional[int]
   patches: Any
@@ -485,15 +578,37 @@ class VisionTransformer(nn.Module):
   dtype: Dtype = jnp.float32
   remat: bool = False
   scan: bool = False
+  dynamic_img_size: bool = False
+  dynamic_img_pad: bool = False
+  posemb_grid: Optional[Tuple[int, int]] = None
+  posemb_resize: str = 'bicubic'
+  class_token: Optional[bool] = None
+  fc_norm: bool = False
 
-  @nn.compact
-  def __call__(self, inputs, *, train):
+  def _has_class_token(self) -> bool:
+    has = self.classifier in CLASS_TOKEN_CLASSIFIERS \
+        if self.class_token is None else bool(self.class_token)
+    if self.classifier in CLASS_TOKEN_CLASSIFIERS and not has:
+      raise ValueError(f'classifier={self.classifier!r} needs class_token=True'
+                       ' (or unset).')
+    if self.classifier == 'map' and has:
+      raise ValueError("classifier='map' pools without a class token: leave "
+                       'class_token unset.')
+    return has
+
+  def _check(self):
     if self.classifier not in CLASSIFIERS:
       raise ValueError(f'classifier={self.classifier!r}: use one of '
                        f'{", ".join(map(repr, CLASSIFIERS))}.')
     if self.posemb not in POSEMBS:
       raise ValueError(f'posemb={self.posemb!r}: use one of '
                        f'{", ".join(map(repr, POSEMBS))}.')
+    if self.posemb_resize not in resample.POSEMB_RESIZES:
+      raise ValueError(f'posemb_resize={self.posemb_resize!r}: use one of '
+                       f'{", ".join(map(repr, resample.POSEMB_RESIZES))}.')
+
+  def _embed(self, inputs, patch_size):
+    """Images -> (patch tokens [n, h*w, c], grid (h, w))."""
     x = inputs.astype(self.dtype)
     if self.resnet is not None:
       unknown = set(self.resnet) - set(models_resnet.RESNET_FIELDS)
@@ -507,36 +622,73 @@ class VisionTransformer(nn.Module):
           std_conv=self.resnet.get('std_conv', 'original'),
           ops=self.resnet.get('ops', 'xla'))
 
-    ph, pw = _size(self.patches)
+    ph, pw = _size(self.patches) if patch_size is None else (
+        (patch_size,) * 2 if isinstance(patch_size, int) else
+        tuple(patch_size))
+    if self.dynamic_img_pad:
+      x = jnp.pad(x, ((0, 0), (0, -x.shape[1] % ph), (0, -x.shape[2] % pw),
+                      (0, 0)))
     if x.shape[1] % ph or x.shape[2] % pw:
       raise ValueError(
           f'The {"ResNet feature map" if self.resnet is not None else "image"}'
           f' of size {x.shape[1]}x{x.shape[2]} (from an input of '
           f'{inputs.shape[1]}x{inputs.shape[2]}) is not divisible by the '
-          f'patch size {ph}x{pw}; pick an image size that is.')
-    x = PatchEmbedding(self.hidden_size, (ph, pw), dtype=self.dtype,
-                       name='embedding')(x)
+          f'patch size {ph}x{pw}; pick an image size that is (or set '
+          'model.dynamic_img_pad=True to pad it).')
+    x = PatchEmbedding(self.hidden_size, _size(self.patches),
+                       dtype=self.dtype, name='embedding')(
+                           x, None if patch_size is None else (ph, pw))
     n, h, w, c = x.shape
-    x = jnp.reshape(x, (n, h * w, c))
+    return jnp.reshape(x, (n, h * w, c)), (h, w)
+
+  @nn.compact
+  def __call__(self, inputs, *, train, patch_size=None, take_blocks=None,
+               norm=False):
+    """Logits (or pre-logits without a head); `patch_size`: FlexiViT.
+
+    `take_blocks` (0-based block indices; what `forward_intermediates`
+    passes) returns instead ([n, tokens, c] outputs of those blocks, the
+    patch grid, the number of prefix tokens); `norm`: through the final
+    LayerNorm.
+    """
+    self._check()
+    has_cls = self._has_class_token()
+    x, grid = self._embed(inputs, patch_size)
+    n, _, c = x.shape
     if self.posemb == 'sincos2d':
-      x = x + posemb_sincos_2d(h, w, c).astype(x.dtype)
-    if self.classifier in _CLASS_TOKEN:
+      x = x + posemb_sincos_2d(*grid, c).astype(x.dtype)
+    if has_cls:
       cls = self.param('cls', nn.initializers.zeros, (1, 1, c))
       x = jnp.concatenate([jnp.tile(cls.astype(x.dtype), (n, 1, 1)), x], 1)
 
-    x = Encoder(name='Transformer', dtype=self.dtype, remat=self.remat,
-                scan=self.scan, add_position_embedding=self.posemb == 'learn',
-                **self.transformer)(x, train=train)
+    resize = self.dynamic_img_size or patch_size is not None
+    posemb = dict(grid=grid if resize else None,
+                  stored_grid=(None if self.posemb_grid is None else
+                               tuple(self.posemb_grid)),
+                  num_prefix_tokens=int(has_cls), method=self.posemb_resize)
+    encoder = Encoder(name='Transformer', dtype=self.dtype, remat=self.remat,
+                      scan=self.scan,
+                      add_position_embedding=self.posemb == 'learn',
+                      final_norm=not self.fc_norm, posemb=posemb,
+                      **self.transformer)
+    if take_blocks is not None:
+      return encoder(x, train=train, take=tuple(take_blocks),
+                     norm=norm), grid, int(has_cls)
+    x = encoder(x, train=train)
     if self.classifier == 'token':
       x = x[:, 0]
     elif self.classifier == 'gap':
-      x = jnp.mean(x, axis=1)
+      x = jnp.mean(x[:, int(has_cls):], axis=1)
     elif self.classifier == 'map':
       x = MAPHead(num_heads=self.transformer['num_heads'],
                   mlp_dim=self.transformer['mlp_dim'], dtype=self.dtype,
                   gelu=self.transformer.get('gelu', 'tanh'),
                   layer_norm_eps=self.transformer.get('layer_norm_eps', 1e-6),
                   name='MAPHead_0')(x)
+    if self.fc_norm:
+      x = nn.LayerNorm(
+          epsilon=self.transformer.get('layer_norm_eps', 1e-6),
+          dtype=self.dtype, name='fc_norm')(x)
 
     if self.representation_size is not None:
       x = nn.tanh(nn.Dense(self.representation_size, dtype=self.dtype,
@@ -547,3 +699,29 @@ class VisionTransformer(nn.Module):
                    else nn.linear.default_kernel_init,
                    bias_init=nn.initializers.constant(self.head_bias_init))(x)
     return x.astype(jnp.float32)
+
+  def forward_intermediates(self, inputs, *, train=False, indices=None,
+                            norm=False, return_prefix_tokens=False,
+                            patch_size=None):
+    """Block outputs as NHWC maps, as timm's `forward_intermediates(x,
+    indices, norm=norm, output_fmt='NCHW', intermediates_only=True)` gives
+    them (transposed to NHWC).
+
+    Use as `model.apply(variables, x, method='forward_intermediates',
+    indices=...)`. `indices`: None every block, an int n the last n, a
+    sequence those 0-based blocks (negative: from the end); blocks after the
+    last one asked for do not run (scanned models too). Returns a list of
+    [batch, rows, cols, hidden] maps in `indices`' order, the prefix (class)
+    token dropped; `return_prefix_tokens`: a list of (map, prefix tokens
+    [batch, prefix, hidden]) pairs instead (timm's). `norm`: each map
+    through the final LayerNorm.
+    """
+    take = resample.take_indices(self.transformer['num_layers'], indices)
+    outputs, (h, w), prefix = self(inputs, train=train, patch_size=patch_size,
+                                   take_blocks=take, norm=norm)
+    maps = [y[:, prefix:].reshape(y.shape[0], h, w, y.shape[-1]).astype(
+        jnp.float32) for y in outputs]
+    if return_prefix_tokens:
+      return [(m, y[:, :prefix].astype(jnp.float32))
+              for m, y in zip(maps, outputs)]
+    return maps

@@ -15,6 +15,7 @@ import optax
 from vit_jax import checkpoint
 from vit_jax import models
 from vit_jax.data import mixup
+from vit_jax.models import flexi
 from vit_jax.train import ema
 from vit_jax.train import optim
 from vit_jax.train import sharding
@@ -47,9 +48,16 @@ def make_train_step(config, model, tx, dropout_key):
   # A stream apart from dropout's fold_in(key, step) and its micro-batches'.
   mix_key = jax.random.fold_in(dropout_key, 0x6D6978)  # 'mix'
 
+  flexi_sizes = config.get('flexi_patch_sizes')
+
   def loss_fn(params, images, targets, rng):
-    logits = model.apply({'params': params}, images, train=True,
-                         rngs={'dropout': rng})
+    if flexi_sizes:  # FlexiViT: a patch size per step (models/flexi.py).
+      logits = flexi.apply_at_random_patch_size(
+          model, {'params': params}, images, patch_sizes=flexi_sizes,
+          rng=rng, train=True, rngs={'dropout': rng})
+    else:
+      logits = model.apply({'params': params}, images, train=True,
+                           rngs={'dropout': rng})
     targets = optax.smooth_labels(targets, smoothing)
     return optax.softmax_cross_entropy(logits, targets).mean()
 

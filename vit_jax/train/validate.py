@@ -19,6 +19,7 @@ from vit_jax import remote
 from vit_jax.checkpoint import hub
 from vit_jax.data import input_pipeline
 from vit_jax.data import mixup
+from vit_jax.models import flexi
 from vit_jax.train import optim
 from vit_jax.train import sharding
 
@@ -92,6 +93,7 @@ def check_classifier(config) -> input_pipeline.DatasetInfo:
     remote.check(config.get(field) or '', f'config.{field}')
   optim.check(config)
   mixup.check(config)
+  flexi.check(config)
   model_shapes = _check_model(config)
   if config.get('pretrained_path') and '://' not in config.pretrained_path \
       and not hub.is_hub_name(config.pretrained_path) \
