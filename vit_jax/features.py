@@ -19,7 +19,7 @@ from the end) `block_{i}` [N, rows, cols, D] for each block i, the maps of
 `VisionTransformer.forward_intermediates` (`--norm`: through the final
 LayerNorm). Beside them `paths` (a folder) or `labels` (a split). Progress
 goes to stderr. Bad input ends with one `error:` line and exit status 1
-(flag misuse: absl's usage message).
+(a bad flag: one `error:` line, exit status 2).
 """
 import io
 import os
@@ -32,6 +32,7 @@ import numpy as np
 from PIL import Image
 
 from vit_jax import atomic_file
+from vit_jax import command_line
 from vit_jax import inference
 from vit_jax import models
 
@@ -171,4 +172,4 @@ if __name__ == '__main__':
   flags.DEFINE_bool('norm', False, 'With --blocks: through the final '
                     'LayerNorm.')
   flags.DEFINE_integer('batch_size', 32, 'Images per forward pass.')
-  app.run(main)
+  app.run(main, flags_parser=command_line.parse_flags)

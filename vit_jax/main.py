@@ -15,15 +15,14 @@ import sys
 
 from absl import app
 from absl import flags
-from ml_collections import config_flags
 
+from vit_jax import command_line
 from vit_jax.original import train
 
 _WORKDIR = flags.DEFINE_string('workdir', None,
                                'Directory to store logs and model data.')
-config_flags.DEFINE_config_file(
-    'config', None, 'The original release\'s config file, with `:ARG`.',
-    lock_config=True)
+command_line.define_config(
+    None, 'The original release\'s config file, with `:ARG`.')
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -38,4 +37,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=command_line.parse_flags)
