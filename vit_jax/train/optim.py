@@ -163,9 +163,18 @@ def check(config) -> None:
                      ' e.g. 0.9999.')
 
 
-def make_optimizer(config) -> optax.GradientTransformation:
+def make_optimizer(config, frozen=None) -> optax.GradientTransformation:
   """Gradient clipping + the named optimizer on `lr_schedule(config)`, with
-  the layer decay and weight decay style of the config (docstring)."""
+  the layer decay and weight decay style of the config (docstring).
+
+  `frozen` (a tree of bools like the params): those params get no updates
+  and no optimizer state (LiT's locked image tower); the others are
+  optimized (and clipped) as if they were all the params.
+  """
+  if frozen is not None:
+    labels = jax.tree.map(lambda f: 'frozen' if f else 'train', frozen)
+    return optax.multi_transform({'train': make_optimizer(config),
+                                  'frozen': optax.set_to_zero()}, labels)
   check(config)
   c = config.optimizer
   layer_decay = c.get('layer_decay') or 0.0

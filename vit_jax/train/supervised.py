@@ -1,7 +1,8 @@
 """`train_and_evaluate(config, workdir)`: trains a classifier config.
 
-The entry point `main.py` calls for classifier configs: the training loop
-(`loop.py`) given the classification task (`task_classify.py`).
+The training loop (`loop.py`) given the classification task
+(`task_classify.py`); `tasks.train_and_evaluate` trains a config of any
+task.
 """
 from typing import Dict
 
@@ -9,9 +10,6 @@ import ml_collections
 
 from vit_jax.train import loop
 from vit_jax.train import task_classify
-
-# Raised by the loop; main.py and older code catch it under this name too.
-NonFiniteLossError = loop.NonFiniteLossError
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict,
