@@ -23,10 +23,14 @@ when `is_big_vision` says a file is in that layout):
    (older ones under `opt/target/`): that subtree is taken. bfloat16 arrays,
    which `np.savez` stores as 2-byte void, are read back as float32.
 
-Two-tower files (SigLIP, LiT: `img/...`, `txt/...`) are not split here:
-big_vision loads their image tower as `FILE.npz:img`; save that subtree
-(`{k[4:]: v for k, v in np.load(FILE).items() if k.startswith('img/')}`)
-as a file of its own.
+Two-tower files (big_vision's `two_towers.Model`: SigLIP, SigLIP 2, LiT;
+`img/...`, `txt/...`, `t`, `b`) are converted tower by tower: the image
+tower as above, the text tower (`models/text_transformer.py`, whose names
+big_vision's are) only where it was scanned (`Encoder_0/encoderblock`, split
+as in 2.) or is from the old layout that kept a second position embedding
+at `Encoder_0/pos_embedding` (added to `pos_embedding`, as big_vision's
+`text_transformer.load` does). Released files keep every key under
+`params/`; files saved from a model alone have none: both load.
 
 Pooling maps to `classifier`: big_vision's 'tok' -> 'token', 'gap', 'map'
 (`models_vit.MAPHead`); its '0' and 'none' (first token without a class
@@ -54,12 +58,33 @@ _STATE_PREFIXES = ('params/', 'opt/target/')
 _POOLS = {'tok': 'token', 'gap': 'gap', 'map': 'map'}
 
 
-def is_big_vision(flat: Mapping[str, Any]) -> bool:
-  """Whether flat `/`-joined keys are in big_vision's layout (one of the
-  differences above is present). A sin-cos model without a class token or
-  scan is in both layouts at once: it loads the same either way."""
+_TOWERS = ('img/', 'txt/')
+_TEXT_STACKED = 'Encoder_0/encoderblock/'
+_TEXT_OLD_POSEMB = 'Encoder_0/pos_embedding'
+
+
+def _tower(flat: Mapping[str, Any], prefix: str) -> Flat:
+  return {k[len(prefix):]: v for k, v in flat.items() if k.startswith(prefix)}
+
+
+def _vit_is_big_vision(flat: Mapping[str, Any]) -> bool:
   return (any(k in flat for k in _OLD_POSEMBS) or 'probe' in flat or
           any(k.startswith((_STACKED,) + _STATE_PREFIXES) for k in flat))
+
+
+def _text_is_big_vision(flat: Mapping[str, Any]) -> bool:
+  return _TEXT_OLD_POSEMB in flat or any(
+      k.startswith(_TEXT_STACKED) for k in flat)
+
+
+def is_big_vision(flat: Mapping[str, Any]) -> bool:
+  """Whether flat `/`-joined keys are in big_vision's layout (one of the
+  differences above is present, in a ViT or in either tower of a two-tower
+  model). A sin-cos model without a class token or scan is in both layouts
+  at once: it loads the same either way."""
+  return (_vit_is_big_vision(flat) or
+          _vit_is_big_vision(_tower(flat, 'img/')) or
+          _text_is_big_vision(_tower(flat, 'txt/')))
 
 
 def _params_only(flat: Flat) -> Flat:
@@ -79,19 +104,45 @@ def _is_square(n: int) -> bool:
   return math.isqrt(n) ** 2 == n
 
 
+def _split_stacked(flat: Flat, stacked: str, block: str) -> None:
+  """`{stacked}leaf` [layers, ...] -> `{block}{i}/leaf`, in place."""
+  for key in [k for k in flat if k.startswith(stacked)]:
+    value = flat.pop(key)
+    for i, layer in enumerate(value):
+      flat[f'{block}{i}/{key[len(stacked):]}'] = layer
+
+
+def _text_to_vit_jax(flat: Flat) -> Flat:
+  """big_vision's text transformer -> `models/text_transformer.py`."""
+  _split_stacked(flat, _TEXT_STACKED, 'Encoder_0/encoderblock_')
+  if _TEXT_OLD_POSEMB in flat:
+    flat['pos_embedding'] = (np.asarray(flat['pos_embedding']) +
+                             np.asarray(flat.pop(_TEXT_OLD_POSEMB)))
+  return flat
+
+
 def to_vit_jax(flat: Flat) -> Flat:
-  """big_vision flat params -> the keys and values of this project's
-  layout (see the module docstring); the computation is unchanged."""
+  """big_vision flat params (a ViT, or a two-tower model) -> the keys and
+  values of this project's layout (see the module docstring); the
+  computation is unchanged."""
   flat = _params_only(flat)
+  if any(k.startswith(_TOWERS) for k in flat):
+    out = {k: v for k, v in flat.items() if not k.startswith(_TOWERS)}
+    for prefix, convert in (('img/', _vit_to_vit_jax),
+                            ('txt/', _text_to_vit_jax)):
+      out.update({prefix + k: v
+                  for k, v in convert(_tower(flat, prefix)).items()})
+    return out
+  return _vit_to_vit_jax(flat)
+
+
+def _vit_to_vit_jax(flat: Flat) -> Flat:
+  """A big_vision ViT's flat params (no `params/` prefix) -> this layout."""
   if 'probe' in flat:
     for key in [k for k in flat if k.startswith(_INLINE_MAP)]:
       flat[f'MAPHead_0/{key}'] = flat.pop(key)
 
-  stacked = [k for k in flat if k.startswith(_STACKED)]
-  for key in stacked:
-    value = flat.pop(key)
-    for i, layer in enumerate(value):
-      flat[f'Transformer/encoderblock_{i}/{key[len(_STACKED):]}'] = layer
+  _split_stacked(flat, _STACKED, 'Transformer/encoderblock_')
 
   for key in _OLD_POSEMBS:
     if key in flat:
@@ -156,15 +207,8 @@ def config_from_kwargs(kwargs: Mapping[str, Any],
   (`patch_size`, `width`, `depth`, `mlp_dim`, `num_heads`, `posemb`,
   `rep_size`, `pool_type`, `head_zeroinit`, `dropout`; `variant` such as
   'S/16' sets sizes as big_vision's `decode_variant`)."""
-  kw = dict(kwargs)
+  kw = _decode_variant(dict(kwargs))
   kw.pop('num_classes', None)
-  variant = kw.pop('variant', None)
-  if variant:
-    size, _, patch = variant.partition('/')
-    hidden, mlp, heads, layers = _VARIANTS[size]
-    kw = {'width': hidden, 'mlp_dim': mlp, 'num_heads': heads,
-          'depth': layers, **({'patch_size': (int(patch),) * 2}
-                              if patch else {}), **kw}
   width = kw.pop('width', 768)
   pool = kw.pop('pool_type', 'gap')
   if pool not in _POOLS:
@@ -198,5 +242,45 @@ _VARIANTS = {
     'M': (512, 2048, 8, 12), 'B': (768, 3072, 12, 12),
     'L': (1024, 4096, 16, 24), 'So400m': (1152, 4304, 16, 27),
     'H': (1280, 5120, 16, 32), 'g': (1408, 6144, 16, 40),
-    'G': (1664, 8192, 16, 48), 'e': (1792, 15360, 16, 56),
+    'g-opt': (1536, 6144, 16, 40), 'G': (1664, 8192, 16, 48),
+    'G-opt': (1536, 8192, 16, 48), 'e': (1792, 15360, 16, 56),
 }
+
+
+def _decode_variant(kw: Dict[str, Any]) -> Dict[str, Any]:
+  """big_vision's `variant='B/16'` (or 'B' for a text tower) -> the sizes
+  it stands for, under the explicit arguments in `kw`."""
+  variant = kw.pop('variant', None)
+  if not variant:
+    return kw
+  size, _, patch = variant.partition('/')
+  if size not in _VARIANTS:
+    raise ValueError(f'Unknown big_vision variant {variant!r}; known sizes: '
+                     f'{", ".join(_VARIANTS)}.')
+  hidden, mlp, heads, layers = _VARIANTS[size]
+  return {'width': hidden, 'mlp_dim': mlp, 'num_heads': heads,
+          'depth': layers, **({'patch_size': (int(patch),) * 2}
+                              if patch else {}), **kw}
+
+
+def text_config_from_kwargs(kwargs: Mapping[str, Any]) -> Dict[str, Any]:
+  """The `TextTransformer` fields equivalent to big_vision's
+  `text_transformer.Model(**kwargs)` (`width`, `depth`, `mlp_dim`,
+  `num_heads`, `vocab_size`, `pool_type`, `dropout`, `variant`; `scan` and
+  `remat_policy` change how, not what, it computes)."""
+  kw = _decode_variant(dict(kwargs))
+  kw.pop('num_classes', None)
+  width = kw.pop('width', 512)
+  # Unlike the ViT's, its mlp_dim defaults to 2048; None means 4 * width.
+  config = dict(width=width, num_layers=kw.pop('depth', 12),
+                mlp_dim=kw.pop('mlp_dim', 2048) or 4 * width,
+                num_heads=kw.pop('num_heads', 8),
+                dropout_rate=kw.pop('dropout', 0.0),
+                vocab_size=kw.pop('vocab_size', 32_000),
+                pool_type=kw.pop('pool_type', 'last'))
+  kw.pop('scan', None)
+  kw.pop('remat_policy', None)
+  if kw:
+    raise ValueError(f'big_vision text_transformer arguments {sorted(kw)} '
+                     'have no counterpart here.')
+  return config

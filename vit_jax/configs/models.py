@@ -11,8 +11,12 @@ import ml_collections
 MODEL_CONFIGS = {}
 
 
-def _vit(name, *, hidden, mlp, heads, layers, patch, dropout=0.0,
-         classifier='token', representation_size=None, resnet=None):
+def _vit(name, **kwargs):
+  MODEL_CONFIGS[name] = _vit_config(name, **kwargs).lock()
+
+
+def _vit_config(name, *, hidden, mlp, heads, layers, patch, dropout=0.0,
+                classifier='token', representation_size=None, resnet=None):
   config = ml_collections.ConfigDict()
   config.model_name = name
   config.patches = ml_collections.ConfigDict({'size': (patch, patch)})
@@ -25,7 +29,7 @@ def _vit(name, *, hidden, mlp, heads, layers, patch, dropout=0.0,
   if resnet is not None:
     config.resnet = ml_collections.ConfigDict(
         dict(num_layers=tuple(resnet), width_factor=1))
-  MODEL_CONFIGS[name] = config.lock()
+  return config
 
 
 # Transformer sizes: (hidden, mlp, heads, layers, default dropout).
@@ -38,6 +42,10 @@ _SIZES = {
     # "Scaling Vision Transformers" (Zhai et al. 2021); no published .npz.
     'g': (1408, 6144, 16, 40, 0.0),
     'G': (1664, 8192, 16, 48, 0.0),
+    # "Getting ViT in Shape" (Alabdulmohsin et al. 2023): SigLIP's So400m.
+    'So400m': (1152, 4304, 16, 27, 0.0),
+    # SigLIP 2's g-opt image tower.
+    'g-opt': (1536, 6144, 16, 40, 0.0),
 }
 
 
@@ -111,6 +119,123 @@ for _name, _size in [('LiT-L16S', 'S'), ('LiT-L16Ti', 'Ti')]:
        text=dict(width=_hidden, mlp_dim=_mlp, num_heads=_heads,
                  num_layers=_layers, vocab_size=16_000),
        tokenizer='sentencepiece', out_dim=(None, 1024))
+
+
+# big_vision's SentencePiece models, as its `pp/ops_text.py` names them.
+TOKENIZER_FILES = {
+    'c4_en': 'gs://t5-data/vocabs/cc_en.32000/sentencepiece.model',
+    'mc4': 'gs://t5-data/vocabs/mc4.250000.100extra/sentencepiece.model',
+    'gemma': 'gs://big_vision/gemma_tokenizer.model',
+}
+# Where each SigLIP preset's released weights are (big_vision's
+# `two_towers.VANITY_NAMES`); `checkpoint.load_npz` reads them.
+CHECKPOINT_FILES = {}
+
+
+def _siglip(name, *, size, patch, res, text_size, embed_dim, vocab, max_len,
+            tokenizer, file, pad_value):
+  """A SigLIP / SigLIP 2 preset, as big_vision's SigLIP colabs build them:
+  a MAP-pooled ViT without a head (its MAP output is the embedding), the
+  text transformer of size `text_size` with a head to `embed_dim`,
+  temperature 10 and bias -10 at init. Texts are lower-cased SentencePiece
+  pieces without BOS, EOS appended and kept last when a text is cut
+  ("sticky"), padded with `pad_value` to `max_len`."""
+  config = ml_collections.ConfigDict()
+  config.model_name = name
+  image = _vit_config(name, **_sized(size, patch=patch, classifier='map',
+                                     dropout=0.0))
+  config.image = image.to_dict()
+  config.text_model = 'text_transformer'
+  hidden, mlp, heads, layers, _ = _SIZES[text_size]
+  config.text = dict(width=hidden, mlp_dim=mlp, num_heads=heads,
+                     num_layers=layers, vocab_size=vocab, pool_type='last')
+  config.out_dim = (None, embed_dim)
+  config.temperature_init = 10.0
+  config.bias_init = -10.0
+  config.pp = dict(tokenizer_name='sentencepiece', size=res, max_len=max_len,
+                   lower=True, pad_value=pad_value,
+                   vocab=TOKENIZER_FILES[tokenizer])
+  MODEL_CONFIGS[name] = config.lock()
+  CHECKPOINT_FILES[name] = file
+
+
+# SigLIP (Zhai et al. 2023): big_vision's SigLIP_demo.ipynb. Pad = EOS = 1.
+for _size, _patch, _res, _file in [
+    ('B', 16, 224, 'webli_en_b16_224_63724782'),
+    ('B', 16, 256, 'webli_en_b16_256_60500360'),
+    ('B', 16, 384, 'webli_en_b16_384_68578854'),
+    ('B', 16, 512, 'webli_en_b16_512_68580893'),
+    ('L', 16, 256, 'webli_en_l16_256_60552751'),
+    ('L', 16, 384, 'webli_en_l16_384_63634585'),
+    ('So400m', 14, 224, 'webli_en_so400m_224_57633886'),
+    ('So400m', 14, 384, 'webli_en_so400m_384_58765454')]:
+  _siglip(f'SigLIP-{_size}_{_patch}-{_res}', size=_size, patch=_patch,
+          res=_res, text_size=_size, embed_dim=_SIZES[_size][0],
+          vocab=32_000, max_len=16 if (_size, _res) == ('So400m', 224) else 64,
+          tokenizer='c4_en', file=f'gs://big_vision/siglip/{_file}.npz',
+          pad_value=1)
+_siglip('SigLIP-B_16-i18n-256', size='B', patch=16, res=256, text_size='B',
+        embed_dim=768, vocab=250_000, max_len=64, tokenizer='mc4',
+        file='gs://big_vision/siglip/webli_i18n_b16_256_66117334.npz',
+        pad_value=1)
+# SigLIP 2 (Tschannen et al. 2025), fixed resolution: SigLIP2_demo.ipynb.
+# The Gemma tokenizer (EOS 1) pads with its pad id, 0; g-opt's text tower is
+# So400m-sized with a head to 1536.
+for _size, _patch, _res in [
+    ('B', 32, 256), ('B', 16, 224), ('B', 16, 256), ('B', 16, 384),
+    ('B', 16, 512), ('L', 16, 256), ('L', 16, 384), ('L', 16, 512),
+    ('So400m', 14, 224), ('So400m', 14, 384), ('So400m', 16, 256),
+    ('So400m', 16, 384), ('So400m', 16, 512), ('g-opt', 16, 256),
+    ('g-opt', 16, 384)]:
+  _siglip(f'SigLIP2-{_size}_{_patch}-{_res}', size=_size, patch=_patch,
+          res=_res, text_size='So400m' if _size == 'g-opt' else _size,
+          embed_dim=_SIZES[_size][0], vocab=256_000, max_len=64,
+          tokenizer='gemma', pad_value=0,
+          file=('gs://big_vision/siglip2/siglip2_'
+                f'{_size.lower()}{_patch}_{_res}.npz'))
+
+
+def from_big_vision_two_towers(**kwargs) -> ml_collections.ConfigDict:
+  """The two-tower model config (`models.create(config)` builds it) that
+  computes what big_vision's `two_towers.Model(**kwargs)` computes.
+
+  Takes that model's arguments: `image` / `text` (the towers' arguments,
+  `variant` included), `image_model` ('vit'), `text_model`
+  ('proj.image_text.text_transformer'), `out_dim`, `temperature_init`,
+  `bias_init`. The towers' arguments map as `checkpoint.big_vision`'s
+  `config_from_kwargs` and `text_config_from_kwargs` say.
+
+  Raises:
+    ValueError: an argument or a tower this project has no counterpart for.
+  """
+  # checkpoint/ reads configs, not the other way round: imported when used.
+  from vit_jax.checkpoint import big_vision  # pylint: disable=g-import-not-at-top
+  kw = dict(kwargs)
+  image_model = kw.pop('image_model', 'vit')
+  text_model = kw.pop('text_model', 'proj.image_text.text_transformer')
+  if image_model != 'vit':
+    raise ValueError(f'image_model={image_model!r}: only big_vision\'s '
+                     "'vit' image tower has a counterpart here.")
+  if text_model != 'proj.image_text.text_transformer':
+    raise ValueError(f'text_model={text_model!r}: only big_vision\'s '
+                     "'proj.image_text.text_transformer' text tower has a "
+                     'counterpart here.')
+  out_dim = kw.pop('out_dim', 128)
+  if not isinstance(out_dim, int):
+    out_dim = tuple(out_dim)
+  config = ml_collections.ConfigDict(dict(
+      model_name='big_vision two_towers',
+      image=big_vision.config_from_kwargs(kw.pop('image', None) or {},
+                                          'big_vision ViT').to_dict(),
+      text_model='text_transformer',
+      text=big_vision.text_config_from_kwargs(kw.pop('text', None) or {}),
+      out_dim=out_dim,
+      temperature_init=float(kw.pop('temperature_init', 1.0)),
+      bias_init=kw.pop('bias_init', None)))
+  if kw:
+    raise ValueError(f'big_vision two_towers arguments {sorted(kw)} have no '
+                     'counterpart here.')
+  return config
 
 
 # ViT presets without AugReg checkpoints (the original leaves out the same).

@@ -1,25 +1,29 @@
 """Public model API, as in the original release: `models.VisionTransformer`,
-`models.MlpMixer`, `models.LitModel` (image-text towers).
+`models.MlpMixer`, `models.LitModel`; and `models.TwoTowerModel` (image-text
+models: LiT, SigLIP, SigLIP 2; `LitModel` is the same class).
 
-`create(model_config, num_classes)` builds the model a config describes,
+`create(model_config, num_classes)` builds the model a config describes (a
+two-tower config takes no `num_classes`),
 `get_model(name, num_classes)` a preset by name; `token_grid` says how many
 patches (rows, columns) a config cuts an image into.
 """
 import math
-from typing import Tuple
+from typing import Optional, Tuple
 
 import flax.linen as nn
 
 from vit_jax.configs import models as models_config
 from vit_jax.models.lit import LitModel
 from vit_jax.models.mixer import MlpMixer
+from vit_jax.models.two_towers import TwoTowerModel
 from vit_jax.models.vit import VisionTransformer
 
-__all__ = ['LitModel', 'MlpMixer', 'VisionTransformer', 'create', 'get_model',
-           'model_class', 'token_grid']
+__all__ = ['LitModel', 'MlpMixer', 'TwoTowerModel', 'VisionTransformer',
+           'create', 'get_model', 'model_class', 'token_grid']
 
 # Model families, each told apart by a config field only its configs have.
-FAMILIES = {'num_blocks': MlpMixer, 'transformer': VisionTransformer}
+FAMILIES = {'num_blocks': MlpMixer, 'transformer': VisionTransformer,
+            'text_model': TwoTowerModel}
 
 
 def model_class(model_config) -> type:
@@ -33,11 +37,26 @@ def model_class(model_config) -> type:
       'vit_jax/configs/models.py.')
 
 
-def create(model_config, num_classes: int, **options) -> nn.Module:
+def create(model_config, num_classes: Optional[int] = None,
+           **options) -> nn.Module:
   """The model for `model_config` with `num_classes` outputs; `options` are
-  the compute settings every family takes (dtype, remat, scan)."""
-  return model_class(model_config)(num_classes=num_classes, **options,
-                                   **model_config)
+  the compute settings the classifier families take (dtype, remat, scan).
+
+  A two-tower model (LiT, SigLIP) has no classes: its outputs are
+  embeddings of the sizes `out_dim` gives.
+  """
+  cls = model_class(model_config)
+  if cls is TwoTowerModel:
+    if num_classes is not None or options:
+      given = ['num_classes'] * (num_classes is not None) + sorted(options)
+      name = model_config.get('model_name') or 'image-text'
+      raise ValueError(f'{", ".join(given)}: a two-tower model ({name}) '
+                       'takes none; its embedding sizes are out_dim in its '
+                       'config.')
+    return cls(**model_config)
+  if num_classes is None:
+    raise ValueError('num_classes is required for a classifier model.')
+  return cls(num_classes=num_classes, **options, **model_config)
 
 
 def get_model(name: str, num_classes: int, **overrides) -> nn.Module:

@@ -16,7 +16,7 @@ with epsilon 1e-12. Attention kernels are 2-D ([hidden, heads * head_dim]),
 the query is divided by sqrt(head_dim), and padding (token id 0) is masked
 out of the keys. GELU is flax's default tanh approximation, as flaxformer's.
 """
-from typing import Any
+from typing import Any, Optional
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -207,3 +207,17 @@ class BertEncoder(nn.Module):
     return _EncoderBlock(self.num_hidden_layers, layer_kwargs,
                          name='encoder_block')(x, mask,
                                                deterministic=not train)
+
+
+class BertModel(nn.Module):
+  """LiT's BERT text tower: BERT, its [CLS] token (the first), then an
+  optional linear head."""
+  config: Any  # 'base' | 'large' | a mapping of sizes (`bert_config`).
+  num_classes: Optional[int] = None
+
+  @nn.compact
+  def __call__(self, tokens, *, train: bool = False):
+    x = BertEncoder(**bert_config(self.config))(tokens, train=train)[:, 0]
+    if self.num_classes:
+      x = nn.Dense(self.num_classes, name='head')(x)
+    return x

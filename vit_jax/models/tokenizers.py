@@ -9,13 +9,17 @@ scalar string tensor inside a tf.data pipeline. Both run on tensorflow-text
 - 'bert': lower-cased WordPiece; `[CLS]` first, then at most max_len - 1
   word pieces, zero (`[PAD]`) padded. No `[SEP]`. Words not in the
   vocabulary become word pieces, or `[UNK]` when they have none.
-- 'sentencepiece': the pieces, clipped to max_len - 1, then EOS `</s>`,
-  padded with EOS: the last token is always EOS, which the text transformer
-  reads.
+- 'sentencepiece': the pieces (no BOS), clipped to max_len - 1, then the
+  model's EOS, padded with EOS: the last token is always EOS, which the text
+  transformer reads (big_vision's `eos='sticky', pad_value=EOS`). SigLIP's
+  presets set `lower=True` (big_vision's `tokenize` lower-cases by
+  default); SigLIP 2's Gemma tokenizer pads with its pad id
+  (`pad_value=0`), so there the last token is EOS only for a text that was
+  cut.
 """
 import dataclasses
 import os
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -82,9 +86,12 @@ class BertTokenizer:
 
 @dataclasses.dataclass(frozen=True)
 class SentencepieceTokenizer:
-  """SentencePiece with a sticky EOS, also used as padding."""
+  """SentencePiece with a sticky EOS; padding with EOS unless `pad_value`
+  (a token id) says otherwise; `lower`: lower-case texts first."""
   vocab_path: str
   max_len: int
+  lower: bool = False
+  pad_value: Optional[int] = None
   eos_token: int = dataclasses.field(init=False)
   vocab_size: int = dataclasses.field(init=False)
   _tokenizer: Any = dataclasses.field(init=False, repr=False)
@@ -94,22 +101,32 @@ class SentencepieceTokenizer:
     try:
       tokenizer = tensorflow_text.SentencepieceTokenizer(
           model=_read_vocab(self.vocab_path, 'rb'), add_eos=True)
-      eos = int(tokenizer.string_to_id('</s>'))
+      # The id add_eos appends ('</s>' in T5's models, '<eos>' in Gemma's).
+      eos = int(tokenizer.tokenize('')[-1])
       size = int(tokenizer.vocab_size())
     except tf.errors.OpError as e:
       raise ValueError(f'{self.vocab_path!r} is not a SentencePiece model '
                        f'({e.message.splitlines()[0]}).') from e
+    if self.pad_value is not None and not 0 <= self.pad_value < size:
+      raise ValueError(f'pad_value={self.pad_value} is not a token id of '
+                       f'{self.vocab_path!r} ({size} pieces).')
     object.__setattr__(self, 'eos_token', eos)
     object.__setattr__(self, 'vocab_size', size)
     object.__setattr__(self, '_tokenizer', tokenizer)
 
   def preprocess_tf(self, text):
     """One scalar string tensor -> int32 [max_len], in a TF graph."""
-    # With add_eos the pieces end with EOS; clipped, the EOS padding puts
-    # one back at the end.
-    tokens = self._tokenizer.tokenize(text)[:self.max_len - 1]
-    return tf.pad(tokens, [(0, self.max_len - tf.shape(tokens)[0])],
-                  constant_values=self.eos_token)
+    if self.lower:
+      text = tf.strings.lower(text)
+    # With add_eos the pieces end with EOS. Cut, EOS goes back at the end.
+    tokens = self._tokenizer.tokenize(text)
+    cut = tf.concat([tokens[:self.max_len - 1], [self.eos_token]], 0)
+    pad = self.eos_token if self.pad_value is None else self.pad_value
+    padded = tf.pad(tokens, [(0, tf.maximum(
+        self.max_len - tf.shape(tokens)[0], 0))], constant_values=pad)
+    return tf.ensure_shape(
+        tf.cond(tf.shape(tokens)[0] > self.max_len, lambda: cut,
+                lambda: padded), [self.max_len])
 
   def __call__(self, texts: Sequence[str]) -> np.ndarray:
     if not texts:
