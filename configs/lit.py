@@ -56,8 +56,7 @@ def get_config(arg=None):
       pp=dict(tokenizer_name='bert', max_len=16, size=28),
       # No image head: the locked tower's own features, as the LiT paper's
       # best setting; the text head projects to their width.
-      out_dim=(None, image.hidden_size)))
-  config.temperature_init = 10.0
+      out_dim=(None, image.hidden_size), temperature_init=10.0))
   config.captions.templates = (
       'a product photo of a {}.', 'a picture of a {}.',
       'an image of the {}.', 'a {} in grayscale.',

@@ -68,7 +68,8 @@ def test_no_field_is_silently_ignored(tmp_path):
   # And LiT's fields in a classifier config.
   config = _testing_config()
   config.image_checkpoint = 'random'
-  _fails(config, r"config\.image_checkpoint is a field of the 'lit' task",
+  _fails(config, r"config\.image_checkpoint is a field of the 'lit' and "
+         r"'siglip' tasks, not of the 'classify' task",
          tmp_path)
   # Misspelled fields, top-level or nested, with the likely one.
   config = _lit_config()
@@ -89,7 +90,7 @@ def test_no_field_is_silently_ignored(tmp_path):
   _fails(config, r'config\.trainer is gone: config\.task', tmp_path)
   config = _lit_config()
   config.task = 'siglipp'
-  _fails(config, r"Unknown config.task='siglipp'; use one of classify, lit",
+  _fails(config, r"Unknown config.task='siglipp'; use one of classify, lit, siglip",
          tmp_path)
 
 

@@ -168,8 +168,10 @@ def _classify_fields(config: ml_collections.ConfigDict) -> None:
 
 
 def _image_text_fields(config: ml_collections.ConfigDict) -> None:
-  """The image-text tasks' fields (vit_jax/train/task_lit.py): the image
-  tower's checkpoint, the tokenizer, the captions and the zero-shot prompts.
+  """The image-text tasks' fields (vit_jax/train/task_lit.py,
+  task_siglip.py): the image tower's checkpoint, the tokenizer, the captions
+  and the zero-shot prompts. (The initial temperature and bias are the
+  model's: `model.temperature_init`, `model.bias_init`.)
   """
   # A ViT .npz for the image tower, or 'random' (vit_jax/train/task_lit.py).
   config.image_checkpoint = config_dict.placeholder(str)
@@ -186,7 +188,6 @@ def _image_text_fields(config: ml_collections.ConfigDict) -> None:
       holdout=1000))
   # Zero-shot prompts (vit_jax/evaluators/zeroshot.py).
   config.zeroshot_templates = ('a photo of a {}.',)
-  config.temperature_init = 10.0  # exp(t) at the start.
 
 
 # The fields of each training task beyond those every task reads, with
@@ -195,6 +196,7 @@ def _image_text_fields(config: ml_collections.ConfigDict) -> None:
 TASK_FIELDS = {
     'classify': _classify_fields,
     'lit': _image_text_fields,
+    'siglip': _image_text_fields,
 }
 
 # Fields some configs of a task have and others not (read with

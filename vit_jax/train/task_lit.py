@@ -34,11 +34,11 @@ import flax
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 import optax
 
 from vit_jax import atomic_file
 from vit_jax import checkpoint
+from vit_jax import models
 from vit_jax import remote
 from vit_jax.data import captions
 from vit_jax.data import input_pipeline
@@ -146,13 +146,22 @@ def _validate(config):
   return names, pairs
 
 
+def _check_no_bias(config):
+  """The contrastive (softmax) loss is blind to a bias on the logits: a LiT
+  model has none."""
+  if config.model.get('bias_init') is not None:
+    raise ValueError(f'config.model.bias_init={config.model.bias_init}: the '
+                     f"{config.task!r} task's softmax loss has no use for a "
+                     "bias; remove it, or train the sigmoid loss (task='siglip',"
+                     ' configs/siglip.py).')
+
+
 def _init_params(config, model, key) -> Dict[str, Any]:
   size, max_len = config.image_size, config.model.pp.max_len
   params = jax.jit(lambda k: model.init(
       k, images=jnp.zeros((1, size, size, 3)),
       tokens=jnp.zeros((1, max_len), jnp.int32))['params'])(key)
-  params = jax.device_get(params)
-  params['t'] = np.full((1,), np.log(config.temperature_init), np.float32)
+  params = jax.device_get(params)  # t (and b) as config.model sets them.
   if config.image_checkpoint != RANDOM_IMAGE_TOWER:
     # The classifier head is dropped; the image head (if any) stays fresh.
     params['img'] = checkpoint.load_pretrained(
@@ -227,7 +236,12 @@ class LitTask:
 
   def check(self, workdir: str) -> None:
     del workdir
+    self.check_model()
     self.names, self.pairs = _validate(self.config)
+
+  def check_model(self) -> None:
+    """The model's fields the loss depends on."""
+    _check_no_bias(self.config)
 
   def prepare(self, workdir: str) -> None:
     """Tokenizes the captions; writes WORKDIR/vocab.txt (process 0)."""
@@ -252,7 +266,7 @@ class LitTask:
       self.caption_tokens = self.tokenizer(
           [t.format(n) for n in names for t in templates]
       ).reshape(len(names), len(templates), -1)
-    self.model = lit.LitModel(**config.model)
+    self.model = models.create(config.model)
     self.evaluators = []
     if names:
       self.evaluators.append(zeroshot.ZeroShotEvaluator(
@@ -263,7 +277,10 @@ class LitTask:
 
   def init_state(self, mesh, key):
     params = _init_params(self.config, self.model, key)
-    self.frozen = frozen_mask(params)
+    # A locked image tower (LiT), unless the model trains it too.
+    self.frozen = (None if self.config.model.get('train_image') else
+                   frozen_mask(params))
+    self.mesh = mesh
     self.tx = optim.make_optimizer(self.config, self.frozen)
     state = steps.fresh_state(jnp.zeros((), jnp.int32), params, self.tx,
                               with_ema=bool(self.config.ema_decay))
@@ -272,8 +289,12 @@ class LitTask:
 
   def train_step(self, key):
     return steps.make_step(
-        self.config, make_loss(self.model), self.tx, key,
+        self.config, self.loss(), self.tx, key,
         prepare=caption_tokens(self.caption_tokens, key), frozen=self.frozen)
+
+  def loss(self) -> steps.Loss:
+    """The task's loss, for `steps.make_step` (after `init_state`)."""
+    return make_loss(self.model)
 
   def train_batches(self, start_step: int):
     captioned = {}  # The pairs' images and tokens, or config.dataset's.

@@ -17,10 +17,12 @@ import ml_collections
 from vit_jax.train import loop
 from vit_jax.train import task_classify
 from vit_jax.train import task_lit
+from vit_jax.train import task_siglip
 
 TASKS = {
     'classify': task_classify.ClassifyTask,
     'lit': task_lit.LitTask,
+    'siglip': task_siglip.SiglipTask,
 }
 
 

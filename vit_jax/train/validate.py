@@ -55,7 +55,9 @@ def _check_pretrained(config, model_shapes):
 
 # Fields that are gone, and what replaced them.
 _RENAMED = {'trainer': "config.task names the training task ('lit' for "
-                       'configs/lit.py)'}
+                       'configs/lit.py)',
+            'temperature_init': 'the model sets it: config.model.'
+                                'temperature_init'}
 
 
 def _fields(config, prefix=''):
@@ -94,8 +96,8 @@ def check_fields(config, task: str):
     if owners:
       raise ValueError(
           f'config.{name} is a field of the {" and ".join(map(repr, owners))}'
-          f' task, not of the {task!r} task (config.task) that this config '
-          'trains: remove it.')
+          f' task{"s" * (len(owners) > 1)}, not of the {task!r} task '
+          '(config.task) that this config trains: remove it.')
     close = difflib.get_close_matches(name, known, n=1)
     raise ValueError(f'Unknown config field config.{name} (the {task!r} task '
                      'does not read it)' +
