@@ -9,7 +9,9 @@ model is the one the file describes: `model=FILE.safetensors` and
 `--config.pretrained_path=FILE.safetensors`; the same for a big_vision ViT
 (`model=FILE.npz`, `--config.pretrained_path=FILE.npz`). From the Hugging Face
 hub, `model=hf-hub:timm/vit_base_patch16_224.augreg_in21k` is both: the model
-its repo describes, and the checkpoint (`config.pretrained_path`). Layer-wise
+its repo describes, and the checkpoint (`config.pretrained_path`). A SigLIP
+(`model=hf-hub:google/siglip-base-patch16-224`, or a big_vision SigLIP
+`model=FILE.npz`) gives its image tower (MAP pooling) and a new head. Layer-wise
 lr decay (`--config.optimizer.layer_decay=0.75`) and an EMA of the params
 (`--config.ema_decay=0.9999`) are options (vit_jax/train/optim.py, ema.py).
 """

@@ -26,6 +26,7 @@ from PIL import Image
 from PIL import ImageOps
 
 from vit_jax import checkpoint
+from vit_jax.checkpoint import hub as checkpoint_hub
 from vit_jax import models
 from vit_jax.configs import models as models_config
 from vit_jax.models import lit as models_lit
@@ -123,24 +124,56 @@ def lit_config_from_json(spec: str) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(obj)
 
 
-def load_lit_model(*, checkpoint_path: str, vocab_path: str,
+# Tokenizer models in the hub repositories of transformers' SigLIP (T5's
+# SentencePiece) and SigLIP 2 (Gemma's), found beside the checkpoint.
+VOCAB_FILES = ('spiece.model', 'tokenizer.model')
+
+
+def _vocab_beside(checkpoint_path: str) -> str:
+  """The tokenizer model in a checkpoint's directory or hub repository."""
+  for name in VOCAB_FILES:
+    if checkpoint_hub.is_hub_name(checkpoint_path):
+      found = checkpoint_hub.resolve_beside(checkpoint_path, name)
+    else:
+      found = os.path.join(os.path.dirname(checkpoint_path), name)
+      found = found if os.path.isfile(found) else None
+    if found:
+      return found
+  raise ValueError(f'No vocabulary given and none ({", ".join(VOCAB_FILES)})'
+                   f' beside {checkpoint_path}; pass --vocab=FILE.')
+
+
+def load_lit_model(*, checkpoint_path: str, vocab_path: Optional[str] = None,
          model_name: Optional[str] = None, config_json: Optional[str] = None):
   """(model, params, tokenizer, config), all checked to fit each other.
+
+  The model is a preset (`model_name`), a JSON config, or, for neither, the
+  one a transformers SigLIP repository (`.safetensors` + config.json, a hub
+  name) describes; without `vocab_path` the tokenizer model is read from
+  beside the checkpoint (`VOCAB_FILES`).
 
   Raises:
     ValueError (CheckpointMismatchError included) or OSError, with a message
     meant for the user: unknown preset, missing or mismatched vocabulary,
     a checkpoint of another model.
   """
-  config = (models_config.get_model_config(model_name) if model_name
-            else lit_config_from_json(config_json))
+  if model_name:
+    config = models_config.get_model_config(model_name)
+  elif config_json:
+    config = lit_config_from_json(config_json)
+  elif checkpoint.is_safetensors(checkpoint_path):
+    config = checkpoint.safetensors_model_config(checkpoint_path)
+  else:
+    raise ValueError('Pass --model or --config_json for a .npz checkpoint '
+                     '(a transformers SigLIP repository describes itself).')
   if 'text_model' not in config:
     lit = [n for n, c in models_config.MODEL_CONFIGS.items()
            if 'text_model' in c]
     raise ValueError(f'{model_name or config_json} is not a LiT model; '
                      'zero-shot classification needs an image and a text '
                      f'tower (LiT presets: {", ".join(lit)}).')
-  tokenizer = models_lit.get_tokenizer(config, vocab_path)
+  tokenizer = models_lit.get_tokenizer(
+      config, vocab_path or _vocab_beside(checkpoint_path))
   try:
     model = models_lit.LitModel(**config)
   except TypeError as e:  # An unknown field in a JSON config.
@@ -150,9 +183,9 @@ def load_lit_model(*, checkpoint_path: str, vocab_path: str,
       model.init, images=jnp.zeros((1, size, size, 3)),
       tokens=jnp.zeros((1, config.pp.max_len), jnp.int32)),
                             jax.random.key(0))['params']
-  params = checkpoint.fit_params(checkpoint.load_npz(checkpoint_path),
-                                 expected, checkpoint_path,
-                                 config.get('model_name'))
+  params = checkpoint.fit_params(
+      checkpoint.load_params(checkpoint_path, config), expected,
+      checkpoint_path, config.get('model_name'))
   return model, params, tokenizer, config
 
 
@@ -192,6 +225,11 @@ def load_model(checkpoint_path: str, *, model_name: Optional[str] = None,
     config = checkpoint.safetensors_model_config(checkpoint_path)
   else:
     raise ValueError('Pass --model or --config_json for a .npz checkpoint.')
+  if 'text_model' in config:
+    raise ValueError(f'{model_name or config_json or checkpoint_path} is an '
+                     'image-text (LiT / SigLIP) model, not a classifier: '
+                     'classify with python -m vit_jax.zeroshot, or fine-tune '
+                     'its image tower (configs/finetune.py:model=...).')
   params = checkpoint.load_params(checkpoint_path, config)
   num_classes = params['head']['bias'].shape[-1] if 'head' in params else 0
   if 'pre_logits' in params:

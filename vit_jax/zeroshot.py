@@ -1,9 +1,23 @@
-r"""Zero-shot classification with a LiT model: classes named, not trained.
+r"""Zero-shot classification with a LiT or SigLIP model: classes named, not
+trained.
 
 Each class name is put into prompt templates ("a photo of a {}.", ...), the
 text embeddings of its prompts are averaged (then re-normalised), and an
 image is assigned the class whose embedding is nearest (largest dot product
-with the image embedding), as in the LiT paper.
+with the image embedding), as in the LiT paper. For single images a LiT
+model prints the predicted class and its softmax probability; a SigLIP model
+(one with a bias `b`) prints every label's own sigmoid probability,
+sigmoid(t * zimg . ztxt + b), as SigLIP defines it (labels are not
+exclusive).
+
+  # SigLIP from the Hugging Face hub (transformers' SiglipModel repository:
+  # its config.json, weights and spiece.model are all it needs):
+  python -m vit_jax.zeroshot --checkpoint=hf-hub:google/siglip-base-patch16-224 \
+      --labels=dog,cat,car a.jpg b.png
+  # A big_vision SigLIP file, by preset (vocabulary: the preset's pp.vocab):
+  python -m vit_jax.zeroshot --model=SigLIP-B_16-224 \
+      --checkpoint=webli_en_b16_224_63724782.npz \
+      --vocab=cc_en.32000/sentencepiece.model --labels=dog,cat a.jpg
 
   # A published LiT model on an image folder (DIR/test/<class>/<images>):
   python -m vit_jax.zeroshot --model=LiT-B16B --checkpoint=LiT-B16B.npz \
@@ -88,10 +102,10 @@ def main(argv):
           checkpoint_path=files['params'], vocab_path=files['vocab'],
           config_json=files['config'])
     else:
-      if not (FLAGS.checkpoint and FLAGS.vocab and
-              (FLAGS.model or FLAGS.config_json)):
-        raise ValueError('Pass --workdir, or --checkpoint, --vocab and one of '
-                         '--model / --config_json.')
+      if not FLAGS.checkpoint:
+        raise ValueError('Pass --workdir, or --checkpoint (with --vocab and '
+                         'one of --model / --config_json unless it is a '
+                         'transformers SigLIP repository).')
       model, params, tokenizer, config = inference.load_lit_model(
           checkpoint_path=FLAGS.checkpoint, vocab_path=FLAGS.vocab,
           model_name=FLAGS.model, config_json=FLAGS.config_json)
@@ -119,7 +133,10 @@ def main(argv):
   if paths:
     probs, predicted = classify(model, params, images, classes)
     for path, p, i in zip(paths, probs, predicted):
-      print(f'{path}\t{names[i]}\t{p[i]:.4f}')
+      if config.get('bias_init') is None:
+        print(f'{path}\t{names[i]}\t{p[i]:.4f}')
+      else:  # SigLIP: every label's own probability.
+        print('\t'.join([path] + [f'{n}={q:.4f}' for n, q in zip(names, p)]))
     return
   print(f'zero-shot accuracy {metrics["eval/accuracy"]:.4f} on '
         f'{metrics["eval/num_examples"]} images of {FLAGS.dataset}:'
@@ -132,9 +149,12 @@ def define_flags():
                       'config.json, params.npz and vocab.txt).')
   flags.DEFINE_string('model', None, 'LiT preset, e.g. LiT-B16B.')
   flags.DEFINE_string('config_json', None, 'LiT model config as FILE[:KEY].')
-  flags.DEFINE_string('checkpoint', None, 'LiT .npz file.')
+  flags.DEFINE_string('checkpoint', None, 'LiT / SigLIP .npz file, or a '
+                      "transformers SigLIP repository's model.safetensors or "
+                      'hub name (hf-hub:ORG/NAME).')
   flags.DEFINE_string('vocab', None, 'Its vocabulary: NAME.txt (BERT) or '
-                      'NAME.model (SentencePiece).')
+                      'NAME.model (SentencePiece); default: spiece.model / '
+                      'tokenizer.model beside the checkpoint.')
   flags.DEFINE_string('dataset', 'fashion_mnist', "'fashion_mnist', "
                       "'imagefolder' or a prepared TFDS dataset.")
   flags.DEFINE_string('data_dir', None, 'Image folder root / TFDS data dir.')
@@ -143,6 +163,7 @@ def define_flags():
   flags.DEFINE_integer('batch_size', 256, 'Images per batch.')
   flags.DEFINE_string('classes', None, 'Comma-separated class names (default:'
                       " the dataset's).")
+  flags.DEFINE_alias('labels', 'classes')
   flags.DEFINE_string('templates', None, "'|'-separated prompts with {} for "
                       'the class name (default: zeroshot.TEMPLATES).')
 

@@ -20,6 +20,8 @@
   torch_mixer      timm's MLP-Mixer (`mlp_mixer`, e.g.
                    timm/mixer_b16_224.goog_in21k) .safetensors <->
                    `models_mixer.MlpMixer` params.
+  torch_siglip     transformers' `SiglipModel` (.safetensors + config.json)
+                   <-> two-tower params.
 
 `from vit_jax import checkpoint` gives the names below (the API of the old
 `vit_jax/checkpoint.py`).

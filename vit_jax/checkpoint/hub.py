@@ -171,9 +171,15 @@ def is_cached(path: str) -> bool:
 def resolve_config(path: str) -> Optional[str]:
   """The local config.json of a hub name's repo, None where the repo has
   none (then the tensors' shapes alone describe the model)."""
+  return resolve_beside(path, CONFIG_FILE)
+
+
+def resolve_beside(path: str, filename: str) -> Optional[str]:
+  """The local copy of file `filename` of a hub name's repo (a tokenizer
+  model, the config), None where the repo has none."""
   name = parse(path)
   try:
-    return _download(name, CONFIG_FILE)
+    return _download(name, filename)
   except (hub_errors.HfHubHTTPError, hub_errors.EntryNotFoundError,
           OSError):
     return None

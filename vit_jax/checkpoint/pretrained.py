@@ -19,6 +19,7 @@ from vit_jax.checkpoint import hub
 from vit_jax.checkpoint import npz
 from vit_jax.checkpoint import torch_layouts as checkpoint_torch
 from vit_jax.checkpoint import torch_mixer as checkpoint_torch_mixer
+from vit_jax.checkpoint import torch_siglip as checkpoint_torch_siglip
 from vit_jax.checkpoint.common import CheckpointMismatchError
 from vit_jax.checkpoint.common import has_stacked_blocks
 from vit_jax.checkpoint.common import stack_blocks
@@ -67,11 +68,14 @@ def check_token_count(checkpoint_params: npz.Params, model_params: npz.Params,
 
 
 # timm / transformers ViTs: torch_layouts.py holds the key tables; timm's
-# Mixers: torch_mixer.py. A file's keys say which it is.
+# Mixers: torch_mixer.py; transformers' SiglipModel (two towers):
+# torch_siglip.py. A file's keys say which it is.
 
 
 def _torch_module(path: str):
   shapes = checkpoint_torch.read_shapes(path)
+  if checkpoint_torch_siglip.is_siglip(shapes):
+    return checkpoint_torch_siglip, shapes
   return (checkpoint_torch_mixer if checkpoint_torch_mixer.is_mixer(shapes)
           else checkpoint_torch), shapes
 
@@ -115,21 +119,38 @@ def check_safetensors(path: str, model_config) -> None:
 def save_safetensors(path: str, params: npz.Params, model_config,
                      layout: str = 'timm') -> None:
   """Writes params as a timm (`layout='timm'`) or transformers
-  (`'transformers'`) state dict, with that library's config.json beside."""
+  (`'transformers'`) state dict, with that library's config.json beside
+  (a two-tower SigLIP model: transformers' SiglipModel)."""
   if 'num_blocks' in model_config:
     if layout != 'timm':
       raise ValueError("Mixers have a timm layout only: layout='timm'.")
     return checkpoint_torch_mixer.save(path, params, model_config)
+  if 'text_model' in model_config:
+    if layout != 'transformers':
+      raise ValueError('Two-tower (SigLIP) models have a transformers layout '
+                       "only (SiglipModel): layout='transformers'.")
+    return checkpoint_torch_siglip.save(path, params, model_config)
   return checkpoint_torch.save(path, params, model_config, layout)
 
 
 def load_params(path: str, model_config=None) -> npz.Params:
   """Params from a published .npz, or a timm / transformers .safetensors
   (checked against `model_config`), by the file's extension; `path` may be
-  a hub name (hf-hub:ORG/NAME[@REVISION][/FILE])."""
+  a hub name (hf-hub:ORG/NAME[@REVISION][/FILE]). For an image model's
+  config, a two-tower file (LiT, SigLIP) gives its image tower `img`."""
+  image_model = model_config is not None and 'text_model' not in model_config
   if is_safetensors(path):
-    return load_safetensors(path, model_config)
-  return npz.load_npz(hub.resolve(path))
+    module, _ = _torch_module(path)
+    # A SigLIP file read for its image tower: the file's own config.
+    tower = image_model and module is checkpoint_torch_siglip
+    params = load_safetensors(path, None if tower else model_config)
+  else:
+    params = npz.load_npz(hub.resolve(path))
+  if image_model and {'img', 'txt'} <= set(params):
+    # A two-tower (LiT, SigLIP) checkpoint for an image model, such as a
+    # classifier fine-tuned from it: its image tower.
+    params = params['img']
+  return params
 
 
 def _square_grid(num_tokens: int, what: str) -> Tuple[int, int]:

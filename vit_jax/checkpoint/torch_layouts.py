@@ -282,9 +282,10 @@ def _unreadable(path: str, error) -> ValueError:
                     'ending in .npz).')
 
 
-def read_tensors(name: str) -> Dict[str, np.ndarray]:
+def read_tensors(name: str, skip=None) -> Dict[str, np.ndarray]:
   """{key: float32 array} of a .safetensors file (or hub name), with clear
-  errors."""
+  errors; keys matching the regex `skip` (buffers, not weights) are left
+  out."""
   path = hub.resolve(name)
   if '://' not in path and not os.path.isfile(path):
     raise FileNotFoundError(f'Checkpoint file {path!r} does not exist.')
@@ -296,6 +297,8 @@ def read_tensors(name: str) -> Dict[str, np.ndarray]:
     raise _unreadable(name, e) from None
   tensors = {}
   for key, entry in entries:
+    if skip is not None and re.search(skip, key):
+      continue
     if entry['dtype'] not in _FLOAT_DTYPES:
       raise ValueError(f'Checkpoint {path!r}: {key} has dtype '
                        f'{entry["dtype"]}; a ViT checkpoint holds floats.')

@@ -54,15 +54,22 @@ def model_from_variant(variant: str) -> ml_collections.ConfigDict:
   """'B/16' or a preset name such as 'R50+ViT-B_16' -> the preset config;
   a timm / transformers ViT FILE.safetensors or hub name
   (hf-hub:ORG/NAME[@REVISION]), or a plain ViT's FILE.npz (big_vision's or
-  this project's layout) -> the model it describes."""
+  this project's layout) -> the model it describes; for an image-text
+  (SigLIP, LiT) file or repository, its image tower's ViT."""
   if variant.endswith('.safetensors') or variant.startswith('hf-hub:'):
     from vit_jax import checkpoint  # pylint: disable=g-import-not-at-top
-    return checkpoint.safetensors_model_config(variant)
+    config = checkpoint.safetensors_model_config(variant)
+    if 'text_model' in config:  # SigLIP: its image tower, a classifier here.
+      config = with_vit_options(ml_collections.ConfigDict(
+          {**config.image.to_dict(), 'model_name': variant}))
+    return config
   if variant.endswith('.npz'):  # A plain ViT's file (big_vision's too).
     from vit_jax import checkpoint  # pylint: disable=g-import-not-at-top
     from vit_jax.checkpoint import big_vision  # pylint: disable=g-import-not-at-top
+    params = checkpoint.load_npz(variant)
+    # A two-tower file (big_vision's SigLIP, LiT): its image tower.
     return with_vit_options(big_vision.model_config(
-        checkpoint.load_npz(variant), model_name=variant))
+        params.get('img', params), model_name=variant))
   name = f'ViT-{variant.replace("/", "_")}' if '/' in variant else variant
   return models_config.get_model_config(name)
 

@@ -148,7 +148,8 @@ def _siglip(name, *, size, patch, res, text_size, embed_dim, vocab, max_len,
   config.text_model = 'text_transformer'
   hidden, mlp, heads, layers, _ = _SIZES[text_size]
   config.text = dict(width=hidden, mlp_dim=mlp, num_heads=heads,
-                     num_layers=layers, vocab_size=vocab, pool_type='last')
+                     num_layers=layers, vocab_size=vocab, pool_type='last',
+                     dropout_rate=0.0)
   config.out_dim = (None, embed_dim)
   config.temperature_init = 10.0
   config.bias_init = -10.0

@@ -17,6 +17,7 @@ import ml_collections
 import numpy as np
 
 from vit_jax.evaluators import classification
+from vit_jax.models import two_towers
 
 
 # Prompts in the style of the LiT paper / CLIP's ImageNet prompts.
@@ -129,10 +130,12 @@ def zero_shot_accuracy(model, params, classes: np.ndarray,
 
 
 def classify(model, params, images: np.ndarray, classes: np.ndarray):
-  """(probabilities [n, classes], predicted class [n]) for a few images."""
+  """(probabilities [n, classes], predicted class [n]) for a few images:
+  a softmax over the classes (LiT), or each class's sigmoid (SigLIP: a
+  model with a bias; `two_towers.pairwise_probabilities`)."""
   zimg, _, out = jax.jit(lambda p, x: model.apply({'params': p}, images=x))(
       params, images)
-  probs = jax.nn.softmax(out['t'] * zimg @ classes.T)
+  probs = two_towers.pairwise_probabilities(zimg, classes, out)
   return np.asarray(probs), np.asarray(jnp.argmax(probs, -1))
 
 

@@ -39,8 +39,9 @@ def model_class(model_config) -> type:
 
 def create(model_config, num_classes: Optional[int] = None,
            **options) -> nn.Module:
-  """The model for `model_config` with `num_classes` outputs; `options` are
-  the compute settings the classifier families take (dtype, remat, scan).
+  """The model for `model_config` with `num_classes` outputs (None: its
+  features); `options` are the compute settings the classifier families
+  take (dtype, remat, scan).
 
   A two-tower model (LiT, SigLIP) has no classes: its outputs are
   embeddings of the sizes `out_dim` gives.
@@ -54,8 +55,6 @@ def create(model_config, num_classes: Optional[int] = None,
                        'takes none; its embedding sizes are out_dim in its '
                        'config.')
     return cls(**model_config)
-  if num_classes is None:
-    raise ValueError('num_classes is required for a classifier model.')
   return cls(num_classes=num_classes, **options, **model_config)
 
 

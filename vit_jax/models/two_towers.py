@@ -47,22 +47,23 @@ class TwoTowerModel(nn.Module):
       (image side), and for SentencePiece `lower` / `pad_value`
       (`lit.get_tokenizer`). Not read by the model itself.
     out_dim: (image, text) projection sizes; None means no head on that side
-      (an int means both).
+      (an int means both; big_vision's default, 128).
+    model_name: the preset's name.
     temperature_init: the initial exp(t) (big_vision's argument).
     bias_init: None: no bias (LiT); a float: the initial `b` (SigLIP).
     train_image: whether `train=True` reaches the image tower too (dropout
       and stochastic depth when training it; False for a locked tower, LiT).
-    model_name: the preset's name.
   """
+  # The original release's LitModel fields first, in its order.
   image: Any
   text_model: str
   text: Any
-  out_dim: Union[int, Tuple[Optional[int], Optional[int]]]
   pp: Any = None
+  out_dim: Union[int, Tuple[Optional[int], Optional[int]]] = 128
+  model_name: Optional[str] = None
   temperature_init: float = 1.0
   bias_init: Optional[float] = None
   train_image: bool = False
-  model_name: Optional[str] = None
 
   @nn.compact
   def __call__(self, *, images=None, tokens=None, train: bool = False):
@@ -81,6 +82,13 @@ class TwoTowerModel(nn.Module):
     if images is not None:
       image = vit.VisionTransformer(
           **{**self.image, 'num_classes': out_dims[0]}, name='img')
+      if self.image.get('resnet') is None:
+        # big_vision's and transformers' patch convolutions (VALID, stride
+        # = patch) drop the last pixels that fill no patch: So400m/14 at
+        # 384 px sees 27 x 14 = 378 of them.
+        ph, pw = vit._size(self.image['patches'])  # pylint: disable=protected-access
+        images = images[:, :images.shape[1] // ph * ph,
+                        :images.shape[2] // pw * pw]
       zimg, out['img/norm'] = _normalize(
           image(images, train=train and self.train_image))
     init = jnp.log(self.temperature_init)
