@@ -89,18 +89,17 @@ def main(argv):
   else:
     console.quiet()  # Before anything imports TensorFlow.
   from vit_jax.train import cpu_devices
+  from vit_jax.train import loop
   from vit_jax.train import preemption
-  from vit_jax.train import supervised as train
+  from vit_jax.train import tasks
   # pylint: enable=g-import-not-at-top
   try:
     cpu_devices.configure(flags.FLAGS.config, multi_process=(
         _explicit_distributed() or _auto_distributed()))
     _init_distributed()
-    trainer = train
-    if flags.FLAGS.config.get('trainer') == 'lit':  # configs/lit.py
-      from vit_jax.train import lit as trainer  # pylint: disable=g-import-not-at-top
-    metrics = trainer.train_and_evaluate(flags.FLAGS.config, _WORKDIR.value)
-  except (ValueError, OSError, train.NonFiniteLossError) as e:
+    # config.task picks the task (vit_jax/train/tasks.py).
+    metrics = tasks.train_and_evaluate(flags.FLAGS.config, _WORKDIR.value)
+  except (ValueError, OSError, loop.NonFiniteLossError) as e:
     if _TRACEBACK.value:
       raise
     print(f'error: {e}', file=sys.stderr)

@@ -37,7 +37,6 @@ names the zero-shot eval (its eval split); set it to '' for none:
 import os
 
 import ml_collections
-from ml_collections import config_dict
 
 from vit_jax.configs import common
 from vit_jax.evaluators import zeroshot
@@ -45,8 +44,7 @@ from vit_jax.evaluators import zeroshot
 
 def get_config(arg=None):
   del arg
-  config = common.base_config()
-  config.trainer = 'lit'  # main.py: vit_jax/train/lit.py runs it.
+  config = common.base_config('lit')  # vit_jax/train/task_lit.py runs it.
   image = common.config_file(os.path.join(
       os.path.dirname(__file__), 'fashion_mnist_vit.py')).model
   config.model = ml_collections.ConfigDict(dict(
@@ -58,19 +56,11 @@ def get_config(arg=None):
       pp=dict(tokenizer_name='bert', max_len=16, size=28),
       # No image head: the locked tower's own features, as the LiT paper's
       # best setting; the text head projects to their width.
-      out_dim=(None, image.hidden_size)))
-  config.image_checkpoint = config_dict.placeholder(str)
-  config.vocab_path = config_dict.placeholder(str)
-  config.temperature_init = 10.0
-  config.captions = ml_collections.ConfigDict(dict(
-      templates=(
-          'a product photo of a {}.', 'a picture of a {}.',
-          'an image of the {}.', 'a {} in grayscale.',
-          'a small photo of a {}.', 'this is a {}.'),
-      folder=config_dict.placeholder(str),
-      tfds=config_dict.placeholder(str), data_dir=config_dict.placeholder(str),
-      split='train', image_key='image', text_key='captions/text',
-      holdout=1000))
+      out_dim=(None, image.hidden_size), temperature_init=10.0))
+  config.captions.templates = (
+      'a product photo of a {}.', 'a picture of a {}.',
+      'an image of the {}.', 'a {} in grayscale.',
+      'a small photo of a {}.', 'this is a {}.')
   config.zeroshot_templates = zeroshot.TEMPLATES
 
   config.dataset = 'fashion_mnist'

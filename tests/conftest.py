@@ -229,11 +229,11 @@ def train_in_process(workdir, data_dir, *overrides,
   device (no XLA_FLAGS device count).
   """
   import jax  # pylint: disable=g-import-not-at-top
-  from vit_jax.train import supervised  # pylint: disable=g-import-not-at-top
+  from vit_jax.train import tasks  # pylint: disable=g-import-not-at-top
   assert jax.device_count() == 1, (
       f'train_in_process needs one JAX device, this process has '
       f'{jax.device_count()} (unset XLA_FLAGS to run the tests).')
-  return supervised.train_and_evaluate(
+  return tasks.train_and_evaluate(
       main_config(data_dir, *overrides, config=config), str(workdir))
 
 

@@ -15,7 +15,7 @@ from vit_jax.data import input_pipeline
 from vit_jax.data import mixup
 from vit_jax.data import randaugment
 from vit_jax.data import sources
-from vit_jax.train import supervised
+from vit_jax.train import tasks
 
 _GREY = 128
 
@@ -276,7 +276,7 @@ def test_main_rejects_bad_augmentation_before_compiling(tmp_path,
   config.update(dataset='imagefolder', data_dir=str(image_folder))
   config.mixup.p = -1
   with pytest.raises(ValueError, match=r'^config\.mixup\.p=-1'):
-    supervised.train_and_evaluate(config, str(tmp_path / 'w'))
+    tasks.train_and_evaluate(config, str(tmp_path / 'w'))
   assert not (tmp_path / 'w').exists()
 
 

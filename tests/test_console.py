@@ -45,6 +45,15 @@ class _Terminal(io.StringIO):
     return True
 
 
+def test_eval_line_tells_the_ema_apart():
+  stream = io.StringIO()
+  console.Progress(100, 0, True, stream=stream).eval(10, {
+      'eval/accuracy': 0.5, 'eval_ema/accuracy': 0.25, 'fewshot/5shot': 0.75,
+      'eval/num_examples': 21})
+  assert stream.getvalue() == ('eval at step 10: accuracy 0.5000  ema_accuracy '
+                               '0.2500  5shot 0.7500  num_examples 21\n')
+
+
 def test_live_bar_only_on_a_terminal():
   record = {'train/loss': 0.5, 'train/lr': 1e-3, 'train/images_per_sec': 10}
   for stream, live in ((io.StringIO(), False), (_Terminal(), True)):

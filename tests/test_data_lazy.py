@@ -19,7 +19,7 @@ from vit_jax.data import input_pipeline
 from vit_jax.data import sources
 from vit_jax.data import tfrecord_reader
 from vit_jax.train import preemption
-from vit_jax.train import supervised
+from vit_jax.train import tasks
 from vit_jax.train import task_classify
 
 _NUM_TRAIN = 2000
@@ -165,14 +165,14 @@ def test_training_from_tfrecord_reads_lazily_and_resumes_bit_exact(
 
   monkeypatch.setattr(task_classify.ClassifyTask, 'train_batches',
                       measured_train_batches)
-  full = supervised.train_and_evaluate(config, str(tmp_path / 'full'))
+  full = tasks.train_and_evaluate(config, str(tmp_path / 'full'))
   assert len(growth) == 1 and growth[0] < dataset_bytes / 2, (
       growth, dataset_bytes)
 
   _stop_at(monkeypatch, 3)
   with pytest.raises(preemption.Stopped, match='at step 3'):
-    supervised.train_and_evaluate(config, str(tmp_path / 'cut'))
-  resumed = supervised.train_and_evaluate(config, str(tmp_path / 'cut'))
+    tasks.train_and_evaluate(config, str(tmp_path / 'cut'))
+  resumed = tasks.train_and_evaluate(config, str(tmp_path / 'cut'))
   assert resumed == full
   assert_same_params(tmp_path / 'full', tmp_path / 'cut')
 

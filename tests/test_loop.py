@@ -11,7 +11,7 @@ from tests.test_train_lit_captions import _tfds_config
 from tests.test_train_lit_captions import tiny_captions  # pylint: disable=unused-import  (a fixture)
 from vit_jax import atomic_file
 from vit_jax import remote
-from vit_jax.train import lit
+from vit_jax.train import tasks
 from vit_jax.train import loop
 from vit_jax.train import optim
 from vit_jax.train import preemption
@@ -25,11 +25,11 @@ def _stop_at(monkeypatch, stop_step):
                       lambda self, step: step == stop_step)
 
 
-def _lit_configs(kind, data_dir):
+def _lit_configs(kind, data_dir, **overrides):
   """A short LiT run on template captions or on real (TFDS) captions, with a
   checkpoint cadence that is not the log cadence."""
   cadence = dict(total_steps=6, log_every=2, checkpoint_every=3,
-                 eval_every=6)
+                 eval_every=6, **overrides)
   if kind == 'templates':
     return _config(image_checkpoint='random', batch_size=16, **cadence)
   config = _tfds_config(data_dir)
@@ -41,15 +41,23 @@ def _lit_configs(kind, data_dir):
     pytest.param('templates', marks=needs_fashion_mnist), 'captions'])
 def test_lit_stopped_and_resumed_is_bit_identical(tmp_path, monkeypatch,
                                                   tiny_captions, kind):
-  config = _lit_configs(kind, tiny_captions)
-  full = lit.train_and_evaluate(config, str(tmp_path / 'full'))
+  # With an EMA of the params: the step every task shares keeps it.
+  config = _lit_configs(kind, tiny_captions, ema_decay=0.5)
+  full = tasks.train_and_evaluate(config, str(tmp_path / 'full'))
+  assert {k.replace('eval/', 'eval_ema/') for k in full if 'eval/' in k} <= (
+      set(full))
   _stop_at(monkeypatch, 4)
   with pytest.raises(preemption.Stopped, match='at step 4'):
-    lit.train_and_evaluate(config, str(tmp_path / 'cut'))
+    tasks.train_and_evaluate(config, str(tmp_path / 'cut'))
   assert not (tmp_path / 'cut' / layout.PARAMS).exists()
-  resumed = lit.train_and_evaluate(config, str(tmp_path / 'cut'))
+  resumed = tasks.train_and_evaluate(config, str(tmp_path / 'cut'))
   assert resumed == full
   assert_same_params(tmp_path / 'full', tmp_path / 'cut')
+  with np.load(tmp_path / 'full' / layout.PARAMS_EMA) as a, \
+      np.load(tmp_path / 'cut' / layout.PARAMS_EMA) as b:
+    assert a.files == b.files
+    for k in a.files:
+      np.testing.assert_array_equal(a[k], b[k], err_msg=k)
   # The classifier's cadence: a train record per log step only (not at the
   # saves at 3 and 4), the lr that of the logged step.
   records = metrics.read(tmp_path / 'cut' / layout.METRICS)
@@ -85,9 +93,9 @@ def test_lit_run_skips_nonfinite_steps(tmp_path, tiny_captions):
   config = _lit_configs('captions', tiny_captions)
   config.lr.base = 1e30
   with pytest.raises(loop.NonFiniteLossError, match='nonfinite=skip'):
-    lit.train_and_evaluate(config, str(tmp_path / 'stop'))
+    tasks.train_and_evaluate(config, str(tmp_path / 'stop'))
   config.nonfinite = 'skip'
-  lit.train_and_evaluate(config, str(tmp_path / 'skip'))
+  tasks.train_and_evaluate(config, str(tmp_path / 'skip'))
   records = metrics.read(tmp_path / 'skip' / layout.METRICS)
   losses = [r['train/loss'] for r in records if 'train/loss' in r]
   assert len(losses) == 3 and not np.isfinite(losses).all(), losses
@@ -108,12 +116,12 @@ def test_lit_checks_remote_paths_and_the_workdir(tmp_path, monkeypatch,
   config = _lit_configs('captions', tiny_captions)
   config.image_checkpoint = 'gs://bucket/vit.npz'
   with pytest.raises(remote.RemotePathError, match='image_checkpoint'):
-    lit.train_and_evaluate(config, str(tmp_path / 'a'))
+    tasks.train_and_evaluate(config, str(tmp_path / 'a'))
   assert not (tmp_path / 'a').exists()  # Nothing written.
   config = _lit_configs('captions', tiny_captions)
   (tmp_path / 'file').write_text('')
   with pytest.raises(ValueError, match='cannot be written'):
-    lit.train_and_evaluate(config, str(tmp_path / 'file' / 'w'))
+    tasks.train_and_evaluate(config, str(tmp_path / 'file' / 'w'))
   assert {'--workdir', 'config.captions.data_dir'} <= set(asked)
 
 

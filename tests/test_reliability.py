@@ -12,7 +12,7 @@ from configs import testing
 from tests.conftest import ROOT, read_records, run_main, write_image_folder
 from vit_jax.checkpoint import augreg
 from vit_jax.train import cpu_devices
-from vit_jax.train import supervised
+from vit_jax.train import tasks
 from vit_jax.train import validate
 
 
@@ -35,7 +35,7 @@ def test_nonfinite_loss_stops_and_keeps_last_checkpoint(tmp_path,
                 total_steps=3, nonfinite='skip')
   config.lr.update(base=1e30, warmup_steps=0)
   config.optimizer.grad_clip_norm = 0
-  supervised.train_and_evaluate(config, str(tmp_path / 'skip'))
+  tasks.train_and_evaluate(config, str(tmp_path / 'skip'))
   losses = [r['train/loss'] for r in read_records(tmp_path / 'skip')
             if 'train/loss' in r]
   assert len(losses) == 3 and not np.isfinite(losses).all(), losses

@@ -10,7 +10,8 @@ from tests.conftest import needs_fashion_mnist
 from vit_jax import checkpoint
 from vit_jax import models
 from vit_jax import zeroshot
-from vit_jax.train import lit
+from vit_jax.train import task_lit
+from vit_jax.train import tasks
 
 _TOWER = dict(model_name='tiny-fmnist', patches={'size': (7, 7)},
               hidden_size=32, classifier='token', representation_size=None,
@@ -45,7 +46,7 @@ def _tower_checkpoint(path):
 def test_short_tuning_run_beats_chance_with_a_locked_tower(tmp_path):
   tower = _tower_checkpoint(tmp_path / 'vit.npz')
   workdir = tmp_path / 'lit'
-  metrics = lit.train_and_evaluate(
+  metrics = tasks.train_and_evaluate(
       _config(image_checkpoint=str(tmp_path / 'vit.npz')), str(workdir))
   assert metrics['eval/zeroshot_num_examples'] == 10000
   assert metrics['eval/zeroshot_accuracy'] > 0.3, metrics  # Chance: 0.1.
@@ -66,7 +67,7 @@ def test_short_tuning_run_beats_chance_with_a_locked_tower(tmp_path):
 
 
 def test_build_vocab_covers_the_captions(tmp_path):
-  vocab = lit.build_vocab(['a photo of a T-shirt/top.', 'Ankle boot'])
+  vocab = task_lit.build_vocab(['a photo of a T-shirt/top.', 'Ankle boot'])
   assert vocab[:5] == ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]']
   assert vocab[5:] == ['-', '.', '/', 'a', 'ankle', 'boot', 'of', 'photo',
                        'shirt', 't', 'top']
@@ -75,11 +76,11 @@ def test_build_vocab_covers_the_captions(tmp_path):
 def test_contrastive_loss_and_frozen_params():
   z = np.eye(4, dtype=np.float32)
   # Matching pairs, high temperature: near zero; shuffled: large.
-  assert float(lit.contrastive_loss(z, z, 100.0)) < 1e-6
-  assert float(lit.contrastive_loss(z, z[::-1], 100.0)) > 50
+  assert float(task_lit.contrastive_loss(z, z, 100.0)) < 1e-6
+  assert float(task_lit.contrastive_loss(z, z[::-1], 100.0)) > 50
   params = {'img': {'head': {'kernel': 0}, 'embedding': {'kernel': 0}},
             'txt': {'head': {'kernel': 0}}, 't': 0}
-  assert lit.frozen_mask(params) == {
+  assert task_lit.frozen_mask(params) == {
       'img': {'head': {'kernel': False}, 'embedding': {'kernel': True}},
       'txt': {'head': {'kernel': False}}, 't': False}
 
@@ -87,13 +88,13 @@ def test_contrastive_loss_and_frozen_params():
 @needs_fashion_mnist
 def test_bad_input_errors(tmp_path):
   with pytest.raises(ValueError, match='Set config.image_checkpoint'):
-    lit.train_and_evaluate(_config(), str(tmp_path / 'a'))
+    tasks.train_and_evaluate(_config(), str(tmp_path / 'a'))
   with pytest.raises(FileNotFoundError, match='vocab_path=.* does not exist'):
-    lit.train_and_evaluate(
+    tasks.train_and_evaluate(
         _config(image_checkpoint='random', vocab_path=str(tmp_path / 'v.txt')),
         str(tmp_path / 'a'))
   with pytest.raises(FileNotFoundError, match='does not exist'):
-    lit.train_and_evaluate(
+    tasks.train_and_evaluate(
         _config(image_checkpoint=str(tmp_path / 'none.npz')),
         str(tmp_path / 'b'))
   _tower_checkpoint(tmp_path / 'vit.npz')
@@ -101,4 +102,4 @@ def test_bad_input_errors(tmp_path):
   config.model.image = ml_collections.ConfigDict(_TOWER)
   config.model.image.hidden_size = 48  # Not the checkpoint's architecture.
   with pytest.raises(checkpoint.CheckpointMismatchError, match='shape'):
-    lit.train_and_evaluate(config, str(tmp_path / 'c'))
+    tasks.train_and_evaluate(config, str(tmp_path / 'c'))

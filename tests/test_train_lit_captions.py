@@ -15,7 +15,7 @@ from vit_jax import zeroshot
 from vit_jax.data import captions as caption_data
 from vit_jax.data import sources
 from vit_jax.evaluators import zeroshot as evaluators_zeroshot
-from vit_jax.train import lit
+from vit_jax.train import tasks
 from vit_jax.workdir import metrics as metrics_file
 
 _TEMPLATES = ('a photo of a {}.', 'a {} on white.', 'an image of the {}.')
@@ -49,7 +49,7 @@ def test_captions_folder_run_retrieves_held_out_pairs(tmp_path):
   _tower_checkpoint(tmp_path / 'vit.npz')
   config = _config(image_checkpoint=str(tmp_path / 'vit.npz'))
   config.captions.update(folder=str(tmp_path / 'pairs'), holdout=10)
-  metrics = lit.train_and_evaluate(config, str(tmp_path / 'lit'))
+  metrics = tasks.train_and_evaluate(config, str(tmp_path / 'lit'))
   assert metrics['eval/retrieval_num_pairs'] == 10
   # Chance: 0.1 each way; each caption names the class of one image.
   # Measured here: 0.5 and 0.4.
@@ -113,11 +113,11 @@ def test_tfds_captions_run_trains_resumes_and_writes_the_workdir(
     tmp_path, tiny_captions):
   workdir = tmp_path / 'lit'
   config = _tfds_config(tiny_captions, total_steps=2)
-  first = lit.train_and_evaluate(config, str(workdir))
+  first = tasks.train_and_evaluate(config, str(workdir))
   assert first['eval/retrieval_num_pairs'] == 4
   assert 'eval/zeroshot_accuracy' not in first  # No config.dataset.
   config = _tfds_config(tiny_captions, total_steps=4)
-  lit.train_and_evaluate(config, str(workdir))  # Resumes at 2.
+  tasks.train_and_evaluate(config, str(workdir))  # Resumes at 2.
   records = metrics_file.read(workdir / 'metrics.jsonl')
   assert [r['step'] for r in records if 'train/loss' in r] == [2, 4]
   files = {k: str(workdir / v) for k, v in zeroshot.WORKDIR_FILES.items()}
@@ -178,8 +178,8 @@ def _errors_config(tmp_path, **captions):
 def test_clear_errors_before_compiling(tmp_path, tiny_captions):
   def fails(error, match, **captions):
     with pytest.raises(error, match='(?s)' + match):  # '.' matches '\n'.
-      lit.train_and_evaluate(_errors_config(tmp_path, **captions),
-                             str(tmp_path / 'w'))
+      tasks.train_and_evaluate(_errors_config(tmp_path, **captions),
+                               str(tmp_path / 'w'))
 
   fails(FileNotFoundError, 'Captions folder .* does not exist',
         folder=str(tmp_path / 'none'))

@@ -6,8 +6,8 @@ r"""Speed, FLOPs and memory of the trainer's real train step (or inference).
   python -m vit_jax.benchmark --config=configs/default.py[:ARG] \
       [--config.batch_size=256] [--num_classes=10] [--mode=train] [--steps=20]
 
-Train mode times exactly what `train/supervised.py`'s `train_and_evaluate` runs:
-the config is `common.base_config()` with the preset as `config.model`, the
+Train mode times exactly what the classifier task (`train/task_classify.py`)
+runs in the loop: the config is `common.base_config()` with the preset as `config.model`, the
 model, optimizer (AdamW + clipping) and state come from `train/steps.py` and
 `train/optim.py`, and the step is `steps.make_train_step` jitted with the same
 shardings over `sharding.make_mesh(config.mesh)` and the same buffer donation.
@@ -26,7 +26,7 @@ median over the timed steps: the median, not the mean, because on a shared
 machine a few steps are slowed by other processes.
 
 `--input` (with `--config`) also times the train input pipeline alone, built as
-`train/supervised.py` builds it (`input_pipeline.train_iterator` for the
+`train/task_classify.py` builds it (`input_pipeline.train_iterator` for the
 config's dataset, put on the devices by `sharding.on_mesh`): the record then has
 `input_images_per_sec` next to the step's `images_per_sec`, the `data_threads`
 used, `input_images_per_cpu_sec` (images per CPU-second of the whole process:

@@ -1,8 +1,10 @@
 """Fields every experiment config has, with their defaults, and arg parsing.
 
-Each config file starts from `base_config()` and changes what it needs;
-any field can then be overridden on the command line
-(`--config.total_steps=100`, `--config.model.hidden_size=128`).
+Each config file starts from `base_config(task)` (the classifier's by
+default) and changes what it needs; any field can then be overridden on the
+command line (`--config.total_steps=100`, `--config.model.hidden_size=128`).
+`TASK_FIELDS` is the one table of which fields each training task reads: a
+run refuses a field its task does not read, naming it.
 
 The original release's `get_config()`, `with_dataset()`, `DATASET_PRESETS`
 and `flatten()` (its configs, for its trainer's fields:
@@ -97,8 +99,18 @@ def with_vit_options(model: ml_collections.ConfigDict
   return model
 
 
-def base_config() -> ml_collections.ConfigDict:
+def base_config(task: str = 'classify') -> ml_collections.ConfigDict:
+  """The fields every config of `task` has, with their defaults: the
+  fields every task reads, then the task's own (`TASK_FIELDS`).
+
+  A run refuses any field its task does not read (`train/validate.py`
+  `check_fields`), so a config starts from the base of its own task.
+  """
+  if task not in TASK_FIELDS:
+    raise ValueError(f'Unknown task {task!r}; use one of '
+                     f'{", ".join(sorted(TASK_FIELDS))}.')
   config = ml_collections.ConfigDict()
+  config.task = task  # Picks the training task (vit_jax/train/tasks.py).
   config.model = models_config.get_model_config('testing')
 
   # Data (see vit_jax/data/input_pipeline.py).
@@ -125,20 +137,9 @@ def base_config() -> ml_collections.ConfigDict:
   config.seed = 0
   config.log_every = 50
   config.eval_every = 1000
-  # Test-time augmentation: evaluate on each image and its mirror image,
-  # averaging their logits (vit_jax/evaluators/classification.py).
-  config.eval_average_flips = False
   config.checkpoint_every = 1000
   config.keep_checkpoints = 3
-  config.pretrained_path = config_dict.placeholder(str)
-  # FlexiViT training: a patch size per step from these (models/flexi.py).
-  config.flexi_patch_sizes = config_dict.placeholder(tuple)
   config.nonfinite = 'stop'  # Or 'skip': drop the update of such a step.
-  # Few-shot linear eval of the pre-logits at each eval
-  # (vit_jax/evaluators/fewshot.py), e.g.
-  # --config.fewshot.shots="(1, 5, 10, 25)"; no shots, no few-shot eval.
-  config.fewshot = ml_collections.ConfigDict(dict(
-      shots=(), num_train=2000, num_test=2000))
 
   # Optimisation.
   # decoupled_weight_decay (big_vision's) and layer_decay:
@@ -148,22 +149,80 @@ def base_config() -> ml_collections.ConfigDict:
       grad_clip_norm=1.0, decoupled_weight_decay=False, layer_decay=0.0))
   config.lr = ml_collections.ConfigDict(dict(
       base=1e-3, warmup_steps=100, decay='linear', end=0.0))
-  config.label_smoothing = 0.0
   # > 0: an EMA of the params, evaluated and saved too (vit_jax/train/ema.py).
   config.ema_decay = 0.0
+
+  # Compute layout.
+  config.mesh = (('data', -1), ('fsdp', 1))
+  # JAX devices on a CPU: 0 = one per core, where the batches split over
+  # them (vit_jax/train/cpu_devices.py); N = exactly N.
+  config.cpu_devices = 0
+  TASK_FIELDS[task](config)
+  return config
+
+
+def _classify_fields(config: ml_collections.ConfigDict) -> None:
+  """The classifier's fields (vit_jax/train/task_classify.py)."""
+  # Test-time augmentation: evaluate on each image and its mirror image,
+  # averaging their logits (vit_jax/evaluators/classification.py).
+  config.eval_average_flips = False
+  config.pretrained_path = config_dict.placeholder(str)
+  # Few-shot linear eval of the pre-logits at each eval
+  # (vit_jax/evaluators/fewshot.py), e.g.
+  # --config.fewshot.shots="(1, 5, 10, 25)"; no shots, no few-shot eval.
+  config.fewshot = ml_collections.ConfigDict(dict(
+      shots=(), num_train=2000, num_test=2000))
+  config.label_smoothing = 0.0
   # Mixup / CutMix in the train step (vit_jax/data/mixup.py): p is the
   # Beta(p, p) concentration of the mixing ratio; 0 = off.
   config.mixup = ml_collections.ConfigDict(dict(p=0.0))
   config.cutmix = ml_collections.ConfigDict(dict(p=0.0))
-
-  # Compute layout.
   config.dtype = 'float32'  # Compute dtype; params stay float32.
   config.remat = False  # Recompute block activations: less memory.
   # One scan over stacked block params: deep models compile several times
   # faster; the step itself ran 8% slower on CPU (benchmarks/README.md).
   config.scan = False
-  config.mesh = (('data', -1), ('fsdp', 1))
-  # JAX devices on a CPU: 0 = one per core, where the batches split over
-  # them (vit_jax/train/cpu_devices.py); N = exactly N.
-  config.cpu_devices = 0
-  return config
+  # FlexiViT training: a patch size per step from these (models/flexi.py).
+  config.flexi_patch_sizes = config_dict.placeholder(tuple)
+
+
+def _image_text_fields(config: ml_collections.ConfigDict) -> None:
+  """The image-text tasks' fields (vit_jax/train/task_lit.py,
+  task_siglip.py): the image tower's checkpoint, the tokenizer, the captions
+  and the zero-shot prompts. (The initial temperature and bias are the
+  model's: `model.temperature_init`, `model.bias_init`.)
+  """
+  # A ViT .npz for the image tower, or 'random' (vit_jax/train/task_lit.py).
+  config.image_checkpoint = config_dict.placeholder(str)
+  # The tokenizer's vocabulary; unset: a BERT vocabulary built from the
+  # captions, written to WORKDIR/vocab.txt.
+  config.vocab_path = config_dict.placeholder(str)
+  # Image-text pairs (vit_jax/data/captions.py): `dataset`'s class names in
+  # `templates`, or real captions from `folder` / `tfds`.
+  config.captions = ml_collections.ConfigDict(dict(
+      templates=('a photo of a {}.',),
+      folder=config_dict.placeholder(str),
+      tfds=config_dict.placeholder(str), data_dir=config_dict.placeholder(str),
+      split='train', image_key='image', text_key='captions/text',
+      holdout=1000))
+  # Zero-shot prompts (vit_jax/evaluators/zeroshot.py).
+  config.zeroshot_templates = ('a photo of a {}.',)
+
+
+# The fields of each training task beyond those every task reads, with
+# their defaults: what `base_config(task)` adds, and all that a run of that
+# task accepts (train/validate.py). A new task adds its entry here.
+TASK_FIELDS = {
+    'classify': _classify_fields,
+    'lit': _image_text_fields,
+    'siglip': _image_text_fields,
+}
+
+# Fields some configs of a task have and others not (read with
+# `config.get`): accepted, never required.
+OPTIONAL_FIELDS = {
+    # configs/augreg.py: resolved into pretrained_path (checkpoint/augreg.py).
+    # The original release's `optim_dtype` (vit_jax/original/translate.py).
+    'classify': ('model_or_filename', 'pretrained_dir',
+                 'optimizer.accumulator_dtype'),
+}

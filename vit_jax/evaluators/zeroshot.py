@@ -92,13 +92,32 @@ def class_embeddings(model, params, tokenizer, class_names: Sequence[str],
   return z / np.linalg.norm(z, axis=1, keepdims=True)
 
 
+def sigmoid_masked_sums(logits, batch) -> Dict[str, jnp.ndarray]:
+  """`classification.masked_sums` for SigLIP's logits t * zimg @ ztxt.T + b:
+  the loss is each image's sigmoid loss over the classes (its class the
+  positive, every other one a negative); the prediction the most probable
+  class."""
+  mask = batch['mask'].astype(jnp.float32)
+  signs = 2 * jax.nn.one_hot(batch['label'], logits.shape[-1]) - 1
+  loss = -jnp.sum(jax.nn.log_sigmoid(signs * logits), axis=-1)
+  correct = jnp.argmax(logits, -1) == batch['label']
+  return {'correct': jnp.sum(correct * mask), 'loss': jnp.sum(loss * mask),
+          'count': jnp.sum(mask)}
+
+
 def make_eval_step(model, classes: np.ndarray) -> Callable:
-  """`classification.evaluate`'s step: zero-shot logits t * zimg @ classes.T."""
+  """`classification.evaluate`'s step: zero-shot logits t * zimg @ classes.T,
+  scored as softmax probabilities over the classes (LiT), or, for a model
+  with a bias b (SigLIP), as a sigmoid probability per class of logits + b.
+  """
   classes = jnp.asarray(classes)
 
   def eval_step(params, batch):
     zimg, _, out = model.apply({'params': params}, images=batch['image'])
-    return classification.masked_sums(out['t'] * zimg @ classes.T, batch)
+    logits = out['t'] * zimg @ classes.T
+    if 'b' in out:
+      return sigmoid_masked_sums(logits + out['b'], batch)
+    return classification.masked_sums(logits, batch)
 
   return eval_step
 

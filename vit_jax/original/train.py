@@ -32,7 +32,7 @@ from vit_jax import models
 from vit_jax.original import translate
 from vit_jax.train import optim
 from vit_jax.train import steps
-from vit_jax.train import supervised
+from vit_jax.train import tasks
 from vit_jax.workdir import layout
 
 
@@ -98,7 +98,7 @@ def create_learning_rate_schedule(total_steps: int, base: float,
 
 def _train(config: ml_collections.ConfigDict, workdir: str):
   """This package's trainer: the one place the adapters call it."""
-  return supervised.train_and_evaluate(config, workdir)
+  return tasks.train_and_evaluate(config, workdir)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
@@ -110,7 +110,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   `workdir/checkpoint_N` (flax's checkpoint of (params, {}, N) at the last
   step N: the optimizer state is in workdir/checkpoints/, for resuming) and
   returns the final params. This package's config returns the final eval
-  metrics, as `train/supervised.py`. `config.trainer='inference_time'`
+  metrics, as `train/tasks.py`'s. `config.trainer='inference_time'`
   (`configs/inference_time.py`) runs `inference_time` instead.
   """
   if config.get('trainer') == 'inference_time':

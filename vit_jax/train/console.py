@@ -83,6 +83,15 @@ def _duration(seconds: float) -> str:
   return f'{seconds // 60}m{seconds % 60:02d}s'
 
 
+def _short(name: str) -> str:
+  """A metric's name without its kind ('eval/accuracy' -> 'accuracy'), the
+  EMA's marked ('eval_ema/accuracy' -> 'ema_accuracy')."""
+  kind, sep, short = name.partition('/')
+  if not sep:
+    return name
+  return f'ema_{short}' if kind == 'eval_ema' else short
+
+
 class Progress:
   """Process 0's progress lines on stderr (every other process is silent).
 
@@ -124,8 +133,8 @@ class Progress:
 
   def eval(self, step: int, metrics: dict) -> None:
     self.line(f'eval at step {step}: ' + '  '.join(
-        f"{k.split('/', 1)[-1]} {v:.4f}" if isinstance(v, float) else
-        f"{k.split('/', 1)[-1]} {v}" for k, v in metrics.items()))
+        f'{_short(k)} {v:.4f}' if isinstance(v, float) else
+        f'{_short(k)} {v}' for k, v in metrics.items()))
 
   def tick(self, step: int) -> None:
     """Redraws the live bar (a terminal only, at most 5 times a second)."""

@@ -1,9 +1,11 @@
 """`train_and_evaluate(task, workdir)`: the one training loop.
 
-Every trainer (`supervised.py`: supervised classification; `lit.py`: LiT
-contrastive tuning) is this loop given a task (`Task` below): what differs
-between them is the task's; what every run needs is here: the checks shared
-by all runs, the workdir lock, the graceful stop on SIGTERM/SIGINT,
+Every way to train (`tasks.py`: supervised classification, LiT contrastive
+tuning, ...) is this loop given a task (`Task` below): what differs between
+them is the task's (its model, loss, data and evaluators); what every run
+needs is here, or in the step every task shares (`steps.make_step`): the
+checks shared by all runs (every config field one the task reads), the
+workdir lock, the graceful stop on SIGTERM/SIGINT,
 config.json, the mesh and the sharded state, orbax checkpoints (resume by
 re-running), the jitted step, device prefetch, the log/eval/save cadence,
 the non-finite loss stop or skip, the all-gather of the params across
@@ -54,8 +56,10 @@ class Task(Protocol):
   """What a kind of training brings to the loop, called in this order.
 
   `config` is the run's config (`total_steps`, `batch_size`, `seed`,
-  `mesh`, the cadence fields, `nonfinite`, ...: configs/common.py).
+  `mesh`, the cadence fields, `nonfinite`, ...: configs/common.py, whose
+  `TASK_FIELDS` says which fields the task `name` reads).
   """
+  name: str  # Its key in tasks.TASKS, the value of config.task.
   config: ml_collections.ConfigDict
 
   def check(self, workdir: str) -> None:
@@ -71,7 +75,8 @@ class Task(Protocol):
 
   def train_step(self, key) -> Step:
     """(state, global batch) -> (state, metrics with 'train/loss' and
-    'train/lr'); the loop jits it. `key` is the run's step key."""
+    'train/lr'): `steps.make_step` of the task's loss; the loop jits it.
+    `key` is the run's step key."""
 
   def train_batches(self, start_step: int) -> Iterator[Dict[str, Any]]:
     """This process's slices of the global batches after `start_step`."""
@@ -94,6 +99,7 @@ def train_and_evaluate(task: Task, workdir: str) -> Dict[str, float]:
     NonFiniteLossError: a NaN/Inf loss with `nonfinite='stop'`.
     preemption.Stopped: a signal stopped the run (a checkpoint is saved).
   """
+  validate.check_fields(task.config, task.name)
   validate.check_run(task.config, workdir=workdir,
                      num_devices=jax.device_count(),
                      num_processes=jax.process_count())

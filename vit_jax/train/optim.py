@@ -2,8 +2,9 @@
 
 config.optimizer: name ('adam' | 'adamw' | 'sgd'), b1, b2, momentum,
   weight_decay, grad_clip_norm (global norm; None or 0 disables),
-  accumulator_dtype (optional, SGD: the momentum's dtype, e.g. 'bfloat16' as
-  the original release's fine-tuning; default the params'), and:
+  accumulator_dtype (optional: SGD's momentum's, Adam's first moment's dtype,
+  e.g. 'bfloat16' as the original release's fine-tuning; default the
+  params'), and:
   - decoupled_weight_decay (default False): big_vision's weight decay.
     False: optax's AdamW (SGD: L2 added to the gradient), every param
     decayed by weight_decay * lr(t), base lr included. True: as big_vision's
@@ -41,7 +42,8 @@ _SCHEDULES = {
 def _adam(c, lr):
   # The paper's "Adam with weight decay 0.1" is decoupled weight decay (AdamW).
   return optax.adamw(lr, b1=c.get('b1', 0.9), b2=c.get('b2', 0.999),
-                     weight_decay=c.get('weight_decay', 0.0))
+                     weight_decay=c.get('weight_decay', 0.0),
+                     mu_dtype=c.get('accumulator_dtype'))
 
 
 _OPTIMIZERS = {
@@ -130,7 +132,8 @@ def _kernels(params):
 def _direction(c) -> optax.GradientTransformation:
   """The optimizer's update before any lr: Adam's, or SGD's momentum."""
   if c.name in ('adam', 'adamw'):
-    return optax.scale_by_adam(b1=c.get('b1', 0.9), b2=c.get('b2', 0.999))
+    return optax.scale_by_adam(b1=c.get('b1', 0.9), b2=c.get('b2', 0.999),
+                               mu_dtype=c.get('accumulator_dtype'))
   momentum = c.get('momentum', 0.9)
   return (optax.trace(decay=momentum,
                       accumulator_dtype=c.get('accumulator_dtype'))
@@ -168,9 +171,18 @@ def check(config) -> None:
                      ' e.g. 0.9999.')
 
 
-def make_optimizer(config) -> optax.GradientTransformation:
+def make_optimizer(config, frozen=None) -> optax.GradientTransformation:
   """Gradient clipping + the named optimizer on `lr_schedule(config)`, with
-  the layer decay and weight decay style of the config (docstring)."""
+  the layer decay and weight decay style of the config (docstring).
+
+  `frozen` (a tree of bools like the params): those params get no updates
+  and no optimizer state (LiT's locked image tower); the others are
+  optimized (and clipped) as if they were all the params.
+  """
+  if frozen is not None:
+    labels = jax.tree.map(lambda f: 'frozen' if f else 'train', frozen)
+    return optax.multi_transform({'train': make_optimizer(config),
+                                  'frozen': optax.set_to_zero()}, labels)
   check(config)
   c = config.optimizer
   layer_decay = c.get('layer_decay') or 0.0

@@ -1,11 +1,20 @@
-"""The classifier's train state and step: what `task_classify` gives the
-training loop, `benchmark` times and `compile_report` compiles.
+"""The train step every task shares (`make_step`), and the classifier's
+model, loss, state and step: what `task_classify` gives the training loop,
+`benchmark` times and `compile_report` compiles.
+
+A task brings its loss, `loss(params, batch, rng) -> (loss, aux metrics)`;
+`make_step` owns what every task's step does around it: the step's random
+stream, gradient accumulation, frozen params, the optimizer update, the EMA
+and the metrics. (The non-finite guard is the loop's, gradient clipping the
+optimizer's: `optim.make_optimizer`; dtype, remat and scan are the model's,
+built by its task.)
 
 Kept apart from the training loop so that these need neither the input
 pipeline (TensorFlow) nor the metric writers and checkpoint manager: the
 benchmark runs where only jax, flax and optax are installed.
 """
 import functools
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -20,6 +29,88 @@ from vit_jax.train import ema
 from vit_jax.train import optim
 from vit_jax.train import sharding
 
+Batch = Dict[str, Any]
+# (params, batch or micro-batch, rng) -> (scalar loss, {metric name: value}).
+Loss = Callable[[Any, Batch, jax.Array], Tuple[jax.Array, Dict[str, Any]]]
+
+
+def _behind_stop_gradient(loss_fn: Loss, frozen) -> Loss:
+  """`loss_fn` with the params `frozen` marks (a tree of bools) constant."""
+
+  def loss(params, batch, rng):
+    params = jax.tree.map(lambda p, f: jax.lax.stop_gradient(p) if f else p,
+                          params, frozen)
+    return loss_fn(params, batch, rng)
+
+  return loss
+
+
+def make_step(config, loss_fn: Loss, tx: optax.GradientTransformation,
+              key: jax.Array, *,
+              prepare: Optional[Callable[[Batch, jax.Array], Batch]] = None,
+              frozen: Any = None):
+  """(state, global batch) -> (state, metrics): one step of any task.
+
+  - `prepare(batch, step)`, if given, turns the global batch into what the
+    loss reads, before it is split (the classifier's one-hot labels and
+    Mixup, LiT's caption tokens): what must see the whole batch.
+  - The loss's rng is fold_in(key, step), so it depends neither on the
+    device count nor on where a run was resumed.
+  - With `accum_steps` > 1 the batch is split into micro-batches of examples
+    {i, i + accum, i + 2*accum, ...}, so each device holds its share of every
+    micro-batch; micro-batch i's rng is fold_in(rng, i), and the losses,
+    gradients and aux metrics are averaged. (A task whose loss compares the
+    examples of a batch with each other refuses accum_steps > 1.)
+  - `frozen` (a tree of bools like the params, or None): those params sit
+    behind stop_gradient; the optimizer must leave them alone too
+    (`optim.make_optimizer(config, frozen)`).
+  - With an `ema_params` entry in the state, the EMA follows the params
+    (`ema.py`, decay `config.ema_decay`).
+  - Metrics: train/loss, train/grad_norm, train/lr (the step's) and the
+    loss's aux metrics.
+  """
+  accum = config.get('accum_steps', 1)
+  schedule = optim.lr_schedule(config)
+  if frozen is not None:
+    loss_fn = _behind_stop_gradient(loss_fn, frozen)
+  grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+
+  def train_step(state, batch):
+    params, step = state['params'], state['step']
+    rng = jax.random.fold_in(key, step)
+    if prepare is not None:
+      batch = prepare(batch, step)
+    if accum == 1:
+      (loss, aux), grads = grad_fn(params, batch, rng)
+    else:
+      micro = jax.tree.map(
+          lambda x: x.reshape((-1, accum) + x.shape[1:]).swapaxes(0, 1),
+          batch)
+
+      def accumulate(carry, xs):
+        i, micro_batch = xs
+        (loss, aux), grads = grad_fn(params, micro_batch,
+                                     jax.random.fold_in(rng, i))
+        return jax.tree.map(jnp.add, carry, (loss, grads)), aux
+
+      zeros = (jnp.zeros(()), jax.tree.map(jnp.zeros_like, params))
+      (loss, grads), aux = jax.lax.scan(accumulate, zeros,
+                                        (jnp.arange(accum), micro))
+      loss, grads = jax.tree.map(lambda x: x / accum, (loss, grads))
+      aux = jax.tree.map(lambda x: x.mean(0), aux)
+
+    updates, opt_state = tx.update(grads, state['opt_state'], params)
+    new = {'step': step + 1, 'params': optax.apply_updates(params, updates),
+           'opt_state': opt_state}
+    if 'ema_params' in state:
+      new['ema_params'] = ema.update(state['ema_params'], new['params'],
+                                     config.ema_decay)
+    metrics = {'train/loss': loss, 'train/grad_norm': optax.tree.norm(grads),
+               'train/lr': schedule(step), **aux}
+    return new, metrics
+
+  return train_step
+
 
 def create_model(config, num_classes: int):
   """The model of `config.model` (ViT or Mixer: `models.create`) with the
@@ -30,79 +121,52 @@ def create_model(config, num_classes: int):
       remat=config.get('remat', False), scan=config.get('scan', False))
 
 
-def make_train_step(config, model, tx, dropout_key):
-  """(state, batch) -> (state, metrics) for one global batch.
-
-  With `accum_steps` > 1 the batch is split into micro-batches of examples
-  {i, i + accum, i + 2*accum, ...}, so each device holds its share of every
-  micro-batch, and their gradients are averaged. The labels become
-  distributions (one-hot, or mixed by `mixup.mix_batch` with rng =
-  fold_in(key, step) when the config turns Mixup / CutMix on), then label
-  smoothing applies to them. (A non-finite loss is the loop's to handle:
-  `loop._skipping_nonfinite`.)
-  """
-  accum = config.accum_steps
+def classifier_loss(config, model) -> Loss:
+  """Softmax cross-entropy of the logits against the batch's 'target'
+  distributions, smoothed by `label_smoothing`; with `flexi_patch_sizes`
+  the model runs at a patch size drawn from them by the step's rng."""
   smoothing = config.get('label_smoothing', 0.0)
-  schedule = optim.lr_schedule(config)
-  mixing = mixup.enabled(config)
-  # A stream apart from dropout's fold_in(key, step) and its micro-batches'.
-  mix_key = jax.random.fold_in(dropout_key, 0x6D6978)  # 'mix'
-
   flexi_sizes = config.get('flexi_patch_sizes')
 
-  def loss_fn(params, images, targets, rng):
+  def loss(params, batch, rng):
     if flexi_sizes:  # FlexiViT: a patch size per step (models/flexi.py).
       logits = flexi.apply_at_random_patch_size(
-          model, {'params': params}, images, patch_sizes=flexi_sizes,
+          model, {'params': params}, batch['image'], patch_sizes=flexi_sizes,
           rng=rng, train=True, rngs={'dropout': rng})
     else:
-      logits = model.apply({'params': params}, images, train=True,
+      logits = model.apply({'params': params}, batch['image'], train=True,
                            rngs={'dropout': rng})
-    targets = optax.smooth_labels(targets, smoothing)
-    return optax.softmax_cross_entropy(logits, targets).mean()
+    targets = optax.smooth_labels(batch['target'], smoothing)
+    return optax.softmax_cross_entropy(logits, targets).mean(), {}
 
-  grad_fn = jax.value_and_grad(loss_fn)
+  return loss
 
-  def train_step(state, batch):
-    params, step = state['params'], state['step']
-    rng = jax.random.fold_in(dropout_key, step)
+
+def make_train_step(config, model, tx, dropout_key):
+  """The classifier's step: `make_step` of `classifier_loss`.
+
+  The labels become distributions over the whole global batch before it is
+  split into micro-batches: one-hot, or mixed by `mixup.mix_batch` with
+  rng = fold_in(key', step) when the config turns Mixup / CutMix on (key' a
+  stream apart from dropout's), then label smoothing applies to them in the
+  loss.
+  """
+  mixing = mixup.enabled(config)
+  mix_key = jax.random.fold_in(dropout_key, 0x6D6978)  # 'mix'
+
+  def prepare(batch, step):
     images = batch['image']
     targets = jax.nn.one_hot(batch['label'], model.num_classes)
     if mixing:
       images, targets = mixup.mix_batch(
           config, jax.random.fold_in(mix_key, step), images, targets)
-    if accum == 1:
-      loss, grads = grad_fn(params, images, targets, rng)
-    else:
-      micro = jax.tree.map(
-          lambda x: x.reshape((-1, accum) + x.shape[1:]).swapaxes(0, 1),
-          (images, targets))
+    return {'image': images, 'target': targets}
 
-      def accumulate(carry, xs):
-        i, (mb_images, mb_targets) = xs
-        loss, grads = grad_fn(params, mb_images, mb_targets,
-                              jax.random.fold_in(rng, i))
-        return jax.tree.map(jnp.add, carry, (loss, grads)), None
-
-      zeros = (jnp.zeros(()), jax.tree.map(jnp.zeros_like, params))
-      (loss, grads), _ = jax.lax.scan(accumulate, zeros,
-                                      (jnp.arange(accum), micro))
-      loss, grads = jax.tree.map(lambda x: x / accum, (loss, grads))
-
-    updates, opt_state = tx.update(grads, state['opt_state'], params)
-    new = {'step': step + 1, 'params': optax.apply_updates(params, updates),
-           'opt_state': opt_state}
-    if 'ema_params' in state:
-      new['ema_params'] = ema.update(state['ema_params'], new['params'],
-                                     config.ema_decay)
-    metrics = {'train/loss': loss, 'train/grad_norm': optax.global_norm(grads),
-               'train/lr': schedule(step)}
-    return new, metrics
-
-  return train_step
+  return make_step(config, classifier_loss(config, model), tx, dropout_key,
+                   prepare=prepare)
 
 
-def _fresh_state(step, params, tx, with_ema: bool):
+def fresh_state(step, params, tx, with_ema: bool):
   """The train state at `step` for `params`: fresh optimizer moments and,
   `with_ema`, an EMA that starts at the params (vit_jax/train/ema.py)."""
   state = {'step': step, 'params': params, 'opt_state': tx.init(params)}
@@ -117,7 +181,7 @@ def _state_initializer(model, tx, image_size: int, with_ema: bool = False):
 
   def init(key):
     params = model.init(key, dummy, train=False)['params']
-    return _fresh_state(jnp.zeros((), jnp.int32), params, tx, with_ema)
+    return fresh_state(jnp.zeros((), jnp.int32), params, tx, with_ema)
 
   return init
 
@@ -137,7 +201,7 @@ def init_state(config, model, tx, init_key, mesh):
         init_params=jax.device_get(state['params']), model_config=config.model,
         grid_size=models.token_grid(config.model, size))
     params = jax.device_put(params, state_sh['params'])
-    state = jax.jit(functools.partial(_fresh_state, tx=tx, with_ema=with_ema),
+    state = jax.jit(functools.partial(fresh_state, tx=tx, with_ema=with_ema),
                     out_shardings=state_sh)(state['step'], params)
   return state, state_sh
 

@@ -1,4 +1,4 @@
-"""Supervised image classification: the task `supervised.py` gives the loop.
+"""Supervised image classification: the `classify` task (`tasks.py`).
 
 A ViT, hybrid or Mixer (`steps.create_model`), trained from scratch or
 fine-tuned from `config.pretrained_path` (or an AugReg name), on labelled
@@ -51,7 +51,10 @@ def _fewshot_evaluators(config, model):
 
 
 class ClassifyTask:
-  """`loop.Task` for a classifier config (configs/default.py and kin)."""
+  """`loop.Task` for a classifier config (configs/default.py and kin):
+  config.task='classify'."""
+
+  name = 'classify'
 
   def __init__(self, config: ml_collections.ConfigDict):
     self.config = augreg.resolve(config)  # An AugReg name -> pretrained_path.

@@ -1,4 +1,4 @@
-"""Locked-image tuning: the task (`LitTask`) `lit.py` gives the loop.
+"""Locked-image tuning: the `lit` task (`LitTask`, `tasks.py`).
 
 LiT (Zhai et al., arXiv 2111.07991) trains a text tower to embed captions
 next to the embeddings of a frozen ("locked") image tower. Here the image
@@ -13,9 +13,13 @@ labels (order = f(seed, step)) -> on the mesh -> the jitted step picks a
 template per example (rng = fold_in(key, step)) and looks its caption's
 tokens up in a table tokenized once; with real captions the iterator
 brings each example's tokens instead (`captions.Tokens.pick`, on the
-host) -> symmetric contrastive loss on t * zimg @ ztxt.T -> gradients reach
-the text tower, the heads and t only (the image tower's params sit behind
-stop_gradient and get no updates nor optimizer state) -> the training loop's
+host) -> symmetric contrastive loss on t * zimg @ ztxt.T, the loss given
+to the step every task shares (`steps.make_step`: EMA with `ema_decay`) ->
+gradients reach the text tower, the heads and t only (the image tower's
+params are `frozen`: behind stop_gradient, no updates nor optimizer state;
+`accum_steps` and `optimizer.layer_decay` are refused, the classifier's
+Mixup, label smoothing and compute options are not LiT fields) -> the
+training loop's
 logs, checkpoints and graceful stop (`loop.py`) -> zero-shot accuracy on
 `config.dataset`'s eval split and/or image<->text retrieval recall@1 on the
 held-out pairs -> WORKDIR/{params.npz, config.json, vocab.txt}: what
@@ -30,11 +34,11 @@ import flax
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 import optax
 
 from vit_jax import atomic_file
 from vit_jax import checkpoint
+from vit_jax import models
 from vit_jax import remote
 from vit_jax.data import captions
 from vit_jax.data import input_pipeline
@@ -42,6 +46,7 @@ from vit_jax.evaluators import zeroshot
 from vit_jax.models import lit
 from vit_jax.train import optim
 from vit_jax.train import sharding
+from vit_jax.train import steps
 from vit_jax.workdir import layout
 
 RANDOM_IMAGE_TOWER = 'random'
@@ -85,9 +90,16 @@ def _validate(config):
     remote.check(config.get(field) or '', f'config.{field}')
   for field in ('folder', 'data_dir'):
     remote.check(config.captions.get(field) or '', f'config.captions.{field}')
-  if config.get('accum_steps', 1) != 1:
-    raise ValueError('LiT tuning needs accum_steps=1: the contrastive loss '
-                     'compares every image with every caption of the batch.')
+  if config.accum_steps != 1:
+    raise ValueError(f'config.accum_steps={config.accum_steps}: the '
+                     f'{config.task!r} task needs 1, its loss compares every '
+                     'image with every caption of the batch.')
+  if config.optimizer.layer_decay:
+    raise ValueError(f'config.optimizer.layer_decay='
+                     f'{config.optimizer.layer_decay}: the {config.task!r} task'
+                     ' needs 0 (off); layer decay orders the blocks of one '
+                     'ViT, an image-text model has two towers.')
+  optim.check(config)
   source = config.get('image_checkpoint')
   if not source:
     raise ValueError(
@@ -134,13 +146,22 @@ def _validate(config):
   return names, pairs
 
 
+def _check_no_bias(config):
+  """The contrastive (softmax) loss is blind to a bias on the logits: a LiT
+  model has none."""
+  if config.model.get('bias_init') is not None:
+    raise ValueError(f'config.model.bias_init={config.model.bias_init}: the '
+                     f"{config.task!r} task's softmax loss has no use for a "
+                     "bias; remove it, or train the sigmoid loss (task='siglip',"
+                     ' configs/siglip.py).')
+
+
 def _init_params(config, model, key) -> Dict[str, Any]:
   size, max_len = config.image_size, config.model.pp.max_len
   params = jax.jit(lambda k: model.init(
       k, images=jnp.zeros((1, size, size, 3)),
       tokens=jnp.zeros((1, max_len), jnp.int32))['params'])(key)
-  params = jax.device_get(params)
-  params['t'] = np.full((1,), np.log(config.temperature_init), np.float32)
+  params = jax.device_get(params)  # t (and b) as config.model sets them.
   if config.image_checkpoint != RANDOM_IMAGE_TOWER:
     # The classifier head is dropped; the image head (if any) stays fresh.
     params['img'] = checkpoint.load_pretrained(
@@ -156,14 +177,6 @@ def frozen_mask(params) -> Any:
       {k: k[0] == 'img' and k[1] != 'head' for k in flat})
 
 
-def make_optimizer(config, params) -> optax.GradientTransformation:
-  """The config's optimizer on the trainable params; none for the frozen."""
-  labels = jax.tree.map(lambda f: 'frozen' if f else 'train',
-                        frozen_mask(params))
-  return optax.multi_transform({'train': optim.make_optimizer(config),
-                                'frozen': optax.set_to_zero()}, labels)
-
-
 def contrastive_loss(zimg, ztxt, t):
   """Mean of image->text and text->image cross-entropies, pairs on the
   diagonal of the [n, n] logits t * zimg @ ztxt.T."""
@@ -174,45 +187,41 @@ def contrastive_loss(zimg, ztxt, t):
           ).mean() / 2
 
 
-def make_train_step(config, model, tx, caption_tokens, frozen, key):
-  """(state, batch) -> (state, metrics); `caption_tokens` [classes,
-  templates, max_len] is each class's captions, tokenized, or None when the
-  batches bring their own 'tokens'."""
-  table = None if caption_tokens is None else jnp.asarray(caption_tokens)
-  schedule = optim.lr_schedule(config)
+def make_loss(model) -> steps.Loss:
+  """`steps.Loss`: the contrastive loss of a batch of 'image' and 'tokens'
+  (the step key's second half drives dropout), and the temperature."""
 
-  def loss_fn(params, images, tokens, rng):
-    params = jax.tree.map(lambda p, f: jax.lax.stop_gradient(p) if f else p,
-                          params, frozen)
-    zimg, ztxt, out = model.apply({'params': params}, images=images,
-                                  tokens=tokens, train=True,
-                                  rngs={'dropout': rng})
-    return contrastive_loss(zimg, ztxt, out['t'])
+  def loss(params, batch, rng):
+    zimg, ztxt, out = model.apply(
+        {'params': params}, images=batch['image'], tokens=batch['tokens'],
+        train=True, rngs={'dropout': jax.random.split(rng)[1]})
+    return (contrastive_loss(zimg, ztxt, out['t']),
+            {'train/temperature': out['t'][0]})
 
-  def train_step(state, batch):
-    params, step = state['params'], state['step']
-    rng_caption, rng_dropout = jax.random.split(jax.random.fold_in(key, step))
+  return loss
+
+
+def caption_tokens(caption_table, key):
+  """`steps.make_step`'s `prepare`: each example's caption tokens. From
+  `caption_table` [classes, templates, max_len], each class's captions
+  tokenized, a template per example drawn with the step key's first half;
+  or, when `caption_table` is None, the batch's own 'tokens'."""
+  table = None if caption_table is None else jnp.asarray(caption_table)
+
+  def prepare(batch, step):
     if table is None:
-      tokens = batch['tokens']
-    else:
-      template = jax.random.randint(rng_caption, batch['label'].shape, 0,
-                                    table.shape[1])
-      tokens = table[batch['label'], template]
-    loss, grads = jax.value_and_grad(loss_fn)(params, batch['image'], tokens,
-                                              rng_dropout)
-    updates, opt_state = tx.update(grads, state['opt_state'], params)
-    new = {'step': step + 1, 'params': optax.apply_updates(params, updates),
-           'opt_state': opt_state}
-    metrics = {'train/loss': loss, 'train/grad_norm': optax.tree.norm(grads),
-               'train/lr': schedule(step),
-               'train/temperature': jnp.exp(params['t'][0])}
-    return new, metrics
+      return {'image': batch['image'], 'tokens': batch['tokens']}
+    rng = jax.random.split(jax.random.fold_in(key, step))[0]
+    template = jax.random.randint(rng, batch['label'].shape, 0,
+                                  table.shape[1])
+    return {'image': batch['image'],
+            'tokens': table[batch['label'], template]}
 
-  return train_step
+  return prepare
 
 
 class LitTask:
-  """`loop.Task` for a LiT config (configs/lit.py).
+  """`loop.Task` for a LiT config (configs/lit.py): config.task='lit'.
 
   The image-text pairs come from `config.captions` (real captions) or from
   `config.dataset`'s class names in `config.captions.templates`; the
@@ -220,12 +229,19 @@ class LitTask:
   the held-out pairs.
   """
 
+  name = 'lit'
+
   def __init__(self, config: ml_collections.ConfigDict):
     self.config = config
 
   def check(self, workdir: str) -> None:
     del workdir
+    self.check_model()
     self.names, self.pairs = _validate(self.config)
+
+  def check_model(self) -> None:
+    """The model's fields the loss depends on."""
+    _check_no_bias(self.config)
 
   def prepare(self, workdir: str) -> None:
     """Tokenizes the captions; writes WORKDIR/vocab.txt (process 0)."""
@@ -250,7 +266,7 @@ class LitTask:
       self.caption_tokens = self.tokenizer(
           [t.format(n) for n in names for t in templates]
       ).reshape(len(names), len(templates), -1)
-    self.model = lit.LitModel(**config.model)
+    self.model = models.create(config.model)
     self.evaluators = []
     if names:
       self.evaluators.append(zeroshot.ZeroShotEvaluator(
@@ -261,16 +277,24 @@ class LitTask:
 
   def init_state(self, mesh, key):
     params = _init_params(self.config, self.model, key)
-    self.frozen = frozen_mask(params)
-    self.tx = make_optimizer(self.config, params)
-    state = {'step': jnp.zeros((), jnp.int32), 'params': params,
-             'opt_state': self.tx.init(params)}
+    # A locked image tower (LiT), unless the model trains it too.
+    self.frozen = (None if self.config.model.get('train_image') else
+                   frozen_mask(params))
+    self.mesh = mesh
+    self.tx = optim.make_optimizer(self.config, self.frozen)
+    state = steps.fresh_state(jnp.zeros((), jnp.int32), params, self.tx,
+                              with_ema=bool(self.config.ema_decay))
     state_sh = sharding.state_shardings(mesh, state)
     return jax.device_put(state, state_sh), state_sh
 
   def train_step(self, key):
-    return make_train_step(self.config, self.model, self.tx,
-                           self.caption_tokens, self.frozen, key)
+    return steps.make_step(
+        self.config, self.loss(), self.tx, key,
+        prepare=caption_tokens(self.caption_tokens, key), frozen=self.frozen)
+
+  def loss(self) -> steps.Loss:
+    """The task's loss, for `steps.make_step` (after `init_state`)."""
+    return make_loss(self.model)
 
   def train_batches(self, start_step: int):
     captioned = {}  # The pairs' images and tokens, or config.dataset's.

@@ -1,11 +1,13 @@
 """Up-front config checks of a training run, before anything is compiled or
 loaded, so that a typo costs a second, not a crashed job.
 
-The training loop (`loop.train_and_evaluate`) runs `check_run` (what every
-run needs), then its task's own checks (`check_classifier` here for the
+The training loop (`loop.train_and_evaluate`) runs `check_fields` (every
+field of the config is one its task reads), `check_run` (what every run
+needs), then its task's own checks (`check_classifier` here for the
 classifier; `task_lit.LitTask.check` for LiT), then `check_workdir`. Each
 message says what is wrong and how to fix it.
 """
+import difflib
 import os
 import uuid
 
@@ -17,6 +19,7 @@ from vit_jax import checkpoint
 from vit_jax import models
 from vit_jax import remote
 from vit_jax.checkpoint import hub
+from vit_jax.configs import common
 from vit_jax.data import input_pipeline
 from vit_jax.data import mixup
 from vit_jax.models import flexi
@@ -49,6 +52,57 @@ def _check_pretrained(config, model_shapes):
   path = config.pretrained_path
   checkpoint.check_token_count(checkpoint.npz_shapes(hub.resolve(path)),
                                model_shapes, path, config.model)
+
+
+# Fields that are gone, and what replaced them.
+_RENAMED = {'trainer': "config.task names the training task ('lit' for "
+                       'configs/lit.py)',
+            'temperature_init': 'the model sets it: config.model.'
+                                'temperature_init'}
+
+
+def _fields(config, prefix=''):
+  """The dotted names of `config`'s fields; `model` is one (its own fields
+  are the model's to check: `models.create`)."""
+  for key, value in config.items():
+    name = prefix + key
+    if name != 'model' and hasattr(value, 'items') and len(value):
+      yield from _fields(value, name + '.')
+    else:
+      yield name
+
+
+def task_fields(task: str):
+  """The fields a config of `task` may have (`configs.common`'s tables)."""
+  return (set(_fields(common.base_config(task))) |
+          set(common.OPTIONAL_FIELDS.get(task, ())))
+
+
+def check_fields(config, task: str):
+  """Every field of `config` is one `task` reads: a field only another task
+  reads, a misspelled or unknown one, is a ValueError naming it (never
+  silently ignored)."""
+  if config.get('task', task) != task:
+    raise ValueError(f'config.task={config.task!r}, but this is the {task!r} '
+                     'task: train the config with vit_jax.train.tasks.create('
+                     'config).')
+  known = task_fields(task)
+  for name in _fields(config):
+    if name in known:
+      continue
+    if name in _RENAMED:
+      raise ValueError(f'config.{name} is gone: {_RENAMED[name]}.')
+    owners = [t for t in common.TASK_FIELDS if t != task and
+              name in task_fields(t)]
+    if owners:
+      raise ValueError(
+          f'config.{name} is a field of the {" and ".join(map(repr, owners))}'
+          f' task{"s" * (len(owners) > 1)}, not of the {task!r} task '
+          '(config.task) that this config trains: remove it.')
+    close = difflib.get_close_matches(name, known, n=1)
+    raise ValueError(f'Unknown config field config.{name} (the {task!r} task '
+                     'does not read it)' +
+                     (f'; did you mean config.{close[0]}?' if close else '.'))
 
 
 def check_workdir(workdir):
@@ -111,6 +165,7 @@ def check_classifier(config) -> input_pipeline.DatasetInfo:
 def validate(config, *, workdir: str, num_devices: int, num_processes: int):
   """All of a classifier run's checks, in the loop's order; returns the
   dataset's info. Raises ValueError/FileNotFoundError on bad input."""
+  check_fields(config, 'classify')
   check_run(config, workdir=workdir, num_devices=num_devices,
             num_processes=num_processes)
   info = check_classifier(config)

@@ -9,7 +9,8 @@
   params.npz     the final params in the published layout, at the end;
   params_ema.npz with `ema_decay` > 0: their EMA, same layout (train/ema.py);
   run.lock       who runs in WORKDIR now (vit_jax/workdir/lock.py);
-  vocab.txt      LiT runs only: the text tower's vocabulary (train/task_lit.py);
+  vocab.txt      image-text runs only (LiT, SigLIP): the text tower's vocabulary
+                 (train/task_lit.py);
   events.out.tfevents.*  TensorBoard's copy of the metrics (clu).
 
 Every module that writes or reads these names takes them from here, so that
