@@ -1,6 +1,7 @@
 """FlexiViT training (models/flexi.py): a patch size per step, drawn inside
 the compiled step from the step's key."""
-import shutil
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -8,7 +9,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from tests.conftest import assert_same_params, run_main, tiny_config
+from tests.conftest import ROOT, assert_same_params, main_env, tiny_config
 from vit_jax import models
 from vit_jax.models import flexi
 
@@ -49,18 +50,37 @@ def test_check(sizes, message):
   flexi.check(config)
 
 
+# Both runs in one 2-device process (one interpreter start and JAX/TF
+# import, not two): the cut run is a second `train_and_evaluate` on the
+# copied workdir, which restores from disk as a new process would.
+_FULL_THEN_CUT = '''
+import shutil, sys
+from pathlib import Path
+from tests.conftest import main_config
+from vit_jax.train import tasks
+image_folder, full, cut, *flags = sys.argv[1:]
+config = main_config(image_folder, *flags)
+tasks.train_and_evaluate(config, full)
+shutil.copytree(full, cut)
+shutil.rmtree(Path(cut) / 'checkpoints' / '4')
+(Path(cut) / 'params.npz').unlink()
+print('--- cut run ---', file=sys.stderr, flush=True)
+tasks.train_and_evaluate(config, cut)
+'''
+
+
 def test_two_device_run_resumes_bit_identically(tmp_path, image_folder):
   """Random patch sizes (2 or 4 px at 16 px) on 2 devices: resumed from its
   step-2 checkpoint, the run ends with the uninterrupted run's params."""
   flags = ('--config.flexi_patch_sizes=(2, 4)', '--config.total_steps=4',
            '--config.eval_every=4', '--config.checkpoint_every=2')
   full, cut = tmp_path / 'full', tmp_path / 'cut'
-  result = run_main(full, image_folder, *flags, devices=2)
+  result = subprocess.run(
+      [sys.executable, '-c', _FULL_THEN_CUT, str(image_folder), str(full),
+       str(cut), *flags], env=main_env(2), cwd=ROOT, capture_output=True,
+      text=True, timeout=300)
   assert result.returncode == 0, result.stderr[-3000:]
-  shutil.copytree(full, cut)
-  shutil.rmtree(cut / 'checkpoints' / '4')
-  (cut / 'params.npz').unlink()
-  result = run_main(cut, image_folder, *flags, devices=2)
-  assert result.returncode == 0, result.stderr[-3000:]
-  assert 'Starting at step 2' in result.stderr
+  full_log, cut_log = result.stderr.split('--- cut run ---')
+  assert 'Starting at step 2' not in full_log
+  assert 'Starting at step 2' in cut_log
   assert_same_params(full, cut)

@@ -158,13 +158,20 @@ def _tiny_lit():
       pp=dict(tokenizer_name='bert', max_len=4, size=28), out_dim=(None, 16))
 
 
+@pytest.fixture(scope='module')
+def tiny_lit_params():
+  """`_tiny_lit()`'s initial params (read-only), once for the module."""
+  return jax.jit(lambda: _tiny_lit().init(  # One compile, not one per op.
+      jax.random.PRNGKey(0), images=jnp.zeros((1, 28, 28, 3)),
+      tokens=jnp.zeros((1, 4), jnp.int32))['params'])()
+
+
 @pytest.mark.parametrize('decoupled', [False, True])
-def test_lit_step_applies_ema_and_keeps_the_locked_tower(decoupled):
+def test_lit_step_applies_ema_and_keeps_the_locked_tower(decoupled,
+                                                         tiny_lit_params):
   """The step every task shares, given LiT's loss: the image tower gets no
   update and no optimizer state; the EMA follows every param."""
-  model = _tiny_lit()
-  params = model.init(jax.random.PRNGKey(0), images=jnp.zeros((1, 28, 28, 3)),
-                      tokens=jnp.zeros((1, 4), jnp.int32))['params']
+  model, params = _tiny_lit(), tiny_lit_params
   frozen = task_lit.frozen_mask(params)
   config = _step_config(ema_decay=0.75)
   config.optimizer.decoupled_weight_decay = decoupled
