@@ -24,8 +24,9 @@ def _tiny(**overrides):
 
 def _init(config, size=(16, 16), num_classes=3):
   model = models.create(config, num_classes)
-  params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, *size, 3)),
-                      train=False)['params']
+  # Only the shapes: every value is drawn below.
+  params = jax.eval_shape(lambda: model.init(
+      jax.random.PRNGKey(0), jnp.zeros((1, *size, 3)), train=False)['params'])
   # Non-zero everywhere (head, class token), so every path is checked.
   params = jax.tree.map(
       lambda p: jnp.asarray(np.random.RandomState(p.size).standard_normal(
