@@ -19,12 +19,15 @@ def test_draw_is_a_function_of_the_key_and_covers_the_sizes():
   model = models.create(config, 3)
   x = jnp.asarray(np.random.RandomState(0).uniform(-1, 1, (2, 16, 16, 3)),
                   jnp.float32)
-  params = model.init(jax.random.PRNGKey(0), x, train=False)
+  params = jax.jit(lambda: model.init(  # One compile, not one per op.
+      jax.random.PRNGKey(0), x, train=False))()
   params = jax.tree.map(  # A non-zero head, every weight its own.
       lambda p: p + 0.3 * np.random.RandomState(p.size).standard_normal(
           p.shape).astype(np.float32), params)
   sizes = (2, 4, (4, 8))
-  at = {s: model.apply(params, x, train=False, patch_size=s) for s in sizes}
+  at = {s: jax.jit(lambda p, s=s: model.apply(p, x, train=False,
+                                              patch_size=s))(params)
+        for s in sizes}
   apply = jax.jit(lambda rng: flexi.apply_at_random_patch_size(
       model, params, x, patch_sizes=sizes, rng=rng, train=False))
   seen = set()
