@@ -36,8 +36,8 @@ def _pretrained(path, model_config):
   """A 'pre-trained' checkpoint of `model_config` (1 class, 16 px), as the
   original's test_utils.create_checkpoint writes one."""
   model = models.VisionTransformer(num_classes=1, **model_config)
-  params = model.init(jax.random.PRNGKey(1), jnp.ones([1, 16, 16, 3]),
-                      train=False)['params']
+  params = jax.jit(lambda: model.init(  # One compile, not one per op.
+      jax.random.PRNGKey(1), jnp.ones([1, 16, 16, 3]), train=False)['params'])()
   checkpoint.save_npz(str(path), params)
   return params
 

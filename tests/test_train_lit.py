@@ -36,8 +36,8 @@ def _config(**overrides):
 def _tower_checkpoint(path):
   """A random (frozen) ViT with a 10-class head, in the published layout."""
   model = models.VisionTransformer(num_classes=10, **_TOWER)
-  params = model.init(jax.random.PRNGKey(1), np.zeros((1, 28, 28, 3)),
-                      train=False)['params']
+  params = jax.jit(lambda: model.init(  # One compile, not one per op.
+      jax.random.PRNGKey(1), np.zeros((1, 28, 28, 3)), train=False)['params'])()
   checkpoint.save_npz(str(path), params)
   return flax.traverse_util.flatten_dict(jax.device_get(params))
 

@@ -107,8 +107,8 @@ def test_cli_writes_pngs(tmp_path):
                                  dropout_rate=0.0, attention_dropout_rate=0.0))
   (tmp_path / 'model.json').write_text(json.dumps(config))
   model = models.VisionTransformer(num_classes=10, **config)
-  params = model.init(jax.random.key(0), np.zeros((1, 32, 32, 3)),
-                      train=False)['params']
+  params = jax.jit(lambda: model.init(  # One compile, not one per op.
+      jax.random.key(0), np.zeros((1, 32, 32, 3)), train=False)['params'])()
   checkpoint.save_npz(str(tmp_path / 'params.npz'), params)
   Image.fromarray(skimage.data.astronaut()).save(tmp_path / 'image.png')
 
