@@ -63,6 +63,12 @@ def _init(config, num_classes, size=32):
       lambda s: rng.normal(0, 0.1, s.shape).astype(np.float32), shapes)
 
 
+def _jit_apply(model, params, images):
+  """`model`'s inference logits, compiled (not op by op)."""
+  return jax.jit(lambda p, x: model.apply({'params': p}, x, train=False))(
+      params, images)
+
+
 def _images(size=32, n=2):
   return np.asarray(jax.random.uniform(jax.random.key(2), (n, size, size, 3),
                                        minval=-1, maxval=1))
@@ -181,15 +187,14 @@ def test_timm_hybrid_by_hub_name(offline_cache, tmp_path):
       np.testing.assert_allclose(flat[key], value, rtol=1e-5, atol=1e-6)
     else:
       np.testing.assert_array_equal(flat[key], value, err_msg='/'.join(key))
-  # So either standardisation formula computes timm's function.
-  model = models.create(config, 3)
-  want = model.apply({'params': params}, _images(), train=False)
+  # So either standardisation formula computes timm's function. (Jitted:
+  # compiled, the three forward passes cost a third of op by op.)
+  want = _jit_apply(models.create(config, 3), params, _images())
   for std_conv in ('timm', 'original'):
     other = tiny_config(patches={'size': (1, 1)}, resnet=dict(
         num_layers=(1, 1), width_factor=0.5, std_conv=std_conv))
     other.transformer.update(gelu='exact', layer_norm_eps=1e-6)
-    got = models.create(other, 3).apply({'params': loaded}, _images(),
-                                        train=False)
+    got = _jit_apply(models.create(other, 3), loaded, _images())
     np.testing.assert_allclose(got, want, atol=2e-5, err_msg=std_conv)
 
 
@@ -223,9 +228,8 @@ def test_reference_hybrid_from_the_shared_hub_cache(reference, monkeypatch):
   for source, config in (
       ('repo', checkpoint.safetensors_model_config(case['repo'])),
       ('case', case['model'])):
-    model = models.create(config, case['num_classes'])
-    logits = jax.jit(lambda p, x, model=model: model.apply(p, x, train=False))(
-        {'params': params}, np.load(ref_dir / case['input']))
+    logits = _jit_apply(models.create(config, case['num_classes']), params,
+                        np.load(ref_dir / case['input']))
     diff = np.abs(np.asarray(logits) - np.load(ref_dir / case['output'])).max()
     print(f'hub_r26_s32 ({source} config): max |logit difference| {diff:.2e}')
     assert diff < 2e-5, source
