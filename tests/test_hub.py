@@ -245,14 +245,14 @@ def test_headless_repo_is_a_feature_extractor(offline_cache, tmp_path):
   _saved_repo(offline_cache, 'timm/headless', params, config, tmp_path)
   name = 'hf-hub:timm/headless'
   loaded_config = checkpoint.safetensors_model_config(name)
-  features = models.create(loaded_config, 0).apply(
-      {'params': checkpoint.load_params(name, loaded_config)}, _images(),
-      train=False)
+  features = _jit_apply(models.create(loaded_config, 0),
+                        checkpoint.load_params(name, loaded_config), _images())
   assert features.shape == (2, 16)
-  np.testing.assert_array_equal(
-      features, model.apply({'params': params}, _images(), train=False))
-  fresh = models.create(loaded_config, 4).init(
-      jax.random.key(3), np.zeros((1, 32, 32, 3)), train=False)['params']
+  np.testing.assert_array_equal(features,
+                                _jit_apply(model, params, _images()))
+  fresh = jax.jit(lambda key: models.create(loaded_config, 4).init(
+      key, np.zeros((1, 32, 32, 3)), train=False)['params'])(
+          jax.random.key(3))
   tuned = checkpoint.load_pretrained(
       pretrained_path=name, init_params=fresh, model_config=loaded_config)
   assert tuned['head']['kernel'].shape == (16, 4)
