@@ -129,6 +129,21 @@ def lit_config_from_json(spec: str) -> ml_collections.ConfigDict:
 VOCAB_FILES = ('spiece.model', 'tokenizer.model')
 
 
+def _model_config(checkpoint_path, model_name, config_json, read_json,
+                  hint=''):
+  """The model config of a preset name, else of a JSON file (`read_json`),
+  else the one a .safetensors checkpoint describes; a .npz needs one of the
+  first two (`hint`: what the error adds)."""
+  if model_name:
+    return models_config.get_model_config(model_name)
+  if config_json:
+    return read_json(config_json)
+  if checkpoint.is_safetensors(checkpoint_path):
+    return checkpoint.safetensors_model_config(checkpoint_path)
+  raise ValueError('Pass --model or --config_json for a .npz checkpoint'
+                   f'{hint}.')
+
+
 def _vocab_beside(checkpoint_path: str) -> str:
   """The tokenizer model in a checkpoint's directory or hub repository."""
   for name in VOCAB_FILES:
@@ -157,15 +172,9 @@ def load_lit_model(*, checkpoint_path: str, vocab_path: Optional[str] = None,
     meant for the user: unknown preset, missing or mismatched vocabulary,
     a checkpoint of another model.
   """
-  if model_name:
-    config = models_config.get_model_config(model_name)
-  elif config_json:
-    config = lit_config_from_json(config_json)
-  elif checkpoint.is_safetensors(checkpoint_path):
-    config = checkpoint.safetensors_model_config(checkpoint_path)
-  else:
-    raise ValueError('Pass --model or --config_json for a .npz checkpoint '
-                     '(a transformers SigLIP repository describes itself).')
+  config = _model_config(
+      checkpoint_path, model_name, config_json, lit_config_from_json,
+      ' (a transformers SigLIP repository describes itself)')
   if 'text_model' not in config:
     lit = [n for n, c in models_config.MODEL_CONFIGS.items()
            if 'text_model' in c]
@@ -217,14 +226,8 @@ def load_model(checkpoint_path: str, *, model_name: Optional[str] = None,
     ValueError (CheckpointMismatchError included) or OSError, with a message
     meant for the user.
   """
-  if model_name:
-    config = models_config.get_model_config(model_name)
-  elif config_json:
-    config = config_from_json(config_json)
-  elif checkpoint.is_safetensors(checkpoint_path):
-    config = checkpoint.safetensors_model_config(checkpoint_path)
-  else:
-    raise ValueError('Pass --model or --config_json for a .npz checkpoint.')
+  config = _model_config(checkpoint_path, model_name, config_json,
+                         config_from_json)
   if 'text_model' in config:
     raise ValueError(f'{model_name or config_json or checkpoint_path} is an '
                      'image-text (LiT / SigLIP) model, not a classifier: '
