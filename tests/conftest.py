@@ -3,9 +3,12 @@ import itertools
 import json
 import os
 import pathlib
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
+import warnings
 
 import filelock
 import ml_collections
@@ -83,6 +86,65 @@ def jax_compilation_cache(tmp_path_factory):
   return cache
 
 
+FORK_SERVER_VARIABLE = 'VIT_JAX_TEST_FORK_SERVER'
+_fork_server = {}
+
+
+@pytest.fixture(scope='session', autouse=True)
+def fork_server(jax_compilation_cache):  # pylint: disable=unused-argument
+  """This worker's fork server (tests/fork_server.py), started at once so
+  that its imports are done by the first `python_command`; stopped at the
+  end. VIT_JAX_TEST_FRESH_PROCESSES=1 turns it off: every program then
+  starts in a fresh interpreter."""
+  if os.environ.get('VIT_JAX_TEST_FRESH_PROCESSES') == '1':
+    yield None
+    return
+  directory = tempfile.mkdtemp(prefix='vit_jax_fork_')  # AF_UNIX: 108 chars.
+  path = os.path.join(directory, 'socket')
+  os.environ[FORK_SERVER_VARIABLE] = path
+  with open(os.path.join(directory, 'server.log'), 'w') as log:
+    server = subprocess.Popen(
+        [sys.executable, '-m', 'tests.fork_server', path], cwd=ROOT,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True)
+  _fork_server.update(process=server, log=os.path.join(directory,
+                                                       'server.log'))
+  yield server
+  os.environ.pop(FORK_SERVER_VARIABLE, None)
+  server.stdin.close()  # The server's signal to exit.
+  try:
+    server.wait(timeout=60)
+  except subprocess.TimeoutExpired:
+    server.kill()
+  shutil.rmtree(directory, ignore_errors=True)
+
+
+def _fork_server_ready() -> bool:
+  """Waits for this worker's fork server to finish its imports; False (and
+  a warning) if it cannot serve."""
+  server = _fork_server.get('process')
+  if server is None or os.environ.get(FORK_SERVER_VARIABLE) is None:
+    return False
+  if 'ready' not in _fork_server:
+    _fork_server['ready'] = server.stdout.readline().strip() == 'ready'
+    if not _fork_server['ready']:
+      with open(_fork_server['log']) as log:
+        warnings.warn('The fork server did not start; programs start in '
+                      'fresh interpreters (slower):\n' + log.read()[-3000:])
+  return _fork_server['ready']
+
+
+def python_command(*args, fresh=False):
+  """`python ARGS...` (a script, `-m MODULE` or `-c CODE`, with its
+  arguments), forked from this worker's fork server: the same program,
+  without its ~5 CPU-s of imports (tests/fork_server.py says what stays the
+  same). `fresh=True`: a fresh interpreter, for tests of what a program
+  prints while it imports, or of its pid."""
+  if fresh or not _fork_server_ready():
+    return [sys.executable, *args]
+  return [sys.executable, '-I', '-S', str(ROOT / 'tests' / 'fork_client.py'),
+          *args]
+
+
 @pytest.fixture(scope='session')
 def reference():
   """The shared reference case dir and its cases.json (skips if absent)."""
@@ -133,14 +195,16 @@ def _config_args(data_dir, overrides, config):
   return args + list(overrides)
 
 
-def main_command(workdir, data_dir, *overrides, config='configs/testing.py'):
+def main_command(workdir, data_dir, *overrides, config='configs/testing.py',
+                 fresh=False):
   """`python main.py` on the testing config over an image folder.
 
   `config=None` runs the default job (no --config); `data_dir=None` keeps the
-  config's own dataset.
+  config's own dataset; `fresh`: see `python_command`.
   """
-  return [sys.executable, str(ROOT / 'main.py'), f'--workdir={workdir}',
-          *_config_args(data_dir, overrides, config)]
+  return python_command(str(ROOT / 'main.py'), f'--workdir={workdir}',
+                        *_config_args(data_dir, overrides, config),
+                        fresh=fresh)
 
 
 def main_env(devices=1):
@@ -155,9 +219,10 @@ def main_env(devices=1):
 
 
 def run_main(workdir, data_dir, *overrides, devices=1,
-             config='configs/testing.py'):
+             config='configs/testing.py', fresh=False):
   return subprocess.run(main_command(workdir, data_dir, *overrides,
-                                     config=config), env=main_env(devices),
+                                     config=config, fresh=fresh),
+                        env=main_env(devices),
                         capture_output=True, text=True, timeout=300)
 
 
@@ -277,9 +342,10 @@ def trained_run(tmp_path_factory, image_folder):
   checkpoints 3 and 6, params.npz, and eval records at steps 3 and 6 in
   metrics.jsonl. One run for the whole test session: the tests of train,
   console, predict, evaluate, export and run_dir read it (read-only: copy it
-  to change it); `trained_run_console` is what it printed."""
+  to change it); `trained_run_console` is what it printed, in a fresh
+  interpreter (imports included)."""
   def train(workdir):
-    proc = run_main(workdir, image_folder, *BASELINE_OVERRIDES)
+    proc = run_main(workdir, image_folder, *BASELINE_OVERRIDES, fresh=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     _console_file(workdir).write_text(json.dumps(
         dict(stdout=proc.stdout, stderr=proc.stderr)))

@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT, tiny_config
+from tests.conftest import ROOT, tiny_config, python_command
 from vit_jax import benchmark
 from vit_jax import models
 from vit_jax.configs import models as models_config
@@ -25,9 +25,9 @@ def records():
   """Both modes of the CLI on the testing preset, run side by side (the
   train step with its blocks scanned)."""
   runs = {mode: subprocess.Popen(
-      [sys.executable, '-m', 'vit_jax.benchmark', '--model=testing',
+      python_command('-m', 'vit_jax.benchmark', '--model=testing',
        '--image_size=32', '--batch_size=4', '--steps=3', '--warmup=1',
-       '--num_classes=10', f'--mode={mode}', f'--scan={mode == "train"}'],
+       '--num_classes=10', f'--mode={mode}', f'--scan={mode == "train"}'),
       cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
           for mode in ('train', 'infer')}
   out = {}
@@ -137,10 +137,10 @@ def test_cli_times_an_experiment_config():
   """--config times that experiment's step: its model, batch and image size,
   with --config.FIELD overrides, as main.py would run it."""
   proc = subprocess.run(
-      [sys.executable, '-m', 'vit_jax.benchmark',
+      python_command('-m', 'vit_jax.benchmark',
        '--config=configs/testing.py', '--config.batch_size=8',
        '--config.model.hidden_size=12', '--num_classes=10', '--steps=2',
-       '--warmup=1'],
+       '--warmup=1'),
       cwd=ROOT, capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr
   record = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -156,8 +156,8 @@ def test_cli_times_an_experiment_config():
 
 def test_cli_config_with_a_preset_flag_is_a_usage_error():
   proc = subprocess.run(
-      [sys.executable, '-m', 'vit_jax.benchmark',
-       '--config=configs/testing.py', '--model=ViT-B_16', '--batch_size=8'],
+      python_command('-m', 'vit_jax.benchmark',
+       '--config=configs/testing.py', '--model=ViT-B_16', '--batch_size=8'),
       cwd=ROOT, capture_output=True, text=True, timeout=120)
   assert proc.returncode != 0
   assert ('--model, --batch_size with --config: the config sets these'

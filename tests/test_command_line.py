@@ -3,6 +3,7 @@ vit_jax/quiet_tf.py): every documented config field settable with
 --config.FIELD=VALUE, a bad override as one `error:` line naming the field
 and the nearest one, no library chatter on a CPU host."""
 import ast
+import os
 import re
 import subprocess
 import sys
@@ -184,6 +185,25 @@ def test_library_log_line_pattern():
   assert LIBRARY_LOG_LINE.search(
       "I1207 18:15:38.742926 139812909149056 xla_bridge.py:849] Unable to")
   assert not LIBRARY_LOG_LINE.search('error: I0000 is not a line start')
+
+
+def test_absl_logs_after_a_quiet_first_import_of_absl(tmp_path):
+  """A program whose first import of absl is TensorFlow's own (inside
+  quiet_tf's quiet import; here a stand-in package) still gets absl's log
+  lines on stderr afterwards (its handler once kept a stream closed at the
+  end of that import). A fresh interpreter: absl is imported here already."""
+  (tmp_path / 'fake_tf').mkdir()
+  (tmp_path / 'fake_tf' / '__init__.py').write_text('import absl.logging\n')
+  program = ('import sys; sys.path.insert(0, sys.argv[1]); '
+             "from vit_jax import quiet_tf; quiet_tf.install('fake_tf'); "
+             'import fake_tf; from absl import app, logging; '
+             "app.run(lambda _: logging.warning('absl after the import'))")
+  proc = subprocess.run([sys.executable, '-c', program, str(tmp_path)],
+                        cwd=ROOT, capture_output=True, text=True, timeout=60,
+                        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2'))
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert 'absl after the import' in proc.stderr, proc.stderr[-3000:]
+  assert 'Logging error' not in proc.stderr, proc.stderr[-3000:]
 
 
 def test_tensorflow_is_imported_without_its_cpp_lines(tmp_path, monkeypatch,

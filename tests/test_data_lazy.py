@@ -3,7 +3,6 @@ JPEG decode-and-crop, on data written by the tests themselves."""
 import json
 import os
 import subprocess
-import sys
 import weakref
 
 import ml_collections
@@ -13,7 +12,8 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from configs import testing
-from tests.conftest import ROOT, assert_same_params, build_once, data_config
+from tests.conftest import ROOT, assert_same_params, build_once, data_config, \
+    python_command
 from tests.test_loop import _stop_at
 from vit_jax.data import input_pipeline
 from vit_jax.data import sources
@@ -270,13 +270,13 @@ def test_benchmark_input_times_the_pipeline_next_to_the_step(tmp_path):
     image = rng.integers(0, 256, (40 + i, 30, 3), np.uint8)
     (folder / f'{i}.jpg').write_bytes(tf.io.encode_jpeg(image).numpy())
   proc = subprocess.run(
-      [sys.executable, '-m', 'vit_jax.benchmark', '--input',
+      python_command('-m', 'vit_jax.benchmark', '--input',
        '--config=configs/testing.py', '--config.batch_size=4',
        '--config.dataset=imagefolder', f'--config.data_dir={tmp_path}',
        '--config.pp.train=inception_crop', '--num_classes=2', '--steps=2',
        '--config.model.transformer.num_layers=1',  # Compiles faster.
        '--config.model.transformer.dropout_rate=0.0',
-       '--warmup=1', '--input_batches=3'],
+       '--warmup=1', '--input_batches=3'),
       cwd=ROOT, capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr
   record = json.loads(proc.stdout.strip().splitlines()[-1])

@@ -1,7 +1,6 @@
 """vit_jax.export: SavedModel and StableHLO exports equal the JAX model."""
 import functools
 import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -11,7 +10,7 @@ from PIL import Image
 import pytest
 import tensorflow as tf
 
-from tests.conftest import ROOT, tiny_config
+from tests.conftest import ROOT, tiny_config, python_command
 from vit_jax import export
 from vit_jax.data import input_pipeline
 from vit_jax.train import steps
@@ -56,8 +55,8 @@ def test_stablehlo_round_trip(run, trained_run, test_images, tmp_path):
   """The CLI writes the artifact; jax.export.deserialize runs it."""
   out = tmp_path / 'model.stablehlo'
   proc = subprocess.run(
-      [sys.executable, '-m', 'vit_jax.export', f'--workdir={trained_run}',
-       f'--out={out}', '--format=stablehlo'], cwd=ROOT, capture_output=True,
+      python_command('-m', 'vit_jax.export', f'--workdir={trained_run}',
+       f'--out={out}', '--format=stablehlo'), cwd=ROOT, capture_output=True,
       text=True, timeout=300, check=False)
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert proc.stdout.startswith(f'{out}: stablehlo of ')

@@ -1,7 +1,6 @@
 """The features CLI (vit_jax.features) on the public timm case features_tiny."""
 from pathlib import Path
 import subprocess
-import sys
 
 import numpy as np
 from PIL import Image
@@ -10,6 +9,7 @@ import pytest
 from vit_jax import features
 from vit_jax import inference
 from vit_jax import models
+from tests.conftest import python_command
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = Path(__file__).resolve().parents[2] / 'shared' / 'reference'
@@ -30,8 +30,8 @@ def folder(tmp_path_factory):
 
 
 def _run(*args):
-  return subprocess.run([sys.executable, '-m', 'vit_jax.features',
-                         f'--checkpoint={CHECKPOINT}', *args], cwd=REPO,
+  return subprocess.run(python_command('-m', 'vit_jax.features',
+                         f'--checkpoint={CHECKPOINT}', *args), cwd=REPO,
                         capture_output=True, text=True, timeout=300,
                         check=False)
 

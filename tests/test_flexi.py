@@ -9,7 +9,8 @@ import ml_collections
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT, assert_same_params, main_env, tiny_config
+from tests.conftest import ROOT, assert_same_params, main_env, tiny_config, \
+    python_command
 from vit_jax import models
 from vit_jax.models import flexi
 
@@ -79,8 +80,8 @@ def test_two_device_run_resumes_bit_identically(tmp_path, image_folder):
            '--config.eval_every=4', '--config.checkpoint_every=2')
   full, cut = tmp_path / 'full', tmp_path / 'cut'
   result = subprocess.run(
-      [sys.executable, '-c', _FULL_THEN_CUT, str(image_folder), str(full),
-       str(cut), *flags], env=main_env(2), cwd=ROOT, capture_output=True,
+      python_command('-c', _FULL_THEN_CUT, str(image_folder), str(full),
+       str(cut), *flags), env=main_env(2), cwd=ROOT, capture_output=True,
       text=True, timeout=300)
   assert result.returncode == 0, result.stderr[-3000:]
   full_log, cut_log = result.stderr.split('--- cut run ---')

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import safetensors.numpy
 
-from tests.conftest import ROOT, tiny_config
+from tests.conftest import ROOT, tiny_config, python_command
 from vit_jax import checkpoint
 from vit_jax import models
 from vit_jax.checkpoint import hub
@@ -262,7 +262,7 @@ def test_headless_repo_is_a_feature_extractor(offline_cache, tmp_path):
 def _predict(cache, *args):
   env = dict(os.environ, HF_HUB_OFFLINE='1', HF_HUB_CACHE=str(cache))
   return subprocess.run(
-      [sys.executable, '-m', 'vit_jax.predict', *args], cwd=ROOT, env=env,
+      python_command('-m', 'vit_jax.predict', *args), cwd=ROOT, env=env,
       capture_output=True, text=True, timeout=300, check=False)
 
 
@@ -472,8 +472,8 @@ def test_main_with_a_missing_hub_model_is_one_error_line(offline_cache,
   """configs/finetune.py:model=hf-hub:... of a repo that cannot be had:
   the hub's message as one `error:` line, exit 1, before any training."""
   result = subprocess.run(
-      [sys.executable, str(ROOT / 'main.py'), f'--workdir={tmp_path / "w"}',
-       '--config=configs/finetune.py:model=hf-hub:timm/no_such_repo'],
+      python_command(str(ROOT / 'main.py'), f'--workdir={tmp_path / "w"}',
+       '--config=configs/finetune.py:model=hf-hub:timm/no_such_repo'),
       cwd=ROOT, env=dict(os.environ), capture_output=True, text=True,
       timeout=300, check=False)
   assert result.returncode == 1, result.stderr

@@ -5,7 +5,6 @@ checkpoint written here."""
 import glob
 import os
 import subprocess
-import sys
 
 import flax
 import jax
@@ -17,6 +16,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from tests.conftest import python_command
 from tests import conftest
 from tests import test_data_sources
 from vit_jax import checkpoint
@@ -306,13 +306,13 @@ def test_original_command_line_trains(image_folder, tmp_path):
   _pretrained(tmp_path / 'testing.npz', models_config.get_testing_config())
   workdir = tmp_path / 'workdir'
   result = subprocess.run(
-      [sys.executable, '-m', 'vit_jax.main', f'--workdir={workdir}',
+      python_command('-m', 'vit_jax.main', f'--workdir={workdir}',
        f'--config={conftest.ROOT}/vit_jax/configs/vit.py:testing,cifar10',
        f'--config.pretrained_dir={tmp_path}',
        f'--config.dataset={image_folder}', '--config.pp.crop=32',
        '--config.batch=12', '--config.batch_eval=7', '--config.total_steps=3',
        '--config.warmup_steps=1', '--config.accum_steps=2',
-       '--config.eval_every=0', '--config.checkpoint_every=0'],
+       '--config.eval_every=0', '--config.checkpoint_every=0'),
       cwd=conftest.ROOT, env=conftest.main_env(), capture_output=True,
       text=True, timeout=600, check=False)
   assert result.returncode == 0, result.stderr[-3000:]

@@ -2,7 +2,6 @@
 import json
 from pathlib import Path
 import subprocess
-import sys
 
 import jax
 import numpy as np
@@ -16,6 +15,7 @@ from vit_jax import models
 from vit_jax.data import input_pipeline
 from vit_jax.data import sources
 from vit_jax.workdir import run
+from tests.conftest import python_command
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = Path(__file__).resolve().parents[2] / 'shared' / 'reference'
@@ -28,8 +28,8 @@ pytestmark = pytest.mark.usefixtures('reference')
 
 def _run(*args, model_flag=f'--config_json={CONFIG}'):
   return subprocess.run(
-      [sys.executable, '-m', 'vit_jax.predict', model_flag,
-       f'--checkpoint={CHECKPOINT}', *args],
+      python_command('-m', 'vit_jax.predict', model_flag,
+       f'--checkpoint={CHECKPOINT}', *args),
       cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
 
 
@@ -199,8 +199,8 @@ def test_cli_from_workdir_names_the_classes(trained_run, image_folder):
   images = [str(image_folder / 'test' / 'class1' / '1.png'),
             str(image_folder / 'test' / 'class2' / '2.png')]
   result = subprocess.run(
-      [sys.executable, '-m', 'vit_jax.predict', f'--workdir={trained_run}',
-       '--top_k=3', *images], cwd=REPO, capture_output=True, text=True,
+      python_command('-m', 'vit_jax.predict', f'--workdir={trained_run}',
+       '--top_k=3', *images), cwd=REPO, capture_output=True, text=True,
       timeout=300, check=False)
   assert result.returncode == 0, result.stderr
   lines = result.stdout.splitlines()

@@ -1,12 +1,11 @@
 """Unreachable remote paths: one `error:` line, in seconds, from every tool."""
 import subprocess
-import sys
 import time
 
 import pytest
 import tensorflow as tf
 
-from tests.conftest import ROOT, main_command, main_env
+from tests.conftest import ROOT, main_command, main_env, python_command
 from vit_jax import remote
 
 # A bucket name nobody owns; offline, storage is not reached at all.
@@ -21,16 +20,15 @@ def _one_error_line(proc, path):
   return errors[0]
 
 
-@pytest.mark.parametrize('command', [
-    [sys.executable, '-m', 'vit_jax.evaluate', f'--workdir={_MISSING}'],
-    [sys.executable, '-m', 'vit_jax.predict', f'--workdir={_MISSING}',
-     'image.png'],
-    [sys.executable, '-m', 'vit_jax.predict', '--model=ViT-B_16',
-     f'--checkpoint={_MISSING}/ViT-B_16.npz', 'image.png'],
+@pytest.mark.parametrize('args', [
+    ('-m', 'vit_jax.evaluate', f'--workdir={_MISSING}'),
+    ('-m', 'vit_jax.predict', f'--workdir={_MISSING}', 'image.png'),
+    ('-m', 'vit_jax.predict', '--model=ViT-B_16',
+     f'--checkpoint={_MISSING}/ViT-B_16.npz', 'image.png'),
 ])
-def test_tools_fail_in_one_line(command):
+def test_tools_fail_in_one_line(args):
   start = time.time()
-  proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True,
+  proc = subprocess.run(python_command(*args), cwd=ROOT, capture_output=True, text=True,
                         timeout=120, check=False)
   elapsed = time.time() - start
   line = _one_error_line(proc, _MISSING)

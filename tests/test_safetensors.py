@@ -4,7 +4,6 @@ import re
 import shutil
 import struct
 import subprocess
-import sys
 
 import jax
 import ml_dtypes
@@ -14,7 +13,8 @@ import pytest
 import safetensors.numpy
 import skimage.data
 
-from tests.conftest import ROOT, read_records, tiny_config, train_in_process
+from tests.conftest import ROOT, read_records, tiny_config, train_in_process, \
+    python_command
 from vit_jax import checkpoint
 from vit_jax import inference
 from vit_jax import models
@@ -280,8 +280,8 @@ def test_predict_cli_takes_a_safetensors_checkpoint(reference, tmp_path):
   image = tmp_path / 'photo.png'
   Image.fromarray(skimage.data.astronaut()).save(image)
   result = subprocess.run(
-      [sys.executable, '-m', 'vit_jax.predict', f'--checkpoint={path}',
-       '--top_k=3', '--json', str(image)],
+      python_command('-m', 'vit_jax.predict', f'--checkpoint={path}',
+       '--top_k=3', '--json', str(image)),
       cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
   assert result.returncode == 0, result.stderr[-2000:]
   predictions = json.loads(result.stdout)[0]['predictions']

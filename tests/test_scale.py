@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import ROOT, SCALE_OVERRIDES, build_once, main_env, \
-    read_records, run_main, run_processes, train_in_process
+    read_records, run_main, run_processes, train_in_process, python_command
 
 _FSDP = "--config.mesh=(('data', -1), ('fsdp', 2))"
 
@@ -107,7 +107,7 @@ def test_vit_h14_fsdp_compiles_with_an_eighth_of_the_state():
         print(json.dumps(steps.compile_report(config, num_classes=1000,
                                               compile_step=scan)))
   ''')
-  proc = subprocess.run([sys.executable, '-c', script, str(ROOT)],
+  proc = subprocess.run(python_command('-c', script, str(ROOT)),
                         env=main_env(8),
                         capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]

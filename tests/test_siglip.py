@@ -3,7 +3,6 @@ import json
 import os
 import pathlib
 import subprocess
-import sys
 
 import flax
 import jax
@@ -12,7 +11,7 @@ from PIL import Image
 import pytest
 import safetensors.numpy
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, python_command
 from tests.test_hub import offline_cache  # pylint: disable=unused-import
 from tests.test_hub import write_repo
 from vit_jax import checkpoint
@@ -334,8 +333,8 @@ def test_zeroshot_cli_prints_sigmoid_probabilities(offline_cache, tmp_path):
   name = 'hf-hub:google/siglip-base-patch16-224'
   labels = ['dog', 'cat', 'car']
   run = subprocess.run(
-      [sys.executable, '-m', 'vit_jax.zeroshot', f'--checkpoint={name}',
-       f'--labels={",".join(labels)}', *paths],
+      python_command('-m', 'vit_jax.zeroshot', f'--checkpoint={name}',
+       f'--labels={",".join(labels)}', *paths),
       cwd=ROOT, capture_output=True, text=True, timeout=300,
       env={**os.environ, 'JAX_PLATFORMS': 'cpu'})
   assert run.returncode == 0, run.stderr

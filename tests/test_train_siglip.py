@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import ROOT, assert_same_params, main_config, \
-    main_env, needs_fashion_mnist, read_records
+    main_env, needs_fashion_mnist, read_records, python_command
 from vit_jax.configs import common
 from vit_jax.train import task_siglip
 from vit_jax.train import tasks
@@ -74,8 +74,8 @@ def test_sharded_loss_on_four_devices_matches_one():
   so are its gradients."""
   zimg, ztxt = _embeddings()
   proc = subprocess.run(
-      [sys.executable, '-c', _SHARDED,
-       json.dumps([zimg.tolist(), ztxt.tolist()])],
+      python_command('-c', _SHARDED,
+       json.dumps([zimg.tolist(), ztxt.tolist()])),
       env=main_env(4), cwd=ROOT, capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr[-3000:]
   got = json.loads(proc.stdout.strip().splitlines()[-1])

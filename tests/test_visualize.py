@@ -2,7 +2,6 @@
 import json
 from pathlib import Path
 import subprocess
-import sys
 
 import jax
 import numpy as np
@@ -13,7 +12,7 @@ import skimage.data
 from vit_jax import checkpoint
 from vit_jax import models
 from vit_jax import visualize
-from tests.conftest import needs_fashion_mnist
+from tests.conftest import needs_fashion_mnist, python_command
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / 'notebooks' / 'models' / 'fashion_mnist_vit'
@@ -114,11 +113,11 @@ def test_cli_writes_pngs(tmp_path):
 
   out_dir = tmp_path / 'out'
   result = subprocess.run(
-      [sys.executable, '-m', 'vit_jax.visualize',
+      python_command('-m', 'vit_jax.visualize',
        f'--config_json={tmp_path / "model.json"}',
        f'--checkpoint={tmp_path / "params.npz"}',
        f'--image={tmp_path / "image.png"}', f'--out_dir={out_dir}',
-       '--num_pcs=6'],
+       '--num_pcs=6'),
       cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
   assert result.returncode == 0, result.stderr
   names = ['posemb_similarity.png', 'embedding_pcs.png',
@@ -168,9 +167,9 @@ def test_readme_figures_from_the_shipped_model(tmp_path):
        {'step': 200, 'eval/accuracy': 0.85, 'eval/loss': 0.4}]))
   out_dir = tmp_path / 'figures'
   result = subprocess.run(
-      [sys.executable, '-m', 'vit_jax.visualize',
+      python_command('-m', 'vit_jax.visualize',
        f'--workdir={SHIPPED}', f'--metrics={metrics}', f'--out_dir={out_dir}',
-       '--num_images=8', '--num_rollouts=2'],
+       '--num_images=8', '--num_rollouts=2'),
       cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
   assert result.returncode == 0, result.stderr
   names = ['posemb_similarity.png', 'embedding_pcs.png',
@@ -188,8 +187,8 @@ def test_bad_metrics_file_is_one_error_line(tmp_path):
   metrics = tmp_path / 'metrics.jsonl'
   metrics.write_text('{"step": 1, "eval/accuracy": 0.5}\n')
   result = subprocess.run(
-      [sys.executable, '-m', 'vit_jax.visualize', f'--workdir={SHIPPED}',
-       f'--metrics={metrics}', f'--out_dir={tmp_path / "out"}'],
+      python_command('-m', 'vit_jax.visualize', f'--workdir={SHIPPED}',
+       f'--metrics={metrics}', f'--out_dir={tmp_path / "out"}'),
       cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
   assert result.returncode == 1
   assert result.stderr.strip().splitlines()[-1] == (

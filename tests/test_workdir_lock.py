@@ -18,8 +18,10 @@ def test_second_run_is_refused_while_the_first_finishes(tmp_path,
   args = ('--config.total_steps=100000', '--config.log_every=1',
           '--config.eval_every=100000', '--config.checkpoint_every=100000')
   workdir = tmp_path / 'w'
-  first = subprocess.Popen(main_command(workdir, image_folder, *args),
-                           env=main_env(), stdout=subprocess.PIPE,
+  # Fresh, not forked (conftest.python_command): the lock names its pid, and
+  # SIGSTOP must stop the run itself.
+  first = subprocess.Popen(main_command(workdir, image_folder, *args,
+                                        fresh=True), env=main_env(), stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True)
   _wait_for_step(workdir, [first], 2)
   config = (workdir / 'config.json').read_text()

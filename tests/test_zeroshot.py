@@ -1,7 +1,6 @@
 """Zero-shot classification on the tiny LiT reference case."""
 import re
 import subprocess
-import sys
 
 import jax
 import ml_collections
@@ -9,7 +8,7 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, python_command
 from vit_jax import checkpoint
 from vit_jax import zeroshot
 from vit_jax.data import input_pipeline
@@ -70,11 +69,11 @@ def test_cli_on_an_image_folder_agrees_with_the_function(tiny, tmp_path):
   ref_dir, case, model, params, tokenizer, _ = tiny
   _image_folder(tmp_path)
   out = subprocess.run(
-      [sys.executable, '-m', 'vit_jax.zeroshot',
+      python_command('-m', 'vit_jax.zeroshot',
        f'--config_json={ref_dir / "cases.json"}:lit_tt_tiny',
        f'--checkpoint={ref_dir / case["checkpoint"]}',
        f'--vocab={ref_dir / case["tokenizer"]}', '--dataset=imagefolder',
-       f'--data_dir={tmp_path}', '--split=test', '--batch_size=4'],
+       f'--data_dir={tmp_path}', '--split=test', '--batch_size=4'),
       cwd=ROOT, capture_output=True, text=True, timeout=300, check=True)
   match = re.search(r'zero-shot accuracy (\S+) on 6 images of imagefolder:'
                     r'test, 2 classes, 6 templates', out.stdout)

@@ -70,6 +70,10 @@ class _QuietLoader(importlib.abc.Loader):
   def exec_module(self, module):
     # The module keeps its own loader (resources, source, reloads).
     module.__loader__ = module.__spec__.loader = self._loader
+    # absl's log handler keeps the `sys.stderr` of its first import, which
+    # inside the block below would be a stream closed at its end (every
+    # later absl log line: "I/O operation on closed file").
+    import absl.logging  # pylint: disable=g-import-not-at-top,unused-import,import-outside-toplevel
     with native_stderr_to_devnull():
       self._loader.exec_module(module)
       if hasattr(module, 'config'):
