@@ -8,18 +8,22 @@ in milliseconds and runs exactly as it would from a fresh `python` (argv,
 environment, working directory, stdin/stdout/stderr, exit status, signals:
 see tests/fork_client.py, the side a test starts).
 
-What a forked program cannot differ in from a fresh one: its environment as
-it was when the libraries were imported. The server imported them under the
-pytest worker's environment; a request whose environment differs in
+The one input a fork cannot change is the environment the libraries were
+imported under (some read variables at import). The server imported them
+under the pytest worker's environment; a request whose environment differs in
 anything but XLA_FLAGS (read when JAX creates its CPU devices, after the
-fork) and pytest's own variables is answered `fresh`, and the client runs a
-fresh interpreter instead. What it does differ in: the libraries' import-time
-output went to the server, and the lock file names the forked pid; tests of
-start-up output or of pids start fresh interpreters (`fresh=True` in
-conftest).
+fork) and pytest's own variables is answered `fresh`, and the client starts
+a fresh interpreter instead.
 
-Usage (by conftest): `python tests/fork_server.py SOCKET`; prints `ready`
-once listening; exits when its stdin (a pipe from the pytest worker) closes.
+What does differ from a fresh interpreter: the libraries' import-time output
+went to the server's log, the pid is the forked child's (the client is the
+test's process), and all forked programs share one str-hash seed. Tests of
+start-up output or of pids ask for fresh interpreters (`fresh=True` in
+conftest.python_command).
+
+Usage (conftest does it): `python -m tests.fork_server SOCKET` from the
+repository root; prints `ready` once listening; exits when its stdin (a pipe
+from the pytest worker) closes.
 """
 import atexit
 import gc
@@ -33,6 +37,8 @@ import socket
 import sys
 import threading
 import types
+
+import numpy as np
 
 # What main.py and the CLIs import before their first line of work.
 PRELOAD = ('vit_jax', 'tensorflow', 'jax', 'jax.numpy', 'flax.linen', 'optax',
@@ -159,6 +165,8 @@ def _run(conn, fds, request):
     if resource.getrlimit(getattr(resource, name)) != tuple(limit):
       resource.setrlimit(getattr(resource, name), tuple(limit))
   threading.Thread(target=_die_with_client, args=(conn,), daemon=True).start()
+  np.random.seed()  # Its own entropy, as in a fresh process (`random`
+  # reseeds itself after a fork).
   import runpy  # pylint: disable=g-import-not-at-top
   argv = request['argv']
   if argv[0] == '-c':
