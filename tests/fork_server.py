@@ -12,8 +12,9 @@ The one input a fork cannot change is the environment the libraries were
 imported under (some read variables at import). The server imported them
 under the pytest worker's environment; a request whose environment differs in
 anything but XLA_FLAGS (read when JAX creates its CPU devices, after the
-fork) and pytest's own variables is answered `fresh`, and the client starts
-a fresh interpreter instead.
+fork), the terminal size and pytest's own variables is answered `fresh` (the
+server's log names the variables), and the client starts a fresh
+interpreter instead.
 
 What does differ from a fresh interpreter: the libraries' import-time output
 went to the server's log, the pid is the forked child's (the client is the
@@ -46,7 +47,7 @@ PRELOAD = ('vit_jax', 'tensorflow', 'jax', 'jax.numpy', 'flax.linen', 'optax',
            'vit_jax.train.tasks', 'vit_jax.train.loop', 'vit_jax.inference')
 # The environment variables a forked program may see differently from the
 # server: none of them is read while the PRELOAD modules are imported.
-FREE_VARIABLES = ('XLA_FLAGS', 'VIT_JAX_TEST_FORK_SERVER')
+FREE_VARIABLES = ('XLA_FLAGS', 'VIT_JAX_TEST_FORK_SERVER', 'COLUMNS', 'LINES')
 FREE_PREFIXES = ('PYTEST_',)
 
 
@@ -96,8 +97,12 @@ class _Server:
     argv = request['argv']
     runnable = argv and (argv[0] in ('-m', '-c')
                          or not argv[0].startswith('-'))
-    if (not runnable or len(fds) != 3
-        or _import_time_env(request['env']) != self.env):
+    env = _import_time_env(request['env'])
+    if not runnable or len(fds) != 3 or env != self.env:
+      changed = sorted(k for k in env.keys() | self.env.keys()
+                       if env.get(k) != self.env.get(k))
+      print(f'fresh interpreter for {argv[:2]}: environment variables '
+            f'{changed} differ from the imports\'', file=sys.stderr, flush=True)
       conn.sendall(b'fresh')
       conn.close()
       for fd in fds:
