@@ -91,23 +91,26 @@ _fork_server = {}
 
 
 @pytest.fixture(scope='session', autouse=True)
-def fork_server(jax_compilation_cache):  # pylint: disable=unused-argument
+def fork_server(jax_compilation_cache, tmp_path_factory):  # pylint: disable=unused-argument
   """This worker's fork server (tests/fork_server.py), started at once so
   that its imports are done by the first `python_command`; stopped at the
-  end. VIT_JAX_TEST_FRESH_PROCESSES=1 turns it off: every program then
-  starts in a fresh interpreter."""
+  end. Its log (fork_server_WORKER.log in the run's temp dir) names the
+  programs it left to fresh interpreters, and why.
+  VIT_JAX_TEST_FRESH_PROCESSES=1 turns it off: every program then starts in
+  a fresh interpreter."""
   if os.environ.get('VIT_JAX_TEST_FRESH_PROCESSES') == '1':
     yield None
     return
   directory = tempfile.mkdtemp(prefix='vit_jax_fork_')  # AF_UNIX: 108 chars.
   path = os.path.join(directory, 'socket')
   os.environ[FORK_SERVER_VARIABLE] = path
-  with open(os.path.join(directory, 'server.log'), 'w') as log:
+  log_path = run_temp_dir(tmp_path_factory) / (
+      f'fork_server_{os.environ.get("PYTEST_XDIST_WORKER", "main")}.log')
+  with open(log_path, 'w') as log:
     server = subprocess.Popen(
         [sys.executable, '-m', 'tests.fork_server', path], cwd=ROOT,
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True)
-  _fork_server.update(process=server, log=os.path.join(directory,
-                                                       'server.log'))
+  _fork_server.update(process=server, log=log_path)
   yield server
   os.environ.pop(FORK_SERVER_VARIABLE, None)
   server.stdin.close()  # The server's signal to exit.
