@@ -70,11 +70,13 @@ def test_big_vision_flexivit_file(tmp_path):
       seqhw=None))
   assert config.dynamic_img_size and config.posemb_grid == (2, 2)
   model = models.create(config, 3)
+  # Only the init's shapes: every value is drawn here.
   params = jax.tree.map(
       lambda p: np.random.RandomState(p.size).standard_normal(p.shape).astype(
           np.float32) * 0.3,
-      model.init(jax.random.PRNGKey(0), jnp.zeros((1, 8, 8, 3)),
-                 train=False)['params'])
+      jax.eval_shape(lambda: model.init(
+          jax.random.PRNGKey(0), jnp.zeros((1, 8, 8, 3)),
+          train=False)['params']))
   flat = {'/'.join(k): v for k, v in
           flax.traverse_util.flatten_dict(params).items()}
   posemb = flat.pop('Transformer/posembed_input/pos_embedding')[:, 1:]
@@ -93,12 +95,14 @@ def test_big_vision_flexivit_file(tmp_path):
   pe = jax.image.resize(posemb.reshape(1, 2, 2, -1), (1, 4, 4, 32), 'linear')
   tokens = (tokens + pe).reshape(2, 16, 32)
   tokens = jnp.concatenate([jnp.tile(params['cls'], (2, 1, 1)), tokens], 1)
-  want = vit.Encoder1DBlock(mlp_dim=128, num_heads=2).apply(
-      {'params': params['Transformer']['encoderblock_0']}, tokens, True)
+  want = jax.jit(lambda p, t: vit.Encoder1DBlock(
+      mlp_dim=128, num_heads=2).apply({'params': p}, t, True))(
+          params['Transformer']['encoderblock_0'], tokens)
 
-  got, = model.apply({'params': loaded}, x, train=False, patch_size=(3, 3),
-                     method='forward_intermediates', indices=[0],
-                     return_prefix_tokens=True)
+  got, = jax.jit(lambda p, x: model.apply(
+      {'params': p}, x, train=False, patch_size=(3, 3),
+      method='forward_intermediates', indices=[0],
+      return_prefix_tokens=True))(loaded, x)
   np.testing.assert_allclose(got[0].reshape(2, 16, 32), want[:, 1:],
                              atol=2e-5)
   np.testing.assert_allclose(got[1], want[:, :1], atol=2e-5)
