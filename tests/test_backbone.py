@@ -28,9 +28,10 @@ def _init(config, size=(16, 16), num_classes=3):
   params = jax.eval_shape(lambda: model.init(
       jax.random.PRNGKey(0), jnp.zeros((1, *size, 3)), train=False)['params'])
   # Non-zero everywhere (head, class token), so every path is checked.
+  # (float32 * float32(0.3) in numpy, as jax multiplies: no eager op.)
   params = jax.tree.map(
       lambda p: jnp.asarray(np.random.RandomState(p.size).standard_normal(
-          p.shape), jnp.float32) * 0.3, params)
+          p.shape).astype(np.float32) * np.float32(0.3)), params)
   return model, params
 
 
@@ -39,9 +40,14 @@ def _images(size, n=2, seed=0):
       np.float32)
 
 
+def _apply(model, params, x, **kw):
+  """`model.apply` at eval, jitted: one compile, not one per eager op."""
+  return jax.jit(lambda p, x: model.apply({'params': p}, x, train=False,
+                                          **kw))(params, x)
+
+
 def _features(model, params, x, **kw):
-  return model.apply({'params': params}, x, train=False,
-                     method='forward_intermediates', **kw)
+  return _apply(model, params, x, method='forward_intermediates', **kw)
 
 
 def test_features_tiny_matches_timm(reference, tmp_path):
@@ -88,9 +94,9 @@ def test_trained_size_is_the_same_with_dynamic_img_size(overrides):
   config = _tiny(**overrides)
   model, params = _init(config)
   x = _images((16, 16))
-  static = model.apply({'params': params}, x, train=False)
-  dynamic = models.create(dict(config, dynamic_img_size=True), 3).apply(
-      {'params': params}, x, train=False)
+  static = _apply(model, params, x)
+  dynamic = _apply(models.create(dict(config, dynamic_img_size=True), 3),
+                   params, x)
   np.testing.assert_array_equal(static, dynamic)
   assert np.abs(static).max() > 0.1
 
@@ -98,10 +104,10 @@ def test_trained_size_is_the_same_with_dynamic_img_size(overrides):
 def test_other_sizes_need_dynamic_img_size():
   model, params = _init(_tiny())
   with pytest.raises(ValueError, match='dynamic_img_size=True'):
-    model.apply({'params': params}, _images((12, 20)), train=False)
+    _apply(model, params, _images((12, 20)))
   dynamic = models.create(_tiny(dynamic_img_size=True), 3)
-  assert dynamic.apply({'params': params}, _images((12, 20)),
-                       train=False).shape == (2, 3)
+  assert jax.eval_shape(lambda: dynamic.apply(
+      {'params': params}, _images((12, 20)), train=False)).shape == (2, 3)
 
 
 def test_posemb_is_resized_per_grid_not_per_token_count():
@@ -131,13 +137,11 @@ def test_dynamic_img_pad_pads_bottom_right():
   model, params = _init(config)
   x = _images((13, 18))
   padded = np.pad(x, ((0, 0), (0, 3), (0, 2), (0, 0)))
-  np.testing.assert_array_equal(
-      model.apply({'params': params}, x, train=False),
-      model.apply({'params': params}, padded, train=False))
+  np.testing.assert_array_equal(_apply(model, params, x),
+                                _apply(model, params, padded))
   assert _features(model, params, x, indices=1)[0].shape == (2, 4, 5, 16)
   with pytest.raises(ValueError, match='dynamic_img_pad'):
-    models.create(_tiny(dynamic_img_size=True), 3).apply(
-        {'params': params}, x, train=False)
+    _apply(models.create(_tiny(dynamic_img_size=True), 3), params, x)
 
 
 def test_sincos_posemb_any_grid():
@@ -154,15 +158,20 @@ def test_indices_select_blocks():
   scanned = models.create(dict(config, scan=True), 3)
   stacked = checkpoint.stack_blocks(params)
   x = _images((16, 16))
-  every = _features(model, params, x)
+  cases = [(None, [0, 1, 2]), (1, [2]), (2, [1, 2]), ([0, 2], [0, 2]),
+           ([-1, 0], [2, 0])]
+  # Each model's calls in one jitted function: one compile, not one each.
+  raw = lambda m, p, **kw: m.apply({'params': p}, x, train=False,
+                                   method='forward_intermediates', **kw)
+  every, *unrolled = jax.jit(lambda p: [raw(model, p)] + [
+      raw(model, p, indices=i) for i, _ in cases])(params)
+  scans = jax.jit(lambda p: [raw(scanned, p, indices=i) for i, _ in cases])(
+      stacked)
   assert [m.shape for m in every] == [(2, 4, 4, 16)] * 3
-  for indices, blocks in [(None, [0, 1, 2]), (1, [2]), (2, [1, 2]),
-                          ([0, 2], [0, 2]), ([-1, 0], [2, 0])]:
-    got = _features(model, params, x, indices=indices)
+  for (indices, blocks), got, got_scanned in zip(cases, unrolled, scans):
     for m, b in zip(got, blocks, strict=True):
       np.testing.assert_array_equal(m, every[b])
-    got = _features(scanned, stacked, x, indices=indices)
-    for m, b in zip(got, blocks, strict=True):
+    for m, b in zip(got_scanned, blocks, strict=True):
       np.testing.assert_allclose(m, every[b], atol=2e-6)
 
 
@@ -198,8 +207,10 @@ def test_later_blocks_do_not_run():
   # Scanned: one scan over the first block only.
   scanned = models.create(dict(config, scan=True), 3)
   stacked = checkpoint.stack_blocks(params)
-  jaxpr = jax.make_jaxpr(lambda p: _features(scanned, p, x, indices=[0]))(
-      stacked)
+  # Not jitted: the scan must be at the jaxpr's top level.
+  jaxpr = jax.make_jaxpr(lambda p: scanned.apply(
+      {'params': p}, x, train=False, method='forward_intermediates',
+      indices=[0]))(stacked)
   lengths = [e.params['length'] for e in jaxpr.jaxpr.eqns
              if e.primitive.name == 'scan']
   assert lengths == [1]
@@ -226,8 +237,8 @@ def test_flexivit_at_the_trained_patch_size_is_the_identity():
   model, params = _init(_tiny())
   x = _images((16, 16))
   np.testing.assert_array_equal(
-      model.apply({'params': params}, x, train=False),
-      model.apply({'params': params}, x, train=False, patch_size=(4, 4)))
+      _apply(model, params, x),
+      _apply(model, params, x, patch_size=(4, 4)))
 
 
 def test_flexivit_patch_size_at_call_time():
@@ -241,8 +252,8 @@ def test_flexivit_patch_size_at_call_time():
                          antialias=False)
   big = big.transpose(0, 1, 3, 2, 4, 5).reshape(2, 32, 32, 3)
   np.testing.assert_allclose(
-      model.apply({'params': params}, big, train=False, patch_size=(8, 8)),
-      model.apply({'params': params}, x, train=False), atol=2e-5)
+      _apply(model, params, big, patch_size=(8, 8)),
+      _apply(model, params, x), atol=2e-5)
   # Smaller patches: more tokens, posemb resized; maps on the new grid.
   maps = _features(model, params, x, indices=1, patch_size=2)
   assert maps[0].shape == (2, 8, 8, 16)
@@ -257,8 +268,7 @@ def test_mixer_features():
   x = _images((16, 16))
   last, = _features(model, params, x, indices=[-1], norm=True)
   assert last.shape == (2, 4, 4, 16)
-  np.testing.assert_allclose(last.mean((1, 2)),
-                             model.apply({'params': params}, x, train=False),
+  np.testing.assert_allclose(last.mean((1, 2)), _apply(model, params, x),
                              atol=1e-5)
   scanned = models.create(dict(config, scan=True), 0)
   both = _features(scanned, checkpoint.stack_blocks(params), x)

@@ -34,7 +34,9 @@ def test_evaluator_on_random_vit(digits):
   model = models.VisionTransformer(
       num_classes=10, patches={'size': (8, 8)}, hidden_size=32,
       transformer=dict(num_layers=2, num_heads=2, mlp_dim=64))
-  params = model.init(jax.random.key(0), digits[0][:1], train=False)['params']
+  # One compile for the whole init instead of one per eager primitive.
+  params = jax.jit(lambda rng: model.init(rng, digits[0][:1], train=False)[
+      'params'])(jax.random.key(0))
   evaluator = fewshot.FewShotEvaluator(*digits, shots=(1, 25), batch_size=512)
   acc = evaluator.run(fewshot.pre_logits_fn(model), params)
   assert set(acc) == {'fewshot/1shot', 'fewshot/25shot'}

@@ -16,8 +16,14 @@ IMAGES = np.random.RandomState(0).uniform(-1, 1, (4, 32, 32, 3)).astype(
 
 def _init(config, num_classes=3):
   model = models.create(config, num_classes)
-  return model, model.init(jax.random.PRNGKey(0), IMAGES[:1],
-                           train=False)['params']
+  # One compile for the whole init instead of one per eager primitive.
+  return model, jax.jit(lambda rng: model.init(rng, IMAGES[:1], train=False)[
+      'params'])(jax.random.PRNGKey(0))
+
+
+def _apply(model, params, images=IMAGES):
+  return jax.jit(lambda p, x: model.apply({'params': p}, x, train=False))(
+      params, images)
 
 
 def test_drop_path_rates_linear_over_depth():
@@ -57,14 +63,14 @@ def test_stochastic_depth_off_at_eval_and_random_in_training(scan):
     params = checkpoint.stack_blocks(params)
     model = models.create(config, 3, scan=True)
   # No parameter of its own; eval is the model without it.
-  assert (jax.tree.structure(params) == jax.tree.structure(
-      plain.init(jax.random.PRNGKey(0), IMAGES[:1], train=False)['params']))
-  np.testing.assert_array_equal(
-      model.apply({'params': params}, IMAGES, train=False),
-      plain.apply({'params': params}, IMAGES, train=False))
+  assert (jax.tree.structure(params) == jax.tree.structure(jax.eval_shape(
+      lambda: plain.init(jax.random.PRNGKey(0), IMAGES[:1], train=False)[
+          'params'])))
+  np.testing.assert_array_equal(_apply(model, params), _apply(plain, params))
   # Training: a function of the dropout rng, different from eval.
-  train = lambda key: model.apply({'params': params}, IMAGES, train=True,
-                                  rngs={'dropout': jax.random.PRNGKey(key)})
+  train_fn = jax.jit(lambda p, rng: model.apply(
+      {'params': p}, IMAGES, train=True, rngs={'dropout': rng}))
+  train = lambda key: train_fn(params, jax.random.PRNGKey(key))
   np.testing.assert_array_equal(train(0), train(0))
   outputs = [train(key) for key in range(4)]
   assert not all(np.allclose(outputs[0], y) for y in outputs[1:])
@@ -104,14 +110,17 @@ def test_sincos2d_model_has_no_posemb_param_and_adds_it():
       'posembed_input': {'pos_embedding': vit.posemb_sincos_2d(
           4, 4, 16)}}
   np.testing.assert_allclose(
-      model.apply({'params': params}, IMAGES, train=False),
-      models.create(tiny_config(classifier='gap'), 3).apply(
-          {'params': learned}, IMAGES, train=False), atol=1e-6)
+      _apply(model, params),
+      _apply(models.create(tiny_config(classifier='gap'), 3), learned),
+      atol=1e-6)
 
 
 @pytest.mark.parametrize('classifier', ['gap', 'map'])
 def test_pooling_shapes(classifier):
-  model, params = _init(tiny_config(classifier=classifier))
+  model = models.create(tiny_config(classifier=classifier), 3)
+  # Only shapes are checked: traced, not compiled.
+  params = jax.eval_shape(lambda: model.init(
+      jax.random.PRNGKey(0), IMAGES[:1], train=False)['params'])
   assert 'cls' not in params
   if classifier == 'map':
     head = params['MAPHead_0']
@@ -121,11 +130,13 @@ def test_pooling_shapes(classifier):
     assert head['MlpBlock_0']['Dense_0']['kernel'].shape == (16, 32)
   else:
     assert 'MAPHead_0' not in params
-  assert model.apply({'params': params}, IMAGES,
-                     train=False).shape == (4, 3)
-  features = model.clone(num_classes=0).apply(
-      {'params': {k: v for k, v in params.items() if k != 'head'}}, IMAGES,
-      train=False)
+  # Only shapes are checked.
+  logits = jax.eval_shape(
+      lambda p: model.apply({'params': p}, IMAGES, train=False), params)
+  assert logits.shape == (4, 3)
+  features = jax.eval_shape(lambda p: model.clone(num_classes=0).apply(
+      {'params': {k: v for k, v in p.items() if k != 'head'}}, IMAGES,
+      train=False), params)
   assert features.shape == (4, 16)
 
 

@@ -17,16 +17,22 @@ def test_reference_logits(reference):
   params = checkpoint.load_npz(str(ref_dir / case['checkpoint']))
   model = models.VisionTransformer(num_classes=case['num_classes'],
                                    **case['model'])
-  logits = model.apply({'params': params}, np.load(ref_dir / case['input']),
-                       train=False)
+  logits = _apply(model)(params, np.load(ref_dir / case['input']))
   want = np.load(ref_dir / case['logits'])
   assert logits.shape == want.shape
   np.testing.assert_allclose(logits, want, atol=3e-5, rtol=0)
 
 
 def _init(model, shape):
-  return model.init(jax.random.PRNGKey(0), np.zeros(shape, np.float32),
-                    train=False)['params']
+  # One compile for the whole init instead of one per eager primitive.
+  return jax.jit(lambda rng: model.init(
+      rng, jax.numpy.zeros(shape, np.float32), train=False)['params'])(
+          jax.random.PRNGKey(0))
+
+
+def _apply(model, **kw):
+  """`model.apply` at eval (or with `kw`), jitted: call it for each input."""
+  return jax.jit(lambda p, x: model.apply({'params': p}, x, train=False, **kw))
 
 
 def _perturb(params):
@@ -34,7 +40,9 @@ def _perturb(params):
   leaves, tree = jax.tree.flatten(params)
   rng = np.random.RandomState(0)
   return jax.tree.unflatten(
-      tree, [p + 0.1 * rng.standard_normal(p.shape) for p in leaves])
+      # float32 + float32 in numpy, as jax adds them, without an eager op.
+      tree, [np.asarray(p) + (0.1 * rng.standard_normal(p.shape)).astype(
+          np.float32) for p in leaves])
 
 
 @pytest.mark.parametrize('name,size', [('testing', 32), ('R+ViT-Ti_16', 64)])
@@ -43,8 +51,7 @@ def test_presets_run(name, size):
   if name == 'R+ViT-Ti_16':  # Shrink the transformer; the stem stays real.
     model = model.clone(transformer=dict(model.transformer, num_layers=1))
   params = _init(model, (1, size, size, 3))
-  logits = model.apply({'params': params}, np.ones((2, size, size, 3)),
-                       train=False)
+  logits = _apply(model)(params, np.ones((2, size, size, 3)))
   assert logits.shape == (2, 5) and logits.dtype == np.float32
 
 
@@ -52,7 +59,8 @@ def test_hybrid_with_stages_grid():
   config = tiny_config(patches={'size': (1, 1)},
                        resnet=dict(num_layers=(1, 1), width_factor=0.5))
   model = models.VisionTransformer(num_classes=3, **config)
-  params = _init(model, (1, 64, 48, 3))
+  # Only shapes are checked.
+  params = jax.eval_shape(lambda: _init(model, (1, 64, 48, 3)))
   # 64x48 -> stem /4 -> 16x12 -> second stage /2 -> 8x6 tokens + class token.
   assert models.token_grid(config, (64, 48)) == (8, 6)
   assert params['Transformer']['posembed_input']['pos_embedding'].shape == (
@@ -64,12 +72,13 @@ def test_nonsquare_image_and_patches_gap():
   config = tiny_config(patches={'size': (8, 4)}, classifier='gap',
                        representation_size=7)
   model = models.VisionTransformer(num_classes=4, **config)
-  params = _init(model, (1, 32, 16, 3))
+  # Only shapes are checked: traced, not compiled.
+  params = jax.eval_shape(lambda: _init(model, (1, 32, 16, 3)))
   assert 'cls' not in params
   assert params['Transformer']['posembed_input']['pos_embedding'].shape == (
       1, 4 * 4, 16)
   assert params['pre_logits']['kernel'].shape == (16, 7)
-  out = model.apply({'params': params}, np.ones((3, 32, 16, 3)), train=False)
+  out = jax.eval_shape(_apply(model), params, np.ones((3, 32, 16, 3)))
   assert out.shape == (3, 4)
 
 
@@ -81,12 +90,12 @@ def test_dropout_needs_rng_and_changes_output():
   params = _init(model, (1, 32, 32, 3))
   params = _perturb(params)
   x = np.random.RandomState(0).uniform(-1, 1, (2, 32, 32, 3))
-  a = model.apply({'params': params}, x, train=True,
-                  rngs={'dropout': jax.random.PRNGKey(1)})
-  b = model.apply({'params': params}, x, train=True,
-                  rngs={'dropout': jax.random.PRNGKey(2)})
-  c = model.apply({'params': params}, x, train=False)
-  d = model.apply({'params': params}, x, train=False)
+  train = jax.jit(lambda p, x, rng: model.apply(
+      {'params': p}, x, train=True, rngs={'dropout': rng}))
+  a = train(params, x, jax.random.PRNGKey(1))
+  b = train(params, x, jax.random.PRNGKey(2))
+  c = _apply(model)(params, x)
+  d = _apply(model)(params, x)
   assert not np.allclose(a, b)
   np.testing.assert_array_equal(c, d)
 
@@ -98,12 +107,13 @@ def test_attention_weights_collected_match_fused_path(monkeypatch):
   params = _perturb(_init(model, (1, 32, 32, 3)))
   x = np.random.RandomState(0).uniform(-1, 1, (2, 32, 32, 3))
   apply = lambda p, **kw: model.apply({'params': p}, x, train=False, **kw)
-  fused = apply(params)
-  explicit, state = apply(params, mutable=['intermediates'])
+  fused = jax.jit(apply)(params)
+  explicit, state = jax.jit(
+      lambda p: apply(p, mutable=['intermediates']))(params)
   np.testing.assert_allclose(fused, explicit, atol=1e-5)
-  fused_grads = jax.grad(lambda p: apply(p).sum())(params)
-  explicit_grads = jax.grad(
-      lambda p: apply(p, mutable=['intermediates'])[0].sum())(params)
+  fused_grads = jax.jit(jax.grad(lambda p: apply(p).sum()))(params)
+  explicit_grads = jax.jit(jax.grad(
+      lambda p: apply(p, mutable=['intermediates'])[0].sum()))(params)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5),
                fused_grads, explicit_grads)
   weights = state['intermediates']['Transformer']['encoderblock_1'][
@@ -154,11 +164,10 @@ def test_remat_and_bf16_close_to_fp32():
   model = models.VisionTransformer(num_classes=3, **config)
   params = _perturb(_init(model, (1, 32, 32, 3)))
   x = np.random.RandomState(0).uniform(-1, 1, (2, 32, 32, 3))
-  ref = model.apply({'params': params}, x, train=False)
-  remat = model.clone(remat=True).apply({'params': params}, x, train=False)
+  ref = _apply(model)(params, x)
+  remat = _apply(model.clone(remat=True))(params, x)
   np.testing.assert_allclose(ref, remat, atol=1e-6)
-  bf16 = model.clone(dtype=jax.numpy.bfloat16).apply({'params': params}, x,
-                                                     train=False)
+  bf16 = _apply(model.clone(dtype=jax.numpy.bfloat16))(params, x)
   assert bf16.dtype == np.float32
   np.testing.assert_allclose(ref, bf16, atol=0.05)
 
@@ -170,27 +179,25 @@ def test_scan_over_stacked_blocks_matches_unrolled():
   scanned = model.clone(scan=True)
   stacked = checkpoint.stack_blocks(params)
   assert jax.tree.map(np.shape, stacked) == jax.tree.map(
-      np.shape, _init(scanned, (1, 32, 32, 3)))
+      np.shape, jax.eval_shape(lambda: _init(scanned, (1, 32, 32, 3))))
   assert stacked['Transformer']['encoderblocks']['block']['MlpBlock_0'][
       'Dense_0']['kernel'].shape == (2, 16, 32)
   x = np.random.RandomState(0).uniform(-1, 1, (2, 32, 32, 3))
   loss = lambda m: lambda p: (m.apply({'params': p}, x, train=False)**2).sum()
-  ref = model.apply({'params': params}, x, train=False)
-  np.testing.assert_allclose(scanned.apply({'params': stacked}, x, train=False),
-                             ref, atol=1e-6)
-  grads = checkpoint.unstack_blocks(jax.grad(loss(scanned))(stacked))
+  ref = _apply(model)(params, x)
+  np.testing.assert_allclose(_apply(scanned)(stacked, x), ref, atol=1e-6)
+  grads = checkpoint.unstack_blocks(jax.jit(jax.grad(loss(scanned)))(stacked))
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5),
-               grads, jax.grad(loss(model))(params))
+               grads, jax.jit(jax.grad(loss(model)))(params))
   assert checkpoint.to_published(stacked).keys() == checkpoint.to_published(
       params).keys()
   jax.tree.map(np.testing.assert_array_equal,
                checkpoint.unstack_blocks(stacked), params)
   np.testing.assert_allclose(
-      scanned.clone(remat=True).apply({'params': stacked}, x, train=False),
-      ref, atol=1e-6)
+      _apply(scanned.clone(remat=True))(stacked, x), ref, atol=1e-6)
   # Collected attention weights come stacked too: [layers, batch, heads, ...].
-  collect = lambda m, p: m.apply({'params': p}, x, train=False,
-                                 mutable=['intermediates'])[1]['intermediates']
+  collect = lambda m, p: _apply(m, mutable=['intermediates'])(p, x)[1][
+      'intermediates']
   stacked_weights = checkpoint.unstack_blocks(collect(scanned, stacked))
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6),
                stacked_weights, collect(model, params))

@@ -47,16 +47,19 @@ def test_pi_resize_mixed_is_finite_and_warns():
   the exact pseudo-inverse (timm's too) stays of the kernel's magnitude."""
   kernel = np.random.RandomState(0).standard_normal((8, 8, 3, 4)).astype(
       np.float32)
+  # Each call jitted (one compile, not one per eager op); the warning comes
+  # while tracing.
+  resize = lambda k, hw: jax.jit(
+      lambda k: checkpoint.resize_patch_embedding(k, hw))(k)
   with pytest.warns(UserWarning, match='big_vision'):
-    mixed = checkpoint.resize_patch_embedding(kernel, (6, 10))
+    mixed = resize(kernel, (6, 10))
   assert mixed.shape == (6, 10, 3, 4)
   assert np.abs(mixed).max() < 10
   with warnings.catch_warnings():
     warnings.simplefilter('error')  # Pure grows/shrinks do not warn.
-    checkpoint.resize_patch_embedding(kernel, (6, 5))
+    resize(kernel, (6, 5))
   # Shrinking one axis and growing the other, as two separable steps.
-  step = checkpoint.resize_patch_embedding(
-      checkpoint.resize_patch_embedding(kernel, (6, 8)), (6, 10))
+  step = resize(resize(kernel, (6, 8)), (6, 10))
   np.testing.assert_allclose(mixed, step, atol=1e-5)
 
 
@@ -70,11 +73,13 @@ def test_big_vision_flexivit_file(tmp_path):
       seqhw=None))
   assert config.dynamic_img_size and config.posemb_grid == (2, 2)
   model = models.create(config, 3)
+  # Only the init's shapes: every value is drawn here.
   params = jax.tree.map(
       lambda p: np.random.RandomState(p.size).standard_normal(p.shape).astype(
           np.float32) * 0.3,
-      model.init(jax.random.PRNGKey(0), jnp.zeros((1, 8, 8, 3)),
-                 train=False)['params'])
+      jax.eval_shape(lambda: model.init(
+          jax.random.PRNGKey(0), jnp.zeros((1, 8, 8, 3)),
+          train=False)['params']))
   flat = {'/'.join(k): v for k, v in
           flax.traverse_util.flatten_dict(params).items()}
   posemb = flat.pop('Transformer/posembed_input/pos_embedding')[:, 1:]
@@ -93,12 +98,14 @@ def test_big_vision_flexivit_file(tmp_path):
   pe = jax.image.resize(posemb.reshape(1, 2, 2, -1), (1, 4, 4, 32), 'linear')
   tokens = (tokens + pe).reshape(2, 16, 32)
   tokens = jnp.concatenate([jnp.tile(params['cls'], (2, 1, 1)), tokens], 1)
-  want = vit.Encoder1DBlock(mlp_dim=128, num_heads=2).apply(
-      {'params': params['Transformer']['encoderblock_0']}, tokens, True)
+  want = jax.jit(lambda p, t: vit.Encoder1DBlock(
+      mlp_dim=128, num_heads=2).apply({'params': p}, t, True))(
+          params['Transformer']['encoderblock_0'], tokens)
 
-  got, = model.apply({'params': loaded}, x, train=False, patch_size=(3, 3),
-                     method='forward_intermediates', indices=[0],
-                     return_prefix_tokens=True)
+  got, = jax.jit(lambda p, x: model.apply(
+      {'params': p}, x, train=False, patch_size=(3, 3),
+      method='forward_intermediates', indices=[0],
+      return_prefix_tokens=True))(loaded, x)
   np.testing.assert_allclose(got[0].reshape(2, 16, 32), want[:, 1:],
                              atol=2e-5)
   np.testing.assert_allclose(got[1], want[:, :1], atol=2e-5)
