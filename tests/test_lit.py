@@ -34,9 +34,9 @@ def test_reference_case(reference, name):
   np.testing.assert_array_equal(tokens, np.load(ref_dir / case['tokens']))
   assert tokens.dtype == np.int32
   params = checkpoint.load_npz(str(ref_dir / case['checkpoint']))
-  zimg, ztxt, out = models.LitModel(**config).apply(
-      {'params': params}, images=np.load(ref_dir / case['images']),
-      tokens=tokens)
+  images = np.load(ref_dir / case['images'])
+  zimg, ztxt, out = jax.jit(lambda p: models.LitModel(**config).apply(
+      {'params': p}, images=images, tokens=tokens))(params)
   np.testing.assert_allclose(zimg, np.load(ref_dir / case['zimg']), atol=1e-5,
                              rtol=0)
   np.testing.assert_allclose(ztxt, np.load(ref_dir / case['ztxt']), atol=1e-5,
@@ -49,12 +49,14 @@ def test_one_tower_alone(reference):
   case = cases['lit_tt_tiny']
   model = models.LitModel(**case_config(case))
   params = checkpoint.load_npz(str(ref_dir / case['checkpoint']))
-  zimg, ztxt, _ = model.apply({'params': params},
-                              images=np.load(ref_dir / case['images']))
+  images = np.load(ref_dir / case['images'])
+  zimg, ztxt, _ = jax.jit(lambda p: model.apply({'params': p},
+                                                images=images))(params)
   assert ztxt is None and zimg.shape == (2, 192)
   np.testing.assert_allclose(np.linalg.norm(zimg, axis=1), 1, atol=1e-6)
   tokens = np.load(ref_dir / case['tokens'])
-  zimg, ztxt, _ = model.apply({'params': params}, tokens=tokens)
+  zimg, ztxt, _ = jax.jit(lambda p: model.apply({'params': p},
+                                                tokens=tokens))(params)
   assert zimg is None
   np.testing.assert_allclose(ztxt, np.load(ref_dir / case['ztxt']), atol=1e-5)
 

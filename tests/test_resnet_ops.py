@@ -27,16 +27,18 @@ def test_matmul_conv_computes_the_convolution(shape, kernel, stride):
   kwargs = dict(features=5, kernel_size=(kernel, kernel),
                 strides=(stride, stride), use_bias=False)
   conv, matmul = resnet.StdConv(**kwargs), resnet.MatmulStdConv(**kwargs)
-  params = conv.init(jax.random.PRNGKey(0), x)
+  # Jitted, both alike: one compilation each instead of one per op.
+  params = jax.jit(conv.init)(jax.random.PRNGKey(0), x)
   assert (jax.tree.structure(params) ==
-          jax.tree.structure(matmul.init(jax.random.PRNGKey(0), x)))
-  want = conv.apply(params, x)
-  got = matmul.apply(params, x)
+          jax.tree.structure(jax.eval_shape(matmul.init,
+                                            jax.random.PRNGKey(0), x)))
+  want = jax.jit(conv.apply)(params, x)
+  got = jax.jit(matmul.apply)(params, x)
   assert got.shape == want.shape == (2, -(-shape[0] // stride),
                                      -(-shape[1] // stride), 5)
   np.testing.assert_allclose(got, want, atol=2e-5, rtol=1e-5)
-  grad = lambda m: jax.grad(lambda p: jnp.sum(jnp.sin(m.apply(p, x))))(
-      params)['params']['kernel']
+  grad = lambda m: jax.jit(jax.grad(
+      lambda p: jnp.sum(jnp.sin(m.apply(p, x)))))(params)['params']['kernel']
   want = grad(conv)  # Through the standardisation: entries up to ~200.
   np.testing.assert_allclose(grad(matmul), want,
                              atol=1e-5 * np.abs(want).max())
@@ -55,8 +57,9 @@ def test_matmul_conv_refuses_what_it_does_not_compute():
 def test_max_pool_without_pooling_op(shape):
   x = jnp.asarray(np.random.RandomState(0).normal(size=shape), jnp.float32)
   pool = lambda x: nn.max_pool(x, (3, 3), (2, 2), 'SAME')
-  np.testing.assert_array_equal(resnet._max_pool_3x3_s2(x), pool(x))
-  grad = lambda f: jax.grad(lambda x: jnp.sum(jnp.sin(f(x))))(x)
+  np.testing.assert_array_equal(jax.jit(resnet._max_pool_3x3_s2)(x),
+                                jax.jit(pool)(x))
+  grad = lambda f: jax.jit(jax.grad(lambda x: jnp.sum(jnp.sin(f(x)))))(x)
   np.testing.assert_array_equal(grad(resnet._max_pool_3x3_s2), grad(pool))
 
 
@@ -71,17 +74,23 @@ def _hybrid(**resnet_options):
 def test_hybrid_with_matmul_ops_computes_the_same_logits():
   images = np.random.RandomState(1).uniform(-1, 1, (2, 32, 32, 3))
   model = _hybrid()
-  params = model.init(jax.random.PRNGKey(0), images, train=False)['params']
+  # Jitted, both alike: one compilation instead of one per op.
+  params = jax.jit(lambda k: model.init(k, images, train=False))(
+      jax.random.PRNGKey(0))['params']
   params['head']['kernel'] = jax.random.normal(
       jax.random.PRNGKey(2), params['head']['kernel'].shape)
-  want = model.apply({'params': params}, images, train=False)
-  got = _hybrid(ops='matmul').apply({'params': params}, images, train=False)
+  apply = lambda m: jax.jit(lambda p: m.apply({'params': p}, images,
+                                              train=False))(params)
+  want = apply(model)
+  got = apply(_hybrid(ops='matmul'))
   assert np.abs(want).max() > 0.1
   np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-5)
   with pytest.raises(ValueError, match="resnet.ops='im2col': use one of"):
-    _hybrid(ops='im2col').init(jax.random.PRNGKey(0), images, train=False)
+    jax.eval_shape(lambda: _hybrid(ops='im2col').init(
+        jax.random.PRNGKey(0), images, train=False))
   with pytest.raises(ValueError, match='unknown field.s. op; its fields are'):
-    _hybrid(op='matmul').init(jax.random.PRNGKey(0), images, train=False)
+    jax.eval_shape(lambda: _hybrid(op='matmul').init(
+        jax.random.PRNGKey(0), images, train=False))
 
 
 def test_default_job_computes_no_convolution_or_pooling_op():
@@ -94,7 +103,8 @@ def test_default_job_computes_no_convolution_or_pooling_op():
 
   def lowered_text(model_config):
     model = models.create(model_config, num_classes=10)
-    params = model.init(jax.random.PRNGKey(0), images, train=False)
+    params = jax.eval_shape(lambda: model.init(  # Lowered: shapes only.
+        jax.random.PRNGKey(0), images, train=False))
     loss = lambda p: jnp.sum(model.apply(p, images, train=False))
     return jax.jit(jax.grad(loss)).lower(params).as_text()
 

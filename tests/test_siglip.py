@@ -160,8 +160,8 @@ def _hf_refs():
 
 
 def _check_hf_embeddings(config, params, refs):
-  zimg, ztxt, out = models.create(config).apply(
-      {'params': params}, images=refs['images'], tokens=refs['tokens'])
+  zimg, ztxt, out = jax.jit(lambda p: models.create(config).apply(
+      {'params': p}, images=refs['images'], tokens=refs['tokens']))(params)
   np.testing.assert_allclose(zimg, refs['image_embeds'], atol=2e-5, rtol=0)
   np.testing.assert_allclose(ztxt, refs['text_embeds'], atol=2e-5, rtol=0)
   np.testing.assert_allclose(np.log(out['t']), refs['logit_scale'],
@@ -222,10 +222,10 @@ def test_big_vision_siglip_exports_to_transformers(reference, tmp_path):
   assert hub_config['vision_config']['image_size'] == 16
   assert hub_config['text_config']['max_position_embeddings'] == 8
   loaded = checkpoint.safetensors_model_config(str(out))
-  zimg, ztxt, res = models.create(loaded).apply(
-      {'params': checkpoint.load_safetensors(str(out))},
-      images=np.load(ref_dir / case['images']),
-      tokens=np.load(ref_dir / case['tokens']))
+  images, tokens = (np.load(ref_dir / case[k]) for k in ('images', 'tokens'))
+  zimg, ztxt, res = jax.jit(lambda p: models.create(loaded).apply(
+      {'params': p}, images=images, tokens=tokens))(
+          checkpoint.load_safetensors(str(out)))
   np.testing.assert_allclose(zimg, np.load(ref_dir / case['zimg']), atol=2e-5)
   np.testing.assert_allclose(ztxt, np.load(ref_dir / case['ztxt']), atol=2e-5)
   np.testing.assert_allclose(res['b'], [case['b']], rtol=1e-6)
@@ -346,7 +346,8 @@ def test_zeroshot_cli_prints_sigmoid_probabilities(offline_cache, tmp_path):
       checkpoint_path=name)
   classes = zeroshot.class_embeddings(model, params, tokenizer, labels)
   images = np.stack([inference.load_image(p, config.pp.size) for p in paths])
-  zimg, _, out = model.apply({'params': params}, images=images)
+  zimg, _, out = jax.jit(lambda p: model.apply({'params': p},
+                                              images=images))(params)
   logits = float(out['t'][0]) * np.asarray(zimg) @ classes.T + float(
       out['b'][0])
   np.testing.assert_allclose(got, 1 / (1 + np.exp(-logits)), atol=1e-4)
@@ -445,7 +446,8 @@ def test_pixels_that_fill_no_patch_are_dropped():
     images, zimg = npz['input/images'], npz['out/zimg']
   larger = np.random.default_rng(0).uniform(-1, 1, (2, 18, 19, 3))
   larger[:, :16, :16] = images
-  got, _, _ = model.apply({'params': params}, images=larger)
+  got, _, _ = jax.jit(lambda p: model.apply({'params': p},
+                                           images=larger))(params)
   np.testing.assert_allclose(got, zimg, atol=2e-5)
 
 
