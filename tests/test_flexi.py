@@ -1,7 +1,6 @@
 """FlexiViT training (models/flexi.py): a patch size per step, drawn inside
 the compiled step from the step's key."""
 import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp

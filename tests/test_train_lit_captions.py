@@ -10,7 +10,6 @@ import tensorflow_datasets as tfds
 from tests.conftest import needs_fashion_mnist
 from tests.test_train_lit import _config
 from tests.test_train_lit import _tower_checkpoint
-from vit_jax import checkpoint
 from vit_jax import zeroshot
 from vit_jax.data import captions as caption_data
 from vit_jax.data import sources

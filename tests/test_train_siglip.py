@@ -1,17 +1,18 @@
 """SigLIP training: the sigmoid loss against a NumPy reference, on one
-device and sharded over four; a short run's loss falls; a run resumed from a
-checkpoint ends bit-identical."""
+device and sharded over four; a short run's loss falls; a run killed
+(kill -9) after a checkpoint and resumed ends bit-identical."""
 import json
-import shutil
+import os
+import signal
 import subprocess
-import sys
+import time
 
 import jax
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT, assert_same_params, main_config, \
-    main_env, needs_fashion_mnist, read_records, python_command
+from tests.conftest import ROOT, assert_same_params, main_command, \
+    main_config, main_env, needs_fashion_mnist, read_records, python_command
 from vit_jax.configs import common
 from vit_jax.train import task_siglip
 from vit_jax.train import tasks
@@ -115,19 +116,40 @@ def test_short_siglip_run_learns_and_resumes_bit_identical(tmp_path):
   assert 'eval_ema/zeroshot_accuracy' in metrics
   records = [r for r in read_records(full) if 'train/bias' in r]
   assert records and records[-1]['train/bias'] != pytest.approx(-10.0)
-  # A run killed after its checkpoint at step 10 (kill -9: later steps and
-  # the end's files lost) and run again ends as the uninterrupted one.
-  cut = tmp_path / 'cut'
-  shutil.copytree(full, cut)
-  shutil.rmtree(cut / 'checkpoints' / '20')
-  for name in (layout.PARAMS, layout.PARAMS_EMA):
-    (cut / name).unlink()
+  # The same run as main.py, killed (kill -9) once its checkpoint at step 10
+  # is complete, then run again here: it ends as the uninterrupted one.
+  cut = _killed_after_checkpoint(tmp_path / 'cut', 10, *_TINY)
   assert tasks.train_and_evaluate(config, str(cut)) == metrics
   assert_same_params(full, cut)
   with np.load(full / layout.PARAMS_EMA) as a, \
       np.load(cut / layout.PARAMS_EMA) as b:
     for k in a.files:
       np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def _killed_after_checkpoint(workdir, step, *overrides, attempts=3):
+  """Runs configs/siglip.py with `overrides` (main.py, one device) and
+  kill -9s it as soon as its checkpoint `step` is complete; returns its
+  workdir. A run that got past its next checkpoint before the kill (a busy
+  machine) is tried again in a new workdir."""
+  for attempt in range(attempts):
+    cut = workdir.with_name(f'{workdir.name}{attempt}')
+    proc = subprocess.Popen(
+        main_command(cut, None, *overrides, config='configs/siglip.py'),
+        env=main_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        text=True)
+    while proc.poll() is None and not (cut / 'checkpoints' / str(step)
+                                       ).is_dir():
+      time.sleep(0.005)
+    proc.kill()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode in (0, -signal.SIGKILL), err[-3000:]
+    checkpoints = [d for d in os.listdir(cut / 'checkpoints') if d.isdigit()]
+    if proc.returncode == -signal.SIGKILL and checkpoints == [str(step)]:
+      assert not (cut / layout.PARAMS).exists()
+      return cut
+  raise AssertionError(f'each of {attempts} runs got past checkpoint {step} '
+                       'before it was killed')
 
 
 def test_siglip_needs_a_bias_and_lit_refuses_one(tmp_path):
