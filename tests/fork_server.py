@@ -101,8 +101,10 @@ class _Server:
     if not runnable or len(fds) != 3 or env != self.env:
       changed = sorted(k for k in env.keys() | self.env.keys()
                        if env.get(k) != self.env.get(k))
-      print(f'fresh interpreter for {argv[:2]}: environment variables '
-            f'{changed} differ from the imports\'', file=sys.stderr, flush=True)
+      why = (f'environment variables {changed} differ from the imports\''
+             if changed else 'not a script, -m or -c with stdin/out/err')
+      print(f'fresh interpreter for {argv[:2]}: {why}', file=sys.stderr,
+            flush=True)
       conn.sendall(b'fresh')
       conn.close()
       for fd in fds:
