@@ -156,6 +156,18 @@ def reference():
   return REFERENCE, json.loads((REFERENCE / 'cases.json').read_text())
 
 
+def zero_params(model, image_shape):
+  """Zeros in the tree and shapes of `model.init`'s params, made without
+  compiling anything: for code that reads only the shapes (layouts, a new
+  head, mismatch errors)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  shapes = jax.eval_shape(lambda: model.init(
+      jax.random.PRNGKey(0), np.zeros(image_shape, np.float32),
+      train=False)['params'])
+  return jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shapes)
+
+
 def tiny_config(**overrides):
   """A 2-block ViT small enough for unit tests (32 px, 8 px patches)."""
   config = ml_collections.ConfigDict(dict(

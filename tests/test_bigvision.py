@@ -7,7 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tests.conftest import read_records, tiny_config, train_in_process
+from tests.conftest import read_records, tiny_config, train_in_process, \
+    zero_params
 from vit_jax import checkpoint
 from vit_jax import models
 from vit_jax.checkpoint import big_vision
@@ -138,11 +139,8 @@ def test_fine_tune_from_big_vision_file(tmp_path, classifier):
   np.savez(path, **_big_vision_layout(params))
   new_config = tiny_config(classifier=classifier)
   model = models.create(new_config, 7)
-  init = jax.tree.map(  # The head and the shapes are all it gives: zeros.
-      lambda s: np.zeros(s.shape, s.dtype),
-      jax.eval_shape(lambda: model.init(jax.random.PRNGKey(3),
-                                        np.zeros((1, 48, 48, 3)),
-                                        train=False)['params']))
+  # The head and the shapes are all it gives: zeros.
+  init = zero_params(model, (1, 48, 48, 3))
   tuned = checkpoint.load_pretrained(pretrained_path=path, init_params=init,
                                      model_config=new_config)
   assert 'pre_logits' not in tuned

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import scipy.ndimage
 
-from tests.conftest import REFERENCE, tiny_config
+from tests.conftest import REFERENCE, tiny_config, zero_params
 from vit_jax import checkpoint
 from vit_jax import models
 from vit_jax.configs import models as models_config
@@ -70,9 +70,7 @@ def test_save_npz_writes_published_layout(tmp_path, name):
   size = entry['image_size']
   path = str(tmp_path / 'params.npz')
   # Only the layout is checked: zeros of the init's shapes.
-  shapes = jax.eval_shape(lambda: _init(model, (1, size, size, 3)))
-  checkpoint.save_npz(path, jax.tree.map(
-      lambda s: np.zeros(s.shape, s.dtype), shapes))
+  checkpoint.save_npz(path, zero_params(model, (1, size, size, 3)))
   with np.load(path) as npz:
     assert {k: list(npz[k].shape) for k in npz.files} == entry['params']
   assert list(tmp_path.iterdir()) == [tmp_path / 'params.npz']

@@ -9,7 +9,7 @@ import pytest
 
 from configs import finetune
 from tests.conftest import REFERENCE, read_records, run_main, \
-    train_in_process
+    train_in_process, zero_params
 from vit_jax import benchmark
 from vit_jax import checkpoint
 from vit_jax import inference
@@ -173,8 +173,7 @@ def test_token_count_change_is_refused(reference, tmp_path):
     validate.validate(config, workdir=str(tmp_path), num_devices=1,
                       num_processes=1)
   model = models.create(config.model, 4)
-  init = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype),  # Shapes only.
-                      jax.eval_shape(lambda: _init(model, 160)))
+  init = zero_params(model, (1, 160, 160, 3))  # Shapes only.
   with pytest.raises(checkpoint.CheckpointMismatchError, match=want):
     checkpoint.load_pretrained(pretrained_path=str(path), init_params=init,
                                model_config=config.model)

@@ -13,8 +13,8 @@ import pytest
 import safetensors.numpy
 import skimage.data
 
-from tests.conftest import ROOT, read_records, tiny_config, train_in_process, \
-    python_command
+from tests.conftest import ROOT, python_command, read_records, tiny_config, \
+    train_in_process, zero_params
 from vit_jax import checkpoint
 from vit_jax import inference
 from vit_jax import models
@@ -251,12 +251,9 @@ def test_model_config_must_match_the_file(reference, tmp_path):
 ])
 def test_save_errors(tmp_path, change, message):
   config = tiny_config()
-  params = jax.tree.map(  # Shapes only: the errors are about the layout.
-      lambda s: np.zeros(s.shape, s.dtype),
-      jax.eval_shape(lambda: models.VisionTransformer(
-          num_classes=5, **config).init(jax.random.PRNGKey(0),
-                                        np.zeros((1, 32, 32, 3)),
-                                        train=False)['params']))
+  # Shapes only: the errors are about the layout.
+  params = zero_params(models.VisionTransformer(num_classes=5, **config),
+                       (1, 32, 32, 3))
   change = dict(change)
   layout = change.pop('layout', 'timm')
   config.transformer.update(change.pop('transformer', {}))

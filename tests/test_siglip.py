@@ -11,7 +11,7 @@ from PIL import Image
 import pytest
 import safetensors.numpy
 
-from tests.conftest import ROOT, python_command
+from tests.conftest import ROOT, python_command, zero_params
 from tests.test_hub import offline_cache  # pylint: disable=unused-import
 from tests.test_hub import write_repo
 from vit_jax import checkpoint
@@ -368,9 +368,7 @@ def test_image_tower_fine_tunes_as_a_classifier(offline_cache, tmp_path,
   config = common.model_from_variant(name)
   assert 'text_model' not in config and config.classifier == 'map'
   model = models.create(config, 5)
-  init = jax.eval_shape(lambda: model.init(
-      jax.random.key(0), np.zeros((1, 16, 16, 3)), train=False)['params'])
-  init = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), init)
+  init = zero_params(model, (1, 16, 16, 3))
   tuned = checkpoint.load_pretrained(pretrained_path=name, init_params=init,
                                      model_config=config)
   towers = checkpoint.load_safetensors(str(HF_REPO / 'model.safetensors'))
@@ -466,9 +464,7 @@ def test_image_tower_of_a_big_vision_file_as_a_classifier(reference):
   config = common.model_from_variant(path)
   assert config.classifier == 'map' and config.hidden_size == 32
   model = models.create(config, 4)
-  init = jax.eval_shape(lambda: model.init(
-      jax.random.key(0), np.zeros((1, 16, 16, 3)), train=False)['params'])
-  init = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), init)
+  init = zero_params(model, (1, 16, 16, 3))
   tuned = checkpoint.load_pretrained(pretrained_path=path, init_params=init,
                                      model_config=config)
   towers = checkpoint.load_npz(path)
