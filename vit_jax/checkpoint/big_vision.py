@@ -237,12 +237,7 @@ def config_from_kwargs(kwargs: Mapping[str, Any],
   kw.pop('seqhw', None)  # Its call-time patch size: here `patch_size=`.
   if posemb_size is not None:
     config.update(flexi_fields(posemb_size))
-  kw.pop('scan', None)
-  kw.pop('remat_policy', None)
-  kw.pop('dtype_mm', None)
-  if kw:
-    raise ValueError(f'big_vision ViT arguments {sorted(kw)} have no '
-                     'counterpart here.')
+  _refuse_the_rest(kw, 'ViT', ('scan', 'remat_policy', 'dtype_mm'))
   return config
 
 
@@ -300,9 +295,15 @@ def text_config_from_kwargs(kwargs: Mapping[str, Any]) -> Dict[str, Any]:
                 dropout_rate=kw.pop('dropout', 0.0),
                 vocab_size=kw.pop('vocab_size', 32_000),
                 pool_type=kw.pop('pool_type', 'last'))
-  kw.pop('scan', None)
-  kw.pop('remat_policy', None)
-  if kw:
-    raise ValueError(f'big_vision text_transformer arguments {sorted(kw)} '
-                     'have no counterpart here.')
+  _refuse_the_rest(kw, 'text_transformer', ('scan', 'remat_policy'))
   return config
+
+
+def _refuse_the_rest(kw, model, compute_only):
+  """Drops the `model`'s arguments that change only how big_vision computes
+  (not the params or the function); any argument left is an error."""
+  for name in compute_only:
+    kw.pop(name, None)
+  if kw:
+    raise ValueError(f'big_vision {model} arguments {sorted(kw)} have no '
+                     'counterpart here.')
